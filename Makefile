@@ -1,0 +1,30 @@
+# NeuroPhase: `make demo` sets everything up and runs the main job; `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OUT    ?= out
+
+.PHONY: setup demo test test-all clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/neurophase generate --out $(OUT)/rtl
+	$(BIN)/neurophase sim shift-add --length 200 --build-dir $(OUT)/sim/shift_add
+	@echo "outputs: Verilog and manifest in $(OUT)/rtl, simulation results in $(OUT)/sim"
+
+test: setup
+	$(BIN)/python -m pytest -n 2
+
+test-all: setup
+	$(BIN)/python -m pytest -n 2 -m "slow or not slow"
+
+clean:
+	rm -rf $(OUT) sim_build .pytest_cache

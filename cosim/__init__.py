@@ -1,0 +1,1 @@
+"""cocotb co-simulation: the generated RTL under Verilator against the numpy models."""

@@ -1,0 +1,1 @@
+"""cocotb test modules, one per design under test (loaded by the simulator, not by pytest)."""

@@ -1,0 +1,131 @@
+"""The ``neurophase`` command line: generate, sim, bench, model (and later fpga)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from neurophase.config import ChipConfig, ConfigError, load_config
+from neurophase.toolchain import ToolchainError
+
+console = Console(highlight=False)
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Chip configuration (TOML); the default chip when omitted.",
+)
+
+
+def friendly_errors(func):
+    """Turn the framework's own errors into one clear line and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from neurophase.cosim.runner import SimulationError
+
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, ToolchainError, SimulationError, ValueError) as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            sys.exit(2)
+
+    return wrapper
+
+
+def get_config(path: Path | None) -> ChipConfig:
+    return load_config(path)
+
+
+@click.group()
+@click.version_option(package_name="neurophase")
+def main():
+    """NeuroPhase: generate, co-simulate and emulate a PCM-crossbar analog AI accelerator."""
+
+
+@main.command()
+@config_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out/rtl"),
+              show_default=True, help="Folder for the Verilog and the manifest.")
+@friendly_errors
+def generate(config_path, out_dir):
+    """Write the Verilog of every RTL block, the configuration used and a manifest."""
+    from neurophase.generate import generate as generate_all
+
+    cfg = get_config(config_path)
+    manifest = generate_all(cfg, out_dir)
+    for entry in manifest["files"]:
+        console.print(f"  wrote {out_dir / entry['path']}  [dim]({entry['kind']})[/]")
+    console.print(f"manifest: {out_dir / 'manifest.json'}")
+
+
+@main.group()
+def sim():
+    """cocotb co-simulations of the generated RTL (Verilator by default)."""
+
+
+def sim_options(func):
+    for option in reversed([
+        config_option,
+        click.option("--seed", type=int, default=None, help="Random seed (printed; reuse it to repeat a run)."),
+        click.option("--length", type=click.IntRange(1), default=1000, show_default=True,
+                     help="Random transactions (quick: ~100, exhaustive: 10000+)."),
+        click.option("--waves", is_flag=True, help="Record waveforms (FST when liblz4 is available, else VCD)."),
+        click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
+                     show_default=True),
+        click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Build folder (default: out/sim/<bench>)."),
+    ]):
+        func = option(func)
+    return func
+
+
+def print_sim_summary(name: str, run) -> None:
+    status = "[bold green]PASS[/]" if run.ok else "[bold red]FAIL[/]"
+    console.print(f"{name}: {status}  {run.passed} passed, {run.failed} failed  "
+                  f"seed={run.seed}  ({run.wall_s:.1f} s)")
+    console.print(f"  results: {run.results_xml}")
+    if run.waves:
+        console.print(f"  waves:   {run.waves}")
+    if not run.ok:
+        console.print(f"  repeat with: --seed {run.seed}")
+
+
+@sim.command("shift-add")
+@sim_options
+@friendly_errors
+def sim_shift_add(config_path, seed, length, waves, simulator, build_dir):
+    """Co-simulate the shift-and-add Verilog against its golden model."""
+    from neurophase.cosim.regressions import run_shift_add
+    from neurophase.models.shift_add import ShiftAddParams
+
+    cfg = get_config(config_path)
+    params = ShiftAddParams.from_config(cfg)
+    build_dir = build_dir or Path("out/sim/shift_add")
+    console.print(f"shift-add: {params.columns} columns, {params.lanes} lanes, {params.planes} planes, "
+                  f"{params.slices} slice(s), {params.width}-bit result; {length} random MVMs + corner cases")
+    run = run_shift_add(params, build_dir, seed=seed, count=length, waves=waves, simulator=simulator)
+    print_sim_summary("shift-add", run)
+    sys.exit(0 if run.ok else 1)
+
+
+@main.group()
+def bench():
+    """Benchmarks: print their figures (as ratios against a baseline measured in the same run)."""
+
+
+@main.group()
+def model():
+    """Device and array studies with the analog model."""
+
+
+def emit_json(data: dict) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

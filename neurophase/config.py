@@ -1,0 +1,386 @@
+"""The chip configuration: one typed, validated description that sizes the RTL,
+parametrises the analog model, configures the co-simulation and the FPGA build.
+
+Every section is a frozen dataclass whose fields carry their allowed values; the
+values are checked when the object is built, so an invalid chip can never exist.
+Errors name the field, the value and what is allowed::
+
+    >>> ChipConfig.from_dict({"adc": {"bits": 40}})
+    Traceback (most recent call last):
+    ...
+    neurophase.config.ConfigError: adc.bits must be an integer from 2 to 16, not 40
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "TileConfig",
+    "InputConfig",
+    "AdcConfig",
+    "WeightConfig",
+    "DatapathConfig",
+    "DeviceConfig",
+    "ChipConfig",
+    "DEVICE_PRESETS",
+    "load_config",
+]
+
+#: Device families the analog model implements (see ``neurophase.models``).
+DEVICE_PRESETS = ("pcm-joshi", "pcm-hermes", "pcm-projected", "rram", "nor-flash")
+
+
+class ConfigError(ValueError):
+    """An invalid chip configuration; the message names the field, the value and what is allowed."""
+
+
+def _int_field(default: int, lo: int, hi: int, doc: str):
+    return field(default=default, metadata={"kind": "int", "lo": lo, "hi": hi, "doc": doc})
+
+
+def _float_field(default: float, lo: float, hi: float, doc: str):
+    return field(default=default, metadata={"kind": "float", "lo": lo, "hi": hi, "doc": doc})
+
+
+def _choice_field(default: str, choices: tuple[str, ...], doc: str):
+    return field(default=default, metadata={"kind": "choice", "choices": choices, "doc": doc})
+
+
+def _check_field(section: str, spec: dataclasses.Field, value: Any) -> None:
+    meta = spec.metadata
+    name = f"{section}.{spec.name}" if section else spec.name
+    kind = meta.get("kind")
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or not meta["lo"] <= value <= meta["hi"]:
+            raise ConfigError(f"{name} must be an integer from {meta['lo']} to {meta['hi']}, not {value!r}")
+    elif kind == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or not meta["lo"] <= value <= meta["hi"]:
+            raise ConfigError(f"{name} must be a number from {meta['lo']:g} to {meta['hi']:g}, not {value!r}")
+    elif kind == "choice":
+        if value not in meta["choices"]:
+            allowed = ", ".join(repr(c) for c in meta["choices"])
+            raise ConfigError(f"{name} must be one of {allowed}, not {value!r}")
+
+
+class _Section:
+    """Shared behaviour of the configuration sections: field checks, dict round trip."""
+
+    _section = ""
+
+    def __post_init__(self):
+        for spec in dataclasses.fields(self):
+            _check_field(self._section, spec, getattr(self, spec.name))
+        self._check()
+
+    def _check(self) -> None:
+        """Cross-field checks of one section; overridden where needed."""
+
+    def error(self, name: str, value: Any, allowed: str) -> ConfigError:
+        return ConfigError(f"{self._section}.{name} {allowed}, not {value!r}")
+
+    @classmethod
+    def from_dict(cls, data: Any):
+        if not isinstance(data, dict):
+            raise ConfigError(f"[{cls._section}] must be a table of fields, not {data!r}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in names:
+                raise ConfigError(
+                    f"unknown field {cls._section}.{key}; allowed fields: {', '.join(names)}"
+                )
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TileConfig(_Section):
+    """Size of one crossbar tile and of the chip.
+
+    Parameters
+    ----------
+    rows : int
+        Crossbar rows (inputs) per tile.
+    cols : int
+        Crossbar columns (weight outputs) per tile.
+    count : int
+        Number of tiles on the chip.
+    """
+
+    _section = "tile"
+    rows: int = _int_field(256, 1, 4096, "crossbar rows (inputs) per tile")
+    cols: int = _int_field(256, 1, 4096, "crossbar columns (outputs) per tile")
+    count: int = _int_field(144, 1, 4096, "tiles on the chip")
+
+
+@dataclass(frozen=True)
+class InputConfig(_Section):
+    """How activations reach the rows.
+
+    Parameters
+    ----------
+    bits : int
+        Activation width.
+    encoding : str
+        ``"twos-complement"`` (the MSB bit-plane counts negatively) or ``"unsigned"``.
+    mode : str
+        ``"bit-serial"`` (one bit-plane per array read) or ``"pulse-width"``.
+    """
+
+    _section = "input"
+    bits: int = _int_field(8, 1, 16, "activation width in bits")
+    encoding: str = _choice_field("twos-complement", ("twos-complement", "unsigned"), "input number format")
+    mode: str = _choice_field("bit-serial", ("bit-serial", "pulse-width"), "how inputs drive the rows")
+
+    @property
+    def signed(self) -> bool:
+        return self.encoding == "twos-complement"
+
+    @property
+    def planes(self) -> int:
+        """Array reads per slice: one per bit-plane when bit-serial, one otherwise."""
+        return self.bits if self.mode == "bit-serial" else 1
+
+
+@dataclass(frozen=True)
+class AdcConfig(_Section):
+    """The column ADCs.
+
+    Parameters
+    ----------
+    bits : int
+        Signed ADC code width.
+    columns_per_adc : int
+        Columns that share one ADC through a column multiplexer (1: an ADC per column).
+    latency_cycles : int
+        Clock cycles from a conversion's start to its done.
+    """
+
+    _section = "adc"
+    bits: int = _int_field(8, 2, 16, "signed ADC code width")
+    columns_per_adc: int = _int_field(1, 1, 256, "columns multiplexed onto one ADC")
+    latency_cycles: int = _int_field(16, 1, 4096, "conversion latency in clock cycles")
+
+
+@dataclass(frozen=True)
+class WeightConfig(_Section):
+    """How a weight is stored in the devices.
+
+    Parameters
+    ----------
+    slices : int
+        Differential pairs per weight, each on its own array read (S).
+    significance_factor : int
+        Factor F between consecutive slices: W = sum_s F**s * (G+_s - G-_s).
+    scaling : str
+        ``"per-column"`` or ``"per-tile"`` scaling of weights onto g_max.
+    """
+
+    _section = "weights"
+    slices: int = _int_field(1, 1, 8, "differential pairs per weight")
+    significance_factor: int = _int_field(8, 2, 256, "factor between consecutive slices")
+    scaling: str = _choice_field("per-column", ("per-column", "per-tile"), "scaling of weights onto g_max")
+
+
+@dataclass(frozen=True)
+class DatapathConfig(_Section):
+    """The digital periphery behind the ADCs.
+
+    Parameters
+    ----------
+    lanes : int
+        Columns the digital datapath handles per clock cycle.
+    accumulator_bits : int
+        Width of the shift-and-add result; 0 derives the full-precision width.
+    activation_bits : int
+        Width of the requantised activation handed to the next layer.
+    """
+
+    _section = "datapath"
+    lanes: int = _int_field(16, 1, 256, "columns per clock in the digital datapath")
+    accumulator_bits: int = _int_field(0, 0, 64, "shift-and-add result width (0: full precision)")
+    activation_bits: int = _int_field(8, 2, 16, "requantised output activation width")
+
+
+@dataclass(frozen=True)
+class DeviceConfig(_Section):
+    """The memory device and its parameter overrides.
+
+    Parameters
+    ----------
+    preset : str
+        One of :data:`DEVICE_PRESETS`.
+    overrides : dict
+        Device-model parameters to replace, by name (checked by the model).
+    """
+
+    _section = "device"
+    preset: str = _choice_field("pcm-joshi", DEVICE_PRESETS, "device family / fit")
+    overrides: dict = field(default_factory=dict)
+
+    def _check(self) -> None:
+        if not isinstance(self.overrides, dict):
+            raise self.error("overrides", self.overrides, "must be a table of parameter = number")
+        for key, value in self.overrides.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"device.overrides.{key} must be a finite number, not {value!r}")
+
+    def __hash__(self):
+        return hash((self.preset, tuple(sorted(self.overrides.items()))))
+
+
+_SECTIONS = {
+    "tile": TileConfig,
+    "input": InputConfig,
+    "adc": AdcConfig,
+    "weights": WeightConfig,
+    "datapath": DatapathConfig,
+    "device": DeviceConfig,
+}
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    """The whole chip. The defaults match the design brief: 144 tiles of 256 x 256
+    weights, 8-bit two's-complement bit-serial inputs, an 8-bit ADC per column.
+
+    Parameters
+    ----------
+    tile, input, adc, weights, datapath, device :
+        The sections; see their classes.
+    clock_mhz : float
+        Clock of the digital periphery.
+
+    Raises
+    ------
+    ConfigError
+        For any value outside its allowed range or an inconsistent combination.
+    """
+
+    tile: TileConfig = field(default_factory=TileConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    adc: AdcConfig = field(default_factory=AdcConfig)
+    weights: WeightConfig = field(default_factory=WeightConfig)
+    datapath: DatapathConfig = field(default_factory=DatapathConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    clock_mhz: float = _float_field(500.0, 1.0, 5000.0, "clock of the digital periphery in MHz")
+
+    def __post_init__(self):
+        for name, cls in _SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}, not {getattr(self, name)!r}")
+        _check_field("", dataclasses.fields(self)[-1], self.clock_mhz)
+        cols, lanes = self.tile.cols, self.datapath.lanes
+        if cols % lanes:
+            raise ConfigError(f"datapath.lanes must divide tile.cols ({cols}), not {lanes!r}")
+        if cols % self.adc.columns_per_adc:
+            raise ConfigError(
+                f"adc.columns_per_adc must divide tile.cols ({cols}), not {self.adc.columns_per_adc!r}"
+            )
+        if self.full_accumulator_bits > 62:
+            raise ConfigError(
+                f"weights.significance_factor {self.weights.significance_factor} with weights.slices "
+                f"{self.weights.slices}, input.bits {self.input.bits} and adc.bits {self.adc.bits} needs a "
+                f"{self.full_accumulator_bits}-bit accumulator; at most 62 bits are allowed"
+            )
+        acc = self.datapath.accumulator_bits
+        if acc and acc < self.adc.bits:
+            raise ConfigError(
+                f"datapath.accumulator_bits must be 0 (full precision) or at least adc.bits "
+                f"({self.adc.bits}), not {acc!r}"
+            )
+
+    # -- derived quantities -------------------------------------------------
+    @property
+    def full_accumulator_bits(self) -> int:
+        """Signed width that holds any shift-and-add result without saturation."""
+        return full_precision_bits(
+            self.adc.bits, self.input.bits, self.weights.slices, self.weights.significance_factor
+        )
+
+    @property
+    def accumulator_bits(self) -> int:
+        """Width of the shift-and-add result actually built."""
+        return self.datapath.accumulator_bits or self.full_accumulator_bits
+
+    # -- construction ---------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict) -> "ChipConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"a configuration must be a table, not {data!r}")
+        allowed = [*_SECTIONS, "clock_mhz"]
+        kwargs = {}
+        for key, value in data.items():
+            if key not in allowed:
+                raise ConfigError(f"unknown section or field {key!r}; allowed: {', '.join(allowed)}")
+            kwargs[key] = _SECTIONS[key].from_dict(value) if key in _SECTIONS else value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "ChipConfig":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {str(path)!r}: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except (ConfigError, TypeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """The configuration as TOML text that :meth:`from_toml` reads back unchanged."""
+        lines = [f"clock_mhz = {self.clock_mhz!r}", ""]
+        for name in _SECTIONS:
+            section = dataclasses.asdict(getattr(self, name))
+            overrides = section.pop("overrides", None)
+            lines.append(f"[{name}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in section.items()]
+            lines.append("")
+            if overrides:
+                lines.append(f"[{name}.overrides]")
+                lines += [f"{key} = {_toml_value(value)}" for key, value in overrides.items()]
+                lines.append("")
+        return "\n".join(lines)
+
+    def replace(self, **sections) -> "ChipConfig":
+        """A copy with whole sections or section fields replaced: ``cfg.replace(adc={"bits": 6})``."""
+        kwargs = {}
+        for name, value in sections.items():
+            if name in _SECTIONS and isinstance(value, dict):
+                value = dataclasses.replace(getattr(self, name), **value)
+            kwargs[name] = value
+        return dataclasses.replace(self, **kwargs)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def full_precision_bits(adc_bits: int, input_bits: int, slices: int, factor: int) -> int:
+    """Signed width holding the largest |sum_s F**s sum_b 2**b c| with |c| <= 2**(adc_bits-1)."""
+    bound = (2 ** (adc_bits - 1)) * (2**input_bits - 1) * sum(factor**s for s in range(slices))
+    return bound.bit_length() + 1
+
+
+def load_config(path: str | Path | None = None) -> ChipConfig:
+    """The configuration in ``path``, or the default chip when ``path`` is None."""
+    return ChipConfig() if path is None else ChipConfig.from_toml(path)

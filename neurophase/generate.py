@@ -1,0 +1,62 @@
+"""Verilog generation: every RTL block of the chip from one configuration, with a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+from neurophase.config import ChipConfig
+from neurophase.models.shift_add import ShiftAddParams
+from neurophase.rtl.shift_add import ShiftAdd
+
+__all__ = ["BLOCKS", "build_block", "convert", "generate"]
+
+#: Every RTL block the framework generates: Verilog module name -> factory from the chip config.
+BLOCKS: dict[str, Callable[[ChipConfig], wiring.Component]] = {
+    "shift_add": lambda cfg: ShiftAdd(ShiftAddParams.from_config(cfg)),
+}
+
+
+def build_block(name: str, cfg: ChipConfig) -> wiring.Component:
+    """The component of block ``name`` sized by ``cfg``."""
+    if name not in BLOCKS:
+        raise ValueError(f"unknown RTL block {name!r}; known blocks: {', '.join(BLOCKS)}")
+    return BLOCKS[name](cfg)
+
+
+def convert(component: wiring.Component, name: str) -> str:
+    """Verilog text of ``component`` as module ``name``."""
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = None) -> dict:
+    """Write the Verilog of ``blocks`` (default: all), the configuration used and
+    ``manifest.json`` listing every file written with its SHA-256; returns the manifest."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+
+    def record(path: Path, kind: str, **extra):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        files.append({"path": path.name, "kind": kind, "sha256": digest, **extra})
+
+    config_path = out_dir / "chip.toml"
+    config_path.write_text(cfg.to_toml(), encoding="utf-8")
+    record(config_path, "configuration")
+    for name in blocks or list(BLOCKS):
+        path = out_dir / f"{name}.v"
+        path.write_text(convert(build_block(name, cfg), name), encoding="utf-8")
+        record(path, "verilog", module=name)
+    manifest = {
+        "generator": f"neurophase {version('neurophase')}",
+        "amaranth": version("amaranth"),
+        "files": files,
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest

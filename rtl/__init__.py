@@ -1,0 +1,1 @@
+"""Amaranth components of the tile's digital periphery (one component per module)."""

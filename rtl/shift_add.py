@@ -1,0 +1,141 @@
+"""Shift-and-add: accumulates ADC codes over input bit-planes and weight slices."""
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from neurophase.models.shift_add import ShiftAddParams
+
+__all__ = ["ShiftAdd", "shift_add_layouts"]
+
+
+def shift_add_layouts(params: ShiftAddParams) -> tuple[data.StructLayout, data.StructLayout]:
+    """Payload layouts of the input (codes) and output (results) streams."""
+    codes = data.StructLayout({"codes": data.ArrayLayout(signed(params.adc_bits), params.lanes)})
+    results = data.StructLayout({
+        "data": data.ArrayLayout(signed(params.width), params.lanes),
+        "saturated": unsigned(params.lanes),
+        "last": unsigned(1),
+    })
+    return codes, results
+
+
+class ShiftAdd(wiring.Component):
+    """Digital shift-and-add behind the column ADCs.
+
+    Beats arrive in the order slice (outer), input bit-plane (LSB first), column group
+    (inner); each beat carries ``lanes`` signed ADC codes of one column group. The unit
+    adds ``code * F**s * 2**b`` (negated on the MSB plane of two's-complement inputs) into
+    the column's accumulator, saturating after every addition, and emits the results of
+    a column group when its last (slice, plane) arrives. Accumulators live in a memory of
+    ``columns / lanes`` words; a two-stage pipeline accepts one beat per cycle.
+
+    Parameters
+    ----------
+    params : ShiftAddParams
+        Sizes; :meth:`ShiftAddParams.from_config` derives them from the chip configuration.
+
+    Members
+    -------
+    i_stream : In(stream.Signature(StructLayout({"codes": ArrayLayout(signed(adc_bits), lanes)})))
+        ADC codes of one column group.
+    o_stream : Out(stream.Signature(StructLayout({"data": ..., "saturated": lanes, "last": 1})))
+        Results of one column group; ``saturated`` has a bit per lane that is set when any
+        addition of that column was clipped; ``last`` marks the final group of an MVM.
+    restart : In(1)
+        Drops the MVM in progress (including a result waiting on ``o_stream``); the next
+        beat starts a new MVM.
+    busy : Out(1)
+        An MVM is partly accumulated or a result is waiting.
+    """
+
+    def __init__(self, params: ShiftAddParams):
+        if not isinstance(params, ShiftAddParams):
+            raise TypeError(f"params must be a ShiftAddParams, not {params!r}")
+        self.params = params
+        codes, results = shift_add_layouts(params)
+        super().__init__({
+            "i_stream": In(stream.Signature(codes)),
+            "o_stream": Out(stream.Signature(results)),
+            "restart": In(1),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        steps = p.slices * p.planes
+        weights = [p.weight(s, b) for s in range(p.slices) for b in range(p.planes)]
+        weight_shape = signed(max(abs(w) for w in weights).bit_length() + 1)
+        lo, hi = p.out_range
+        wide = signed(max(p.width, p.adc_bits + weight_shape.width) + 1)
+
+        word = data.StructLayout({
+            "acc": data.ArrayLayout(signed(p.width), p.lanes),
+            "sat": unsigned(p.lanes),
+        })
+        m.submodules.acc_mem = mem = memory.Memory(shape=word, depth=p.groups, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port(transparent_for=(wr,))
+
+        group = Signal(range(p.groups))
+        step = Signal(range(steps))
+        weight_table = Array(Const(w, weight_shape) for w in weights)
+
+        b_valid = Signal()
+        b_codes = Signal(data.ArrayLayout(signed(p.adc_bits), p.lanes))
+        b_weight = Signal(weight_shape)
+        b_group = Signal(range(p.groups))
+        b_first = Signal()
+        b_last = Signal()
+        b_done = Signal()
+        accept = Signal()
+
+        m.d.comb += [
+            b_done.eq(~b_last | self.o_stream.ready),
+            self.i_stream.ready.eq(~self.restart & (~b_valid | b_done)),
+            accept.eq(self.i_stream.valid & self.i_stream.ready),
+            rd.addr.eq(group),
+            rd.en.eq(accept),
+            self.busy.eq(b_valid | (group != 0) | (step != 0)),
+        ]
+
+        with m.If(self.restart):
+            m.d.sync += [group.eq(0), step.eq(0), b_valid.eq(0)]
+        with m.Elif(accept):
+            m.d.sync += [
+                b_valid.eq(1),
+                b_codes.eq(self.i_stream.payload.codes),
+                b_weight.eq(weight_table[step]),
+                b_group.eq(group),
+                b_first.eq(step == 0),
+                b_last.eq(step == steps - 1),
+            ]
+            with m.If(group == p.groups - 1):
+                m.d.sync += [group.eq(0), step.eq(Mux(step == steps - 1, 0, step + 1))]
+            with m.Else():
+                m.d.sync += group.eq(group + 1)
+        with m.Elif(b_done):
+            m.d.sync += b_valid.eq(0)
+
+        result = Signal(word)
+        for lane in range(p.lanes):
+            prev = Mux(b_first, 0, rd.data.acc[lane])
+            total = Signal(wide, name=f"total_{lane}")
+            m.d.comb += total.eq(prev + b_codes[lane] * b_weight)
+            clipped = Mux(total > hi, hi, Mux(total < lo, lo, total))
+            m.d.comb += [
+                result.acc[lane].eq(clipped),
+                result.sat[lane].eq((~b_first & rd.data.sat[lane]) | (total > hi) | (total < lo)),
+            ]
+
+        m.d.comb += [
+            wr.addr.eq(b_group),
+            wr.data.eq(result),
+            wr.en.eq(b_valid & ~b_last & ~self.restart),
+            self.o_stream.valid.eq(b_valid & b_last & ~self.restart),
+            self.o_stream.payload.data.eq(result.acc),
+            self.o_stream.payload.saturated.eq(result.sat),
+            self.o_stream.payload.last.eq(b_group == p.groups - 1),
+        ]
+        return m
