@@ -28,6 +28,7 @@ __all__ = [
     "WeightConfig",
     "DatapathConfig",
     "DeviceConfig",
+    "AnalogConfig",
     "ChipConfig",
     "DEVICE_PRESETS",
     "load_config",
@@ -238,6 +239,66 @@ class DeviceConfig(_Section):
         return hash((self.preset, tuple(sorted(self.overrides.items()))))
 
 
+@dataclass(frozen=True)
+class AnalogConfig(_Section):
+    """The analog array model: read, ADC range, noise switches, drift compensation.
+
+    Parameters
+    ----------
+    weight_bits : int
+        Signed integer weight width of the mapping: weights quantise to
+        [-(2**(weight_bits-1)-1), 2**(weight_bits-1)-1] times a per-column/per-tile scale.
+    read_voltage_v : float
+        Row read voltage; column current in µA = volts x µS.
+    adc_full_scale : float
+        ADC full-scale current as a fraction of the largest column signal
+        (rows x g_max x read voltage x largest row drive); code LSB = full scale / 2**(bits-1).
+    adc_offset_lsb : float
+        Offset of every ADC, in LSB, added before rounding.
+    adc_offset_sigma_lsb : float
+        Spread of the per-ADC offset (drawn once per ADC at chip build), in LSB.
+    adc_noise_lsb : float
+        Output-referred ADC noise (one fresh draw per conversion), in LSB.
+    programming_noise, drift : str
+        ``"on"`` or ``"off"``.
+    read_noise : str
+        ``"output-referred"`` (one exact Gaussian draw per output), ``"per-device"``
+        (one draw per device per read, slow) or ``"off"``.
+    gdc : str
+        Drift-compensation granularity: ``"per-tile"`` or ``"per-column"``.
+    gdc_source : str
+        ``"calibration-input"`` (mean |y| of the data columns for a fixed input set) or
+        ``"reference-columns"`` (mean |y| of extra reference columns).
+    reference_columns : int
+        Extra reference columns per tile (used when gdc_source is reference-columns).
+    calibration_vectors : int
+        Input vectors in the fixed calibration set.
+    pv_max_iterations : int
+        Program-verify iteration limit per device.
+    pv_tolerance_us : float
+        Program-verify acceptance band around the target, in µS.
+    """
+
+    _section = "analog"
+    weight_bits: int = _int_field(8, 2, 16, "signed integer weight width of the mapping")
+    read_voltage_v: float = _float_field(0.2, 0.01, 2.0, "row read voltage in volts")
+    adc_full_scale: float = _float_field(0.0625, 1e-6, 1.0, "ADC full scale as a fraction of the largest column signal")
+    adc_offset_lsb: float = _float_field(0.0, -64.0, 64.0, "ADC offset in LSB")
+    adc_offset_sigma_lsb: float = _float_field(0.0, 0.0, 16.0, "per-ADC offset spread in LSB")
+    adc_noise_lsb: float = _float_field(0.0, 0.0, 16.0, "ADC noise per conversion in LSB")
+    programming_noise: str = _choice_field("on", ("on", "off"), "programming noise")
+    drift: str = _choice_field("on", ("on", "off"), "conductance drift")
+    read_noise: str = _choice_field(
+        "output-referred", ("output-referred", "per-device", "off"), "read-noise model")
+    gdc: str = _choice_field("per-tile", ("per-tile", "per-column"), "drift-compensation granularity")
+    gdc_source: str = _choice_field(
+        "calibration-input", ("calibration-input", "reference-columns"), "drift-compensation reference")
+    reference_columns: int = _int_field(8, 0, 256, "extra reference columns per tile")
+    calibration_vectors: int = _int_field(64, 1, 65536, "input vectors in the calibration set")
+    pv_max_iterations: int = _int_field(30, 1, 10000, "program-verify iteration limit")
+    pv_tolerance_us: float = _float_field(0.5, 0.001, 100.0, "program-verify tolerance in µS")
+
+
 _SECTIONS = {
     "tile": TileConfig,
     "input": InputConfig,
@@ -245,6 +306,7 @@ _SECTIONS = {
     "weights": WeightConfig,
     "datapath": DatapathConfig,
     "device": DeviceConfig,
+    "analog": AnalogConfig,
 }
 
 
@@ -255,7 +317,7 @@ class ChipConfig:
 
     Parameters
     ----------
-    tile, input, adc, weights, datapath, device :
+    tile, input, adc, weights, datapath, device, analog :
         The sections; see their classes.
     clock_mhz : float
         Clock of the digital periphery.
@@ -272,6 +334,7 @@ class ChipConfig:
     weights: WeightConfig = field(default_factory=WeightConfig)
     datapath: DatapathConfig = field(default_factory=DatapathConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
+    analog: AnalogConfig = field(default_factory=AnalogConfig)
     clock_mhz: float = _float_field(500.0, 1.0, 5000.0, "clock of the digital periphery in MHz")
 
     def __post_init__(self):
