@@ -204,12 +204,39 @@ class DatapathConfig(_Section):
         Width of the shift-and-add result; 0 derives the full-precision width.
     activation_bits : int
         Width of the requantised activation handed to the next layer.
+    gain_mode : str
+        ``"per-column"`` (a drift gain per column, read from a parameter array) or
+        ``"per-tile"`` (one gain for every column).
+    gain_bits, gain_frac_bits : int
+        Drift gain alpha: signed ``gain_bits`` wide, ``gain_frac_bits`` of them fractional.
+    bn_scale_bits, bn_scale_frac_bits : int
+        Batch-norm scale gamma: signed ``bn_scale_bits`` wide, ``bn_scale_frac_bits`` fractional.
+    bn_bias_bits : int
+        Batch-norm bias beta: signed integer in units of the accumulator LSB.
+    adc_timeout_cycles : int
+        Reset value of the ADC timeout: cycles after a conversion's start within which
+        its done must arrive (docs/fixed-point.md, docs/datapath.md).
     """
 
     _section = "datapath"
-    lanes: int = _int_field(16, 1, 256, "columns per clock in the digital datapath")
+    lanes: int = _int_field(32, 1, 256, "columns per clock in the digital datapath")
     accumulator_bits: int = _int_field(0, 0, 64, "shift-and-add result width (0: full precision)")
     activation_bits: int = _int_field(8, 2, 16, "requantised output activation width")
+    gain_mode: str = _choice_field("per-column", ("per-column", "per-tile"), "one drift gain per column or per tile")
+    gain_bits: int = _int_field(16, 2, 32, "signed drift-gain width")
+    gain_frac_bits: int = _int_field(12, 0, 31, "fractional bits of the drift gain")
+    bn_scale_bits: int = _int_field(16, 2, 32, "signed batch-norm scale width")
+    bn_scale_frac_bits: int = _int_field(12, 0, 31, "fractional bits of the batch-norm scale")
+    bn_bias_bits: int = _int_field(24, 2, 62, "signed batch-norm bias width (accumulator LSBs)")
+    adc_timeout_cycles: int = _int_field(1024, 1, 65535, "ADC done timeout in clock cycles (reset value)")
+
+    def _check(self) -> None:
+        if self.gain_frac_bits >= self.gain_bits:
+            raise self.error("gain_frac_bits", self.gain_frac_bits,
+                             f"must be less than datapath.gain_bits ({self.gain_bits})")
+        if self.bn_scale_frac_bits >= self.bn_scale_bits:
+            raise self.error("bn_scale_frac_bits", self.bn_scale_frac_bits,
+                             f"must be less than datapath.bn_scale_bits ({self.bn_scale_bits})")
 
 
 @dataclass(frozen=True)
@@ -360,6 +387,11 @@ class ChipConfig:
             raise ConfigError(
                 f"datapath.accumulator_bits must be 0 (full precision) or at least adc.bits "
                 f"({self.adc.bits}), not {acc!r}"
+            )
+        if self.datapath.adc_timeout_cycles < self.adc.latency_cycles:
+            raise ConfigError(
+                f"datapath.adc_timeout_cycles must be at least adc.latency_cycles "
+                f"({self.adc.latency_cycles}), not {self.datapath.adc_timeout_cycles!r}"
             )
 
     # -- derived quantities -------------------------------------------------
