@@ -309,7 +309,7 @@ class AnalogConfig(_Section):
     _section = "analog"
     weight_bits: int = _int_field(8, 2, 16, "signed integer weight width of the mapping")
     read_voltage_v: float = _float_field(0.2, 0.01, 2.0, "row read voltage in volts")
-    adc_full_scale: float = _float_field(0.0625, 1e-6, 1.0, "ADC full scale as a fraction of the largest column signal")
+    adc_full_scale: float = _float_field(0.0625, 1e-6, 65536.0, "ADC full scale as a fraction of the largest column signal")
     adc_offset_lsb: float = _float_field(0.0, -64.0, 64.0, "ADC offset in LSB")
     adc_offset_sigma_lsb: float = _float_field(0.0, 0.0, 16.0, "per-ADC offset spread in LSB")
     adc_noise_lsb: float = _float_field(0.0, 0.0, 16.0, "ADC noise per conversion in LSB")

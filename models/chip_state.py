@@ -1,0 +1,179 @@
+"""The state of one programmed tile instance, and its lossless file format.
+
+A state file is a numpy ``.npz`` archive (no pickles) holding the arrays of
+:class:`ChipState` plus a JSON header with the format version, the chip configuration,
+the device parameters and a SHA-256 checksum over every array's dtype, shape and bytes.
+:func:`load_state` rejects a file that is not such an archive, has another version,
+misses or adds arrays, fails the checksum, or (when ``expect`` is given) was made for
+another configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ChipState", "StateFileError", "save_state", "load_state", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+
+_ARRAYS = ("g_prog", "nu", "rtn", "pulses", "w_int", "scale", "ref_w_int", "adc_offsets")
+
+
+class StateFileError(ValueError):
+    """A chip-state file that is unreadable, corrupt or made for another configuration."""
+
+
+@dataclass
+class ChipState:
+    """Everything that makes a programmed tile instance what it is.
+
+    Parameters
+    ----------
+    g_prog : float64 array, shape (2, slices, rows, cols + reference_columns)
+        Programmed conductances in µS; index 0 is G+, 1 is G-.
+    nu : float64 array, same shape
+        Drift exponents drawn at programming.
+    rtn : bool array, same shape
+        Devices with random telegraph noise.
+    pulses : int64 array, same shape
+        Programming pulses (SET and RESET) each device has received: its endurance count.
+    w_int : int64 array, shape (rows, cols)
+        Integer weights of the data columns.
+    scale : float64 array, shape (cols,)
+        Weight per integer step, per column.
+    ref_w_int : int64 array, shape (rows, reference_columns)
+        Integer weights of the reference columns.
+    adc_offsets : float64 array, shape (cols // columns_per_adc,)
+        Offset deviation of each data-column ADC, in LSB (added to ``analog.adc_offset_lsb``).
+    time_s : float
+        Time since programming of the last read.
+    reads : int
+        Array reads since programming (drives read disturb).
+    seed : int
+        Seed the instance was built with.
+    config : dict
+        ``ChipConfig.to_dict()`` of the configuration it was built for.
+    device : dict
+        ``{"preset": ..., "params": {...}}`` of the device model.
+    """
+
+    g_prog: np.ndarray
+    nu: np.ndarray
+    rtn: np.ndarray
+    pulses: np.ndarray
+    w_int: np.ndarray
+    scale: np.ndarray
+    ref_w_int: np.ndarray
+    adc_offsets: np.ndarray
+    time_s: float = 0.0
+    reads: int = 0
+    seed: int = 0
+    config: dict = field(default_factory=dict)
+    device: dict = field(default_factory=dict)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in _ARRAYS}
+
+    def check_shapes(self) -> None:
+        """Raise :class:`StateFileError` when the arrays do not fit together."""
+        shape = self.g_prog.shape
+        for name in ("nu", "rtn", "pulses"):
+            if getattr(self, name).shape != shape:
+                raise StateFileError(f"chip state {name} has shape {getattr(self, name).shape}, expected {shape}")
+        if len(shape) != 4 or shape[0] != 2:
+            raise StateFileError(f"chip state g_prog must have shape (2, slices, rows, columns), not {shape}")
+        rows, cols = self.w_int.shape
+        if rows != shape[2] or cols + self.ref_w_int.shape[1] != shape[3] or self.scale.shape != (cols,):
+            raise StateFileError(
+                f"chip state weights {self.w_int.shape}, reference weights {self.ref_w_int.shape} and scale "
+                f"{self.scale.shape} do not match conductances {shape}")
+
+
+def _checksum(arrays: dict[str, np.ndarray], header: dict) -> str:
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+    for name in _ARRAYS:
+        arr = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+def _header(state: ChipState) -> dict:
+    return {"version": FORMAT_VERSION, "time_s": float(state.time_s), "reads": int(state.reads),
+            "seed": int(state.seed), "config": state.config, "device": state.device}
+
+
+def save_state(state: ChipState, path: str | Path) -> Path:
+    """Write ``state`` to ``path`` (an ``.npz`` file); returns the path written."""
+    state.check_shapes()
+    path = Path(path)
+    header = _header(state)
+    header_text = json.dumps({**header, "checksum": _checksum(state.arrays(), header)}, sort_keys=True)
+    with open(path, "wb") as handle:
+        np.savez(handle, header=np.array(header_text), **state.arrays())
+    return path
+
+
+def load_state(path: str | Path, expect: dict | None = None) -> ChipState:
+    """Read a state written by :func:`save_state`.
+
+    Parameters
+    ----------
+    path : str or Path
+    expect : dict, optional
+        ``ChipConfig.to_dict()`` the state must have been built for.
+
+    Raises
+    ------
+    StateFileError
+        Unreadable, wrong version, corrupt (checksum), incomplete, or another configuration.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            contents = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise StateFileError(f"chip state file {str(path)!r} does not exist") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise StateFileError(f"chip state file {str(path)!r} is not a readable state archive: {exc}") from None
+    names = sorted(set(contents) - {"header"})
+    if "header" not in contents or names != sorted(_ARRAYS):
+        raise StateFileError(
+            f"chip state file {str(path)!r} holds arrays {names}; expected header and {sorted(_ARRAYS)}")
+    try:
+        header = json.loads(str(contents["header"]))
+    except json.JSONDecodeError as exc:
+        raise StateFileError(f"chip state file {str(path)!r} has a corrupt header: {exc}") from None
+    if header.get("version") != FORMAT_VERSION:
+        raise StateFileError(
+            f"chip state file {str(path)!r} has format version {header.get('version')!r}; "
+            f"this model reads version {FORMAT_VERSION}")
+    checksum = header.pop("checksum", None)
+    arrays = {name: contents[name] for name in _ARRAYS}
+    if checksum != _checksum(arrays, header):
+        raise StateFileError(f"chip state file {str(path)!r} is corrupt: checksum mismatch")
+    if expect is not None and header["config"] != json.loads(json.dumps(expect)):
+        diff = _first_difference(expect, header["config"])
+        raise StateFileError(f"chip state file {str(path)!r} was made for another configuration ({diff})")
+    state = ChipState(**arrays, time_s=header["time_s"], reads=header["reads"], seed=header["seed"],
+                      config=header["config"], device=header["device"])
+    state.check_shapes()
+    return state
+
+
+def _first_difference(expected: dict, found: dict, prefix: str = "") -> str:
+    for key in sorted(set(expected) | set(found)):
+        a, b = expected.get(key), found.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _first_difference(a, b, f"{prefix}{key}.")
+            if inner:
+                return inner
+        elif json.loads(json.dumps(a)) != b:
+            return f"{prefix}{key}: expected {a!r}, file has {b!r}"
+    return ""
