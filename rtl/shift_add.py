@@ -74,18 +74,22 @@ class ShiftAdd(wiring.Component):
             "acc": data.ArrayLayout(signed(p.width), p.lanes),
             "sat": unsigned(p.lanes),
         })
-        m.submodules.acc_mem = mem = memory.Memory(shape=word, depth=p.groups, init=[])
+        # at least two words: a one-word memory would have a zero-width address port
+        depth = max(p.groups, 2)
+        m.submodules.acc_mem = mem = memory.Memory(shape=word, depth=depth, init=[])
         wr = mem.write_port()
         rd = mem.read_port(transparent_for=(wr,))
 
-        group = Signal(range(p.groups))
+        group = Signal(range(depth))
         step = Signal(range(steps))
-        weight_table = Array(Const(w, weight_shape) for w in weights)
+        # padded to a power of two so every value of `step` selects an entry (no latch-like case)
+        padded = weights + [0] * (2 ** step.shape().width - steps)
+        weight_table = Array(Const(w, weight_shape) for w in padded)
 
         b_valid = Signal()
         b_codes = Signal(data.ArrayLayout(signed(p.adc_bits), p.lanes))
         b_weight = Signal(weight_shape)
-        b_group = Signal(range(p.groups))
+        b_group = Signal(range(depth))
         b_first = Signal()
         b_last = Signal()
         b_done = Signal()
