@@ -389,8 +389,10 @@ def _program(cfg, device, g_target, rng, program_verify):
 
 
 def reference_weights(cfg: ChipConfig, mapping: WeightMapping) -> np.ndarray:
-    """Fixed integer weights of the reference columns (seed :data:`REFERENCE_WEIGHT_SEED`),
-    uniform over the integer weight range."""
+    """Fixed integer weights of the reference columns (seed :data:`REFERENCE_WEIGHT_SEED`):
+    Gaussian with sigma w_max / 3, clipped, like typical trained weights scaled per column, so
+    that their conductances (and hence drift exponents) are distributed like the data's."""
     rng = np.random.default_rng(REFERENCE_WEIGHT_SEED)
     shape = (cfg.tile.rows, cfg.analog.reference_columns)
-    return rng.integers(-mapping.w_max, mapping.w_max + 1, size=shape).astype(np.int64)
+    values = np.rint(rng.normal(scale=mapping.w_max / 3, size=shape))
+    return np.clip(values, -mapping.w_max, mapping.w_max).astype(np.int64)

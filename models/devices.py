@@ -37,7 +37,7 @@ _PULSE = "model assumption, tuned so program-verify converges in tens of pulses 
 
 #: Shared pulse-response and endurance parameters (see :mod:`neurophase.models.pulse`).
 _PULSE_PARAMS = {
-    "set_gain": (0.12, _PULSE),             # fraction of the headroom gained by a full SET pulse
+    "set_gain": (0.06, _PULSE),             # fraction of the headroom gained by a full SET pulse
     "set_noise": (0.35, _PULSE),            # relative sigma of a SET increment
     "set_threshold": (0.05, _PULSE),        # normalised SET amplitude below which nothing happens
     "reset_threshold": (0.3, _PULSE),       # normalised RESET amplitude below which nothing happens
@@ -354,5 +354,5 @@ def check_finite(name: str, values) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name} must be finite; found {arr[where]!r} at index {where}")
+        raise ValueError(f"{name} must be finite; found {float(arr[where])!r} at index {where}")
     return arr

@@ -11,11 +11,12 @@ amorphous state, ever smaller ones near saturation, never beyond g_ceil.
 RESET (amorphisation, abrupt and partial)::
 
     a     = max(0, (A - reset_threshold) / (1 - reset_threshold))
-    G'    = g_min + (G - g_min) * (1 - a * (1 + reset_noise * N(0,1)))   (clipped to [g_min, G])
+    G'    = g_min + (G - g_min) * (1 - a (1 + reset_noise (1 - a) N(0,1)))   (clipped to [g_min, G])
 
 a full-amplitude RESET melts the cell back to g_min in one pulse.
 
-Program-verify (per device, vectorised): read (with 1/f read noise at t = t_read), stop when
+Program-verify (per device, vectorised): read (with the 1/f read noise accumulated over the
+VERIFY_DELAY_S between pulse and verify, sigma = Q_s sqrt(ln((1 µs + t_read) / (2 t_read)))), stop when
 |G - target| <= tolerance; too low -> SET with amplitude growing with the error; too high ->
 a partial RESET sized to the overshoot, after which SET pulses climb again. Every pulse counts
 towards the device's endurance; a device at ``endurance_cycles`` no longer responds.
@@ -29,7 +30,10 @@ import numpy as np
 
 from neurophase.models.devices import DeviceModel
 
-__all__ = ["set_pulse", "reset_pulse", "program_verify", "ProgramVerifyResult"]
+__all__ = ["set_pulse", "reset_pulse", "program_verify", "ProgramVerifyResult", "VERIFY_DELAY_S"]
+
+#: Time from a pulse to its verify read (model assumption: 1 µs).
+VERIFY_DELAY_S = 1e-6
 
 
 def _strength(amplitude, threshold: float) -> np.ndarray:
@@ -53,7 +57,7 @@ def reset_pulse(device: DeviceModel, g_us: np.ndarray, amplitude, rng: np.random
     """Conductance after one RESET pulse of normalised ``amplitude`` (µS)."""
     g = np.asarray(g_us, dtype=np.float64)
     a = _strength(amplitude, device.reset_threshold)
-    depth = np.clip(a * (1 + device.reset_noise * rng.standard_normal(g.shape)), 0.0, 1.0)
+    depth = np.clip(a * (1 + device.reset_noise * (1 - a) * rng.standard_normal(g.shape)), 0.0, 1.0)
     lowered = device.g_min + (g - device.g_min) * (1 - depth)
     return np.minimum(np.maximum(lowered, device.g_min), np.maximum(g, device.g_min))
 
@@ -111,7 +115,8 @@ def program_verify(device: DeviceModel, g_target_us: np.ndarray, rng: np.random.
     pulses = np.zeros(target.shape, np.int64)
     iterations = np.zeros(target.shape, np.int64)
     done = np.zeros(target.shape, bool)
-    q_read = device.read_noise_q(target) * device.read_noise_time_factor(device.t_read)
+    # A verify read follows its pulse by ~VERIFY_DELAY_S: 1/f noise integrated over that span only.
+    q_read = device.read_noise_q(target) * np.sqrt(np.log((VERIFY_DELAY_S + device.t_read) / (2 * device.t_read)))
     for _ in range(max_iterations):
         read = g + np.abs(g) * q_read * rng.standard_normal(g.shape)
         error = target - read
