@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import time
+from xml.etree import ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,10 @@ class SimRun:
         Build plus test wall time.
     waves : Path or None
         Waveform file when requested.
+    log : Path or None
+        The simulator's output, when it was written to a file.
+    failures : list of str
+        Names of the failed tests.
     """
 
     tests: int
@@ -60,7 +65,8 @@ class SimRun:
     results_xml: Path
     wall_s: float
     waves: Path | None = None
-    extra: dict = field(default_factory=dict)
+    log: Path | None = None
+    failures: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> int:
@@ -116,11 +122,13 @@ def run_cocotb(
     waves: bool = False,
     simulator: str = "verilator",
     testcase: list[str] | None = None,
+    verbose: bool = False,
 ) -> SimRun:
     """Build ``verilog`` with top ``toplevel`` and run the cocotb ``test_module`` on it.
 
     ``params`` reaches the test module as JSON in ``NEUROPHASE_PARAMS``; ``seed`` (random
-    when None) becomes ``COCOTB_RANDOM_SEED``.
+    when None) becomes ``COCOTB_RANDOM_SEED``. The simulator's output goes to
+    ``build_dir/sim.log`` unless ``verbose``.
     """
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -149,6 +157,7 @@ def run_cocotb(
         raise SimulationError(f"building {toplevel} with {simulator} failed ({exc}); see {log}") from None
     results_xml = build_dir / f"results_{seed}.xml"
     extra_env = {"NEUROPHASE_PARAMS": json.dumps(params or {})}
+    sim_log = None if verbose else build_dir / "sim.log"
     try:
         runner.test(
             hdl_toplevel=toplevel,
@@ -161,12 +170,21 @@ def run_cocotb(
             results_xml=results_xml,
             testcase=testcase,
             waves=waves,
+            log_file=sim_log,
         )
     except (SystemExit, Exception) as exc:
-        raise SimulationError(f"simulating {toplevel} failed ({exc}); results in {results_xml}") from None
+        where = sim_log or results_xml
+        raise SimulationError(f"simulating {toplevel} failed ({exc}); see {where}") from None
     tests, failed = cocotb_runner.get_results(results_xml)
     wave_file = next((p for p in (build_dir / "dump.fst", build_dir / "dump.vcd") if p.exists()), None)
-    return SimRun(tests, failed, seed, results_xml, time.perf_counter() - started, wave_file if waves else None)
+    return SimRun(tests, failed, seed, results_xml, time.perf_counter() - started,
+                  wave_file if waves else None, sim_log, _failed_tests(results_xml))
+
+
+def _failed_tests(results_xml: Path) -> list[str]:
+    tree = ElementTree.parse(results_xml)
+    return [case.get("name", "?") for case in tree.iter("testcase")
+            if case.find("failure") is not None or case.find("error") is not None]
 
 
 def lint_verilog(verilog: list[Path], toplevel: str) -> tuple[bool, str]:

@@ -13,7 +13,7 @@ from rich.console import Console
 from neurophase.config import ChipConfig, ConfigError, load_config
 from neurophase.toolchain import ToolchainError
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -79,6 +79,7 @@ def sim_options(func):
                      show_default=True),
         click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Build folder (default: out/sim/<bench>)."),
+        click.option("--verbose", is_flag=True, help="Stream the simulator's output instead of logging it."),
     ]):
         func = option(func)
     return func
@@ -89,6 +90,10 @@ def print_sim_summary(name: str, run) -> None:
     console.print(f"{name}: {status}  {run.passed} passed, {run.failed} failed  "
                   f"seed={run.seed}  ({run.wall_s:.1f} s)")
     console.print(f"  results: {run.results_xml}")
+    if run.log:
+        console.print(f"  log:     {run.log}")
+    for name in run.failures:
+        console.print(f"  [red]failed:[/] {name}")
     if run.waves:
         console.print(f"  waves:   {run.waves}")
     if not run.ok:
@@ -98,7 +103,7 @@ def print_sim_summary(name: str, run) -> None:
 @sim.command("shift-add")
 @sim_options
 @friendly_errors
-def sim_shift_add(config_path, seed, length, waves, simulator, build_dir):
+def sim_shift_add(config_path, seed, length, waves, simulator, build_dir, verbose):
     """Co-simulate the shift-and-add Verilog against its golden model."""
     from neurophase.cosim.regressions import run_shift_add
     from neurophase.models.shift_add import ShiftAddParams
@@ -108,7 +113,8 @@ def sim_shift_add(config_path, seed, length, waves, simulator, build_dir):
     build_dir = build_dir or Path("out/sim/shift_add")
     console.print(f"shift-add: {params.columns} columns, {params.lanes} lanes, {params.planes} planes, "
                   f"{params.slices} slice(s), {params.width}-bit result; {length} random MVMs + corner cases")
-    run = run_shift_add(params, build_dir, seed=seed, count=length, waves=waves, simulator=simulator)
+    run = run_shift_add(params, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
+                        verbose=verbose)
     print_sim_summary("shift-add", run)
     sys.exit(0 if run.ok else 1)
 
@@ -125,6 +131,52 @@ def model():
 
 def emit_json(data: dict) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+@bench.command("model")
+@click.option("--batch", type=click.IntRange(1), default=1024, show_default=True, help="Input vectors per MVM batch.")
+@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True, help="Timed runs (best of).")
+@click.option("--seed", type=int, default=20260101, show_default=True, help="Seed of weights, inputs and reads.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def bench_model_command(batch, repeats, seed, as_json):
+    """Analog crossbar model (256 x 256, 8 bit-planes, 1 day) against plain float32 matmuls."""
+    from neurophase.benchmarks.bench_model import bench_model
+
+    figures = bench_model(batch=batch, repeats=repeats, seed=seed)
+    if as_json:
+        emit_json(figures)
+        return
+    from rich.table import Table
+
+    table = Table(title="analog model vs float32 matmul baseline")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in ("ratio_vs_matmul", "model_s", "baseline_s", "mvm_per_s", "baseline_mvm_per_s", "peak_memory_mb"):
+        table.add_row(key, f"{figures[key]:.4g}")
+    console.print(table)
+    console.print(f"[dim]configuration: {figures['config']}[/]")
+
+
+@model.command("drift")
+@config_option
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("out/model/drift.png"),
+              show_default=True, help="Plot file (PNG).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of weights, programming and reads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@friendly_errors
+def model_drift_command(config_path, out_path, seed, as_json):
+    """MVM error versus time since programming, with and without global drift compensation."""
+    from neurophase.models.studies import drift_study, plot_drift_study
+
+    rows = drift_study(get_config(config_path), seed=seed)
+    plot_drift_study(rows, out_path)
+    if as_json:
+        emit_json({"seed": seed, "plot": str(out_path), "rows": rows})
+        return
+    for row in rows:
+        console.print(f"t = {row['t_s']:>10.3g} s   error {row['error_raw']:.4f}   with GDC {row['error_gdc']:.4f}")
+    console.print(f"plot: {out_path}")
 
 
 if __name__ == "__main__":
