@@ -25,7 +25,7 @@ DAY_S = 86400.0
 
 def bench_config(rows: int = 256, cols: int = 256) -> ChipConfig:
     """The benchmark chip: defaults, one slice, no reference columns."""
-    return ChipConfig().replace(tile={"rows": rows, "cols": cols}, weights={"slices": 1},
+    return ChipConfig().replace(tile={"rows": rows, "cols": cols}, weights={"slices": 1}, datapath={"lanes": min(cols, 16)},
                                 analog={"reference_columns": 0})
 
 

@@ -1,0 +1,31 @@
+"""The model commands of the CLI run and print what they promise (no wall-clock asserts)."""
+
+import json
+
+from click.testing import CliRunner
+
+from neurophase.benchmarks.bench_model import bench_model
+from neurophase.cli import main
+
+
+def test_bench_model_reports_figures():
+    figures = bench_model(batch=4, rows=16, cols=16, repeats=1)
+    for key in ("ratio_vs_matmul", "mvm_per_s", "baseline_mvm_per_s", "peak_memory_mb", "config"):
+        assert key in figures
+    assert figures["codes_shape"] == [4, 1, 8, 16] and figures["ratio_vs_matmul"] > 0
+
+
+def test_bench_model_cli_json():
+    result = CliRunner().invoke(main, ["bench", "model", "--json", "--batch", "8", "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["config"]["batch"] == 8
+
+
+def test_model_drift_cli(tmp_path):
+    config = tmp_path / "small.toml"
+    config.write_text("[tile]\nrows = 32\ncols = 16\n[datapath]\nlanes = 16\n")
+    out = tmp_path / "drift.png"
+    result = CliRunner().invoke(main, ["model", "drift", "--config", str(config), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert out.stat().st_size > 0 and rows[-1]["error_gdc"] < rows[-1]["error_raw"]
