@@ -10,7 +10,7 @@ from neurophase.generate import convert
 from neurophase.models.shift_add import ShiftAddParams
 from neurophase.rtl.shift_add import ShiftAdd
 
-__all__ = ["run_shift_add"]
+__all__ = ["run_shift_add", "run_drift_gain", "run_batch_norm", "run_adc_interface", "run_tile"]
 
 
 def run_shift_add(
@@ -23,6 +23,7 @@ def run_shift_add(
     stall: float = 0.3,
     waves: bool = False,
     simulator: str = "verilator",
+    verbose: bool = False,
 ) -> SimRun:
     """Generate the shift-and-add Verilog for ``params`` and run its cocotb regression
     (corner cases, ``count`` random MVMs, back-pressure, throughput, restart)."""
@@ -41,4 +42,81 @@ def run_shift_add(
         seed=seed,
         waves=waves,
         simulator=simulator,
+        verbose=verbose,
     )
+
+
+# -- datapath blocks behind the shift-and-add (ADC interface, drift gain, batch-norm, tile) --
+
+def _run_block(component, module: str, bench: str, build_dir: str | Path, settings: dict, *,
+               seed: int | None, waves: bool, simulator: str, extra_sources=()) -> SimRun:
+    """Write ``component``'s Verilog as ``module`` (only when it changed, so Verilator
+    rebuilds only then) and run the cocotb module ``neurophase.cosim.benches.<bench>``."""
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / f"{module}.v"
+    text = convert(component, module)
+    if not source.exists() or source.read_text(encoding="utf-8") != text:
+        source.write_text(text, encoding="utf-8")
+    return run_cocotb(toplevel=module, verilog=[source, *extra_sources],
+                      test_module=f"neurophase.cosim.benches.{bench}", build_dir=build_dir,
+                      params=settings, seed=seed, waves=waves, simulator=simulator)
+
+
+def run_drift_gain(params, build_dir: str | Path, *, seed: int | None = None, count: int = 1000,
+                   idle: float = 0.2, stall: float = 0.3, waves: bool = False,
+                   simulator: str = "verilator") -> SimRun:
+    """Drift-gain Verilog for ``params`` (a DriftGainParams) against its golden model:
+    corner cases, ``count`` random cases, back-pressure, throughput."""
+    from neurophase.rtl.drift_gain import DriftGain
+
+    return _run_block(DriftGain(params), "drift_gain", "drift_gain", build_dir,
+                      {"params": dataclasses.asdict(params), "count": count, "idle": idle, "stall": stall},
+                      seed=seed, waves=waves, simulator=simulator)
+
+
+def run_batch_norm(params, build_dir: str | Path, *, seed: int | None = None, count: int = 1000,
+                   idle: float = 0.2, stall: float = 0.3, waves: bool = False,
+                   simulator: str = "verilator") -> SimRun:
+    """Batch-norm Verilog for ``params`` (a BatchNormParams) against its golden model:
+    corner cases (every shift, saturation of both stages), ``count`` random cases,
+    back-pressure, throughput."""
+    from neurophase.rtl.batch_norm import BatchNorm
+
+    return _run_block(BatchNorm(params), "batch_norm", "batch_norm", build_dir,
+                      {"params": dataclasses.asdict(params), "count": count, "idle": idle, "stall": stall},
+                      seed=seed, waves=waves, simulator=simulator)
+
+
+def run_adc_interface(params, build_dir: str | Path, *, latency: int = 4, seed: int | None = None,
+                      count: int = 1000, stall: float = 0.3, waves: bool = False,
+                      simulator: str = "verilator") -> SimRun:
+    """ADC-interface Verilog for ``params`` (an AdcInterfaceParams) with an ADC responder of
+    ``latency`` cycles: trimmed codes against the golden model, request order, ADC
+    timeout, abort mid-MVM, back-pressure, throughput at the ADC bound."""
+    from neurophase.rtl.adc_interface import AdcInterface
+
+    return _run_block(AdcInterface(params), "adc_interface", "adc_interface", build_dir,
+                      {"params": dataclasses.asdict(params), "count": count, "latency": latency, "stall": stall},
+                      seed=seed, waves=waves, simulator=simulator)
+
+
+# -- CSR bank -------------------------------------------------------------------------------------
+
+def run_csr_bank(cfg, build_dir: str | Path, *, seed: int | None = None, count: int = 1000,
+                 waves: bool = False, simulator: str = "verilator") -> SimRun:
+    """The tile's CSR bank Verilog for ``cfg`` (a ChipConfig) against the reference model:
+    corner cases, ``count`` random bus transactions with hardware events, abandoned
+    accesses, set-beats-clear, and every lane group through the datapath read ports."""
+    from neurophase.regmap import tile_register_map
+    from neurophase.rtl.csr_bank import CsrBank
+
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source = build_dir / "csr_bank.v"
+    text = convert(CsrBank(tile_register_map(cfg)), "csr_bank")
+    if not source.exists() or source.read_text(encoding="utf-8") != text:
+        source.write_text(text, encoding="utf-8")
+    return run_cocotb(toplevel="csr_bank", verilog=[source], test_module="neurophase.cosim.benches.csr_bank",
+                      build_dir=build_dir, params={"config": cfg.to_dict(), "count": count},
+                      seed=seed, waves=waves, simulator=simulator)

@@ -1,0 +1,38 @@
+"""Fixed-point helpers shared by the golden models of the datapath (plain Python/numpy).
+
+Every rounding in the datapath is *round half up*: ``round(x) = floor(x + 1/2)``, so
+``+2.5 -> 3`` and ``-2.5 -> -2``. For an integer ``v`` scaled by ``2**-f`` this is
+``(v + 2**(f-1)) >> f`` with an arithmetic (flooring) shift, exactly what the RTL does.
+Every saturation clips to the signed range of the result width.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["signed_range", "round_half_up_shift", "saturate", "as_int_array"]
+
+
+def signed_range(bits: int) -> tuple[int, int]:
+    """Smallest and largest value of a ``bits``-wide two's-complement integer."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def as_int_array(values) -> np.ndarray:
+    """``values`` as a numpy array of Python ints (dtype object): no overflow at any width."""
+    return np.array([int(v) for v in np.ravel(values)], dtype=object).reshape(np.shape(values))
+
+
+def round_half_up_shift(value: np.ndarray, shift: int) -> np.ndarray:
+    """``floor(value / 2**shift + 1/2)`` elementwise on Python-int arrays; ``shift`` >= 0."""
+    if shift == 0:
+        return value
+    return (value + (1 << (shift - 1))) >> shift
+
+
+def saturate(value: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """``value`` clipped to the signed ``bits`` range, and a bool mask of clipped elements."""
+    lo, hi = signed_range(bits)
+    clipped = np.array([min(max(v, lo), hi) for v in np.ravel(value)], dtype=object).reshape(np.shape(value))
+    return clipped, np.array([c != v for c, v in zip(np.ravel(clipped), np.ravel(value))],
+                             dtype=bool).reshape(np.shape(value))

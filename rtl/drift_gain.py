@@ -1,0 +1,109 @@
+"""Drift gain: scales each column's result by its (or the tile's) drift-compensation gain."""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from neurophase.models.drift_gain import DriftGainParams
+from neurophase.rtl.interfaces import ParamReadSignature
+
+__all__ = ["DriftGain", "column_values_layout"]
+
+
+def column_values_layout(width: int, lanes: int) -> data.StructLayout:
+    """Payload of the streams between shift-and-add, drift gain and batch-norm: ``lanes``
+    signed values, a cumulative saturation bit per lane, and ``last`` on an MVM's final group."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(signed(width), lanes),
+        "saturated": unsigned(lanes),
+        "last": unsigned(1),
+    })
+
+
+class DriftGain(wiring.Component):
+    """Drift-compensation gain: ``y' = sat(round(alpha * y))`` per column.
+
+    ``alpha = G / 2**gain_frac_bits`` with ``G`` a signed ``gain_bits`` integer; rounding
+    is half up (``floor(x + 1/2)``), saturation to the signed ``width`` of the input.
+    With ``per_column`` high the gain is read per column group through ``gain`` (a
+    :class:`ParamReadSignature` port addressed with the group of the next beat); with it
+    low every column uses ``tile_gain``. ``per_column`` resets to ``params.per_column``. One register stage; a beat per cycle; ``last`` is passed through and the
+    group count restarts after it. The first beat may arrive from the second cycle after
+    reset (the gain read of group 0 needs one cycle).
+
+    Parameters
+    ----------
+    params : DriftGainParams
+        Sizes; :meth:`DriftGainParams.from_config` derives them from the chip configuration.
+
+    Members
+    -------
+    i_stream : In(stream.Signature(column_values_layout(width, lanes)))
+    o_stream : Out(stream.Signature(column_values_layout(width, lanes)))
+        ``saturated`` is the input's, or'ed with this stage's clipping.
+    gain : Out(ParamReadSignature(signed(gain_bits), lanes, groups))
+        Per-column gains.
+    tile_gain : In(signed(gain_bits))
+        The gain of every column when ``per_column`` is low.
+    per_column : In(1)
+        Selects per-column gains (1) or the tile gain (0).
+    clipped : Out(1)
+        Strobe: the beat leaving this cycle had a lane clipped by this stage.
+    """
+
+    def __init__(self, params: DriftGainParams):
+        if not isinstance(params, DriftGainParams):
+            raise TypeError(f"params must be a DriftGainParams, not {params!r}")
+        self.params = params
+        layout = column_values_layout(params.width, params.lanes)
+        super().__init__({
+            "i_stream": In(stream.Signature(layout)),
+            "o_stream": Out(stream.Signature(layout)),
+            "gain": Out(ParamReadSignature(signed(params.gain_bits), params.lanes, params.groups)),
+            "tile_gain": In(signed(params.gain_bits)),
+            "per_column": In(1, init=int(params.per_column)),
+            "clipped": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        lo, hi = p.value_range
+        half = 1 << (p.gain_frac_bits - 1) if p.gain_frac_bits else 0
+
+        accept = Signal()
+        group = Signal(range(max(p.groups, 2)))
+        group_next = Signal.like(group)
+        m.d.comb += [
+            self.i_stream.ready.eq(~self.o_stream.valid | self.o_stream.ready),
+            accept.eq(self.i_stream.valid & self.i_stream.ready),
+            group_next.eq(Mux(accept, Mux(self.i_stream.payload.last | (group == p.groups - 1), 0, group + 1),
+                              group)),
+        ]
+        m.d.sync += group.eq(group_next)
+        m.d.comb += self.gain.addr.eq(group_next)
+
+        clipped_lanes = Signal(p.lanes)
+        result = Signal(data.ArrayLayout(signed(p.width), p.lanes))
+        for lane in range(p.lanes):
+            alpha = Mux(self.per_column, self.gain.data[lane], self.tile_gain)
+            rounded = Signal(signed(p.width + p.gain_bits + 1), name=f"rounded_{lane}")
+            m.d.comb += [
+                rounded.eq((self.i_stream.payload.data[lane] * alpha + half) >> p.gain_frac_bits),
+                result[lane].eq(Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))),
+                clipped_lanes[lane].eq((rounded > hi) | (rounded < lo)),
+            ]
+
+        stage_clipped = Signal()
+        with m.If(accept):
+            m.d.sync += [
+                self.o_stream.valid.eq(1),
+                self.o_stream.payload.data.eq(result),
+                self.o_stream.payload.saturated.eq(self.i_stream.payload.saturated | clipped_lanes),
+                self.o_stream.payload.last.eq(self.i_stream.payload.last),
+                stage_clipped.eq(clipped_lanes.any()),
+            ]
+        with m.Elif(self.o_stream.ready):
+            m.d.sync += self.o_stream.valid.eq(0)
+        m.d.comb += self.clipped.eq(self.o_stream.valid & self.o_stream.ready & stage_clipped)
+        return m
