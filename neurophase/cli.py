@@ -179,51 +179,5 @@ def model_drift_command(config_path, out_path, seed, as_json):
     console.print(f"plot: {out_path}")
 
 
-@bench.command("model")
-@click.option("--batch", type=click.IntRange(1), default=1024, show_default=True, help="Input vectors per MVM batch.")
-@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True, help="Timed runs (best of).")
-@click.option("--seed", type=int, default=20260101, show_default=True, help="Seed of weights, inputs and reads.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@friendly_errors
-def bench_model_command(batch, repeats, seed, as_json):
-    """Analog crossbar model (256 x 256, 8 bit-planes, 1 day) against plain float32 matmuls."""
-    from neurophase.benchmarks.bench_model import bench_model
-
-    figures = bench_model(batch=batch, repeats=repeats, seed=seed)
-    if as_json:
-        emit_json(figures)
-        return
-    from rich.table import Table
-
-    table = Table(title="analog model vs float32 matmul baseline")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for key in ("ratio_vs_matmul", "model_s", "baseline_s", "mvm_per_s", "baseline_mvm_per_s", "peak_memory_mb"):
-        table.add_row(key, f"{figures[key]:.4g}")
-    console.print(table)
-    console.print(f"[dim]configuration: {figures['config']}[/]")
-
-
-@model.command("drift")
-@config_option
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("out/model/drift.png"),
-              show_default=True, help="Plot file (PNG).")
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of weights, programming and reads.")
-@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-@friendly_errors
-def model_drift_command(config_path, out_path, seed, as_json):
-    """MVM error versus time since programming, with and without global drift compensation."""
-    from neurophase.models.studies import drift_study, plot_drift_study
-
-    rows = drift_study(get_config(config_path), seed=seed)
-    plot_drift_study(rows, out_path)
-    if as_json:
-        emit_json({"seed": seed, "plot": str(out_path), "rows": rows})
-        return
-    for row in rows:
-        console.print(f"t = {row['t_s']:>10.3g} s   error {row['error_raw']:.4f}   with GDC {row['error_gdc']:.4f}")
-    console.print(f"plot: {out_path}")
-
-
 if __name__ == "__main__":
     main()
