@@ -110,7 +110,7 @@ def batch_norm_cases(params: BatchNormParams, seed: int, count: int) -> list[tup
     ]
     for shift in range(params.width + 1):
         cases.append((f"shift_{shift}", rng.integers(vlo, vhi + 1, size=cols), full(one),
-                      rng.integers(-4, 5, size=cols), shift, bool(shift % 2)))
+                      rng.integers(-4, 5, size=cols).clip(blo, bhi), shift, bool(shift % 2)))
     for i in range(count):
         kind = i % 3
         if kind == 0:
