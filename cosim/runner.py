@@ -84,6 +84,10 @@ class _PortsOnlyVerilator(cocotb_runner.Verilator):
     def _build_command(self):
         cmds = super()._build_command()
         cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+        # The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs large
+        # enough to be split into several C++ files (parallel builds with a precompiled
+        # header) fail with "Vtop__pch.h.fast: linker input file not found".
+        cmds[1] = [*cmds[1], "CFG_CXXFLAGS_PCH_I=-include"]
         return cmds
 
 

@@ -13,6 +13,9 @@ from amaranth.lib import wiring
 
 from neurophase.config import ChipConfig
 from neurophase.models.shift_add import ShiftAddParams
+from neurophase.regmap import tile_register_map
+from neurophase.regmap_export import write_regmap_exports
+from neurophase.rtl.csr_bank import CsrBank
 from neurophase.rtl.shift_add import ShiftAdd
 
 __all__ = ["BLOCKS", "build_block", "convert", "generate"]
@@ -20,6 +23,7 @@ __all__ = ["BLOCKS", "build_block", "convert", "generate"]
 #: Every RTL block the framework generates: Verilog module name -> factory from the chip config.
 BLOCKS: dict[str, Callable[[ChipConfig], wiring.Component]] = {
     "shift_add": lambda cfg: ShiftAdd(ShiftAddParams.from_config(cfg)),
+    "csr_bank": lambda cfg: CsrBank(tile_register_map(cfg)),
 }
 
 
@@ -53,6 +57,9 @@ def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = No
         path = out_dir / f"{name}.v"
         path.write_text(convert(build_block(name, cfg), name), encoding="utf-8")
         record(path, "verilog", module=name)
+    if "csr_bank" in (blocks or BLOCKS):
+        for kind, path in write_regmap_exports(tile_register_map(cfg), out_dir).items():
+            record(path, f"register-map-{kind}")
     manifest = {
         "generator": f"neurophase {version('neurophase')}",
         "amaranth": version("amaranth"),

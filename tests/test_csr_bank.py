@@ -141,7 +141,7 @@ def test_signature_follows_the_naming_rule():
     assert members["status_busy"].flow == In
     assert members["status_done_set"].flow == In
     assert members["status_done"].flow == Out
-    assert members["tile_gain_gain"].shape == signed(16)
+    assert members["drift_gain_alpha"].shape == signed(16)
     assert members["gain_rd"].signature == ParamReadSignature(signed(16), 32, 8).flip()
     assert members["adc_trim_rd"].signature == ParamReadSignature(signed(8), 32, 8).flip()
     assert members["bn_bias_rd"].signature == ParamReadSignature(signed(24), 32, 8).flip()
