@@ -98,7 +98,8 @@ def _check_int(what: str, value, lo: int, hi: int) -> None:
 
 def _check_name(what: str, name, pattern: re.Pattern, example: str, case: str) -> None:
     if not isinstance(name, str) or not pattern.match(name):
-        raise RegmapError(f"{what} must be a {case} identifier like {example!r}, not {name!r}")
+        article = "an" if case[0] in "aeiou" else "a"
+        raise RegmapError(f"{what} must be {article} {case} identifier like {example!r}, not {name!r}")
 
 
 def _value_range(width: int, signed: bool) -> tuple[int, int]:

@@ -204,3 +204,20 @@ def write_regmap_exports(rmap: RegisterMap, out_dir: str | Path) -> dict[str, Pa
         path.write_text(_WRITERS[kind](rmap), encoding="utf-8")
         written[kind] = path
     return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m neurophase.regmap_export PATH``: write the default tile's Markdown reference."""
+    import sys
+
+    from neurophase.config import ChipConfig
+    from neurophase.regmap import tile_register_map
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        raise SystemExit("usage: python -m neurophase.regmap_export PATH.md")
+    Path(args[0]).write_text(to_markdown(tile_register_map(ChipConfig())), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
