@@ -10,7 +10,7 @@ from neurophase.generate import convert
 from neurophase.models.shift_add import ShiftAddParams
 from neurophase.rtl.shift_add import ShiftAdd
 
-__all__ = ["run_shift_add", "run_drift_gain", "run_batch_norm", "run_adc_interface", "run_tile"]
+__all__ = ["run_shift_add", "run_drift_gain", "run_batch_norm", "run_adc_interface", "run_tile", "run_csr_bank"]
 
 
 def run_shift_add(
