@@ -158,6 +158,23 @@ def bench_model_command(batch, repeats, seed, as_json):
     console.print(f"[dim]configuration: {figures['config']}[/]")
 
 
+@bench.command("datapath")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def bench_datapath_command(config_path, as_json):
+    """Tile top in simulation with an ideal ADC: cycles per MVM against the ADC bound."""
+    from neurophase.benchmarks.bench_datapath import run as bench_datapath
+
+    figures = bench_datapath(get_config(config_path))
+    if as_json:
+        emit_json(figures)
+        return
+    console.print(f"cycles per MVM: {figures['cycles_per_mvm']}  ADC bound: {figures['adc_bound_cycles']}  "
+                  f"ratio: {figures['ratio_vs_adc_bound']:.3f}  matches golden: {figures['matches_golden']}")
+    console.print(f"[dim]configuration: {figures['config']}[/]")
+
+
 @model.command("drift")
 @config_option
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("out/model/drift.png"),

@@ -24,7 +24,26 @@ __all__ = ["BLOCKS", "build_block", "convert", "generate"]
 BLOCKS: dict[str, Callable[[ChipConfig], wiring.Component]] = {
     "shift_add": lambda cfg: ShiftAdd(ShiftAddParams.from_config(cfg)),
     "csr_bank": lambda cfg: CsrBank(tile_register_map(cfg)),
+    "adc_interface": lambda cfg: _datapath_block("adc_interface", cfg),
+    "drift_gain": lambda cfg: _datapath_block("drift_gain", cfg),
+    "batch_norm": lambda cfg: _datapath_block("batch_norm", cfg),
+    "tile": lambda cfg: _datapath_block("tile", cfg),
 }
+
+
+def _datapath_block(name: str, cfg: ChipConfig) -> wiring.Component:
+    """The ADC interface, drift gain, batch-norm or tile top sized by ``cfg``."""
+    from neurophase.models.datapath import DatapathParams
+    from neurophase.rtl.adc_interface import AdcInterface
+    from neurophase.rtl.batch_norm import BatchNorm
+    from neurophase.rtl.drift_gain import DriftGain
+    from neurophase.rtl.tile import Tile
+
+    if name == "tile":
+        return Tile(cfg)
+    params = DatapathParams.from_config(cfg)
+    return {"adc_interface": lambda: AdcInterface(params.adc), "drift_gain": lambda: DriftGain(params.drift_gain),
+            "batch_norm": lambda: BatchNorm(params.batch_norm)}[name]()
 
 
 def build_block(name: str, cfg: ChipConfig) -> wiring.Component:
