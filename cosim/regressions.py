@@ -120,3 +120,16 @@ def run_csr_bank(cfg, build_dir: str | Path, *, seed: int | None = None, count: 
     return run_cocotb(toplevel="csr_bank", verilog=[source], test_module="neurophase.cosim.benches.csr_bank",
                       build_dir=build_dir, params={"config": cfg.to_dict(), "count": count},
                       seed=seed, waves=waves, simulator=simulator)
+
+
+def run_tile(cfg, build_dir: str | Path, *, seed: int | None = None, count: int = 1000, stall: float = 0.3,
+             settings_every: int = 50, waves: bool = False, simulator: str = "verilator") -> SimRun:
+    """Tile-top Verilog for ``cfg`` (a ChipConfig) against the datapath golden model, with
+    register settings written over its Wishbone bus and the ADC responder: ``count``
+    random MVMs plus corner cases, ADC timeout, abort and soft reset mid-MVM, unmapped
+    bus accesses."""
+    from neurophase.rtl.tile import Tile
+
+    return _run_block(Tile(cfg), "tile", "tile", build_dir,
+                      {"config": cfg.to_dict(), "count": count, "stall": stall, "settings_every": settings_every},
+                      seed=seed, waves=waves, simulator=simulator)

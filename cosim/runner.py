@@ -25,6 +25,8 @@ __all__ = ["SimRun", "SimulationError", "run_cocotb", "lint_verilog", "LINT_WAIV
 
 #: Verilator -Wall warnings waived for Amaranth/Yosys output, and why (see docs/lint.md).
 LINT_WAIVERS = {
+    "DECLFILENAME": "Amaranth writes a design's submodules into the top's file as escaped hierarchical "
+    "names (\\tile.adc_interface); only the top module can match the file name",
     "WIDTHEXPAND": "Yosys write_verilog narrows constants and relies on Verilog's implicit "
     "sign/zero extension in comparisons and additions; the semantics are defined by the LRM",
     "WIDTHTRUNC": "Yosys emits logical NOT of multi-bit counters (!step), a 1-bit result by the LRM",

@@ -119,7 +119,7 @@ class Tile(wiring.Component):
             adc_if.start.eq(accept_start),
             adc_if.abort_mvm.eq(csr("abort") | csr("soft_reset")),
             adc_if.timeout_cycles.eq(csr("timeout_cycles")),
-            shift_add.restart.eq(0),
+            shift_add.restart.eq(flush),
             last_out.eq(self.o_stream.valid & self.o_stream.ready & self.o_stream.payload.last),
         ]
         with m.If(flush):
