@@ -196,5 +196,66 @@ def model_drift_command(config_path, out_path, seed, as_json):
     console.print(f"plot: {out_path}")
 
 
+@sim.command("program")
+@config_option
+@click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Weight matrix (.npy, tile.rows x tile.cols); seeded Gaussian weights when omitted.")
+@click.option("--seed", type=int, default=20260105, show_default=True, help="Seed of weights and device responses.")
+@click.option("--rows", type=click.IntRange(1), default=None, help="Program only the first N rows (default: all).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out/sim/program"),
+              show_default=True, help="Folder for the plot and the per-device results.")
+@click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Build folder (default: out/sim/program_verify).")
+@click.option("--verbose", is_flag=True, help="Stream the simulator's output instead of logging it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@friendly_errors
+def sim_program(config_path, weights_path, seed, rows, out_dir, build_dir, verbose, as_json):
+    """Program a tile through the program-verify RTL against the stochastic device model."""
+    import numpy as np
+    from rich.progress import Progress
+
+    from neurophase.benchmarks.bench_program import plot_programming, print_report, program_tile
+
+    cfg = get_config(config_path)
+    weights = np.load(weights_path) if weights_path else None
+    with Progress(console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("programming rows", total=rows or cfg.tile.rows)
+        result = program_tile(cfg, build_dir or Path("out/sim/program_verify"), weights=weights, seed=seed, rows=rows,
+                              verbose=verbose, progress=lambda done, total: bar.update(task, completed=done))
+    figures = result["figures"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures["plot"] = str(plot_programming(result["g_target"], result["g"], out_dir / "program.png",
+                                           f"program-verify RTL, {figures['devices']} devices"))
+    np.savez(out_dir / "program.npz", **{k: v for k, v in result.items() if k != "figures"})
+    figures["results"] = str(out_dir / "program.npz")
+    if as_json:
+        emit_json(figures)
+        return
+    print_report(console, figures)
+    console.print(f"plot: {figures['plot']}\nresults: {figures['results']}\nlog: {figures['log']}")
+
+
+@bench.command("program")
+@click.option("--rows", type=click.IntRange(1, 4096), default=256, show_default=True, help="Tile rows.")
+@click.option("--cols", type=click.IntRange(1, 4096), default=256, show_default=True, help="Tile columns.")
+@click.option("--seed", type=int, default=20260105, show_default=True, help="Seed of weights and device responses.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@friendly_errors
+def bench_program_command(rows, cols, seed, as_json):
+    """Program a tile through the program-verify RTL (default PCM preset): convergence,
+    iterations, programming error."""
+    from rich.progress import Progress
+
+    from neurophase.benchmarks.bench_program import bench_program, print_report
+
+    with Progress(console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("programming rows", total=rows)
+        figures = bench_program(rows, cols, seed, progress=lambda done, total: bar.update(task, completed=done))
+    if as_json:
+        emit_json(figures)
+        return
+    print_report(console, figures)
+
+
 if __name__ == "__main__":
     main()

@@ -5,7 +5,7 @@ import functools
 import operator
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from neurophase.config import ChipConfig
@@ -16,6 +16,22 @@ from neurophase.rtl.csr_bank import CsrBank
 from neurophase.rtl.wishbone import WishboneSignature
 
 __all__ = ["ProgramVerify", "program_verify_layouts"]
+
+
+class _State(enum.Enum, shape=4):
+    """Controller states (an explicit switch with a default, so every encoding is covered)."""
+
+    IDLE = 0
+    CLEAR = 1
+    READ_REQ = 2
+    WAIT_RESP = 3
+    EVAL = 4
+    NEXT = 5
+    SCAN = 6
+    EMIT = 7
+    COMMIT = 8
+    AFTER_PAIR = 9
+    FINISH = 10
 
 
 def program_verify_layouts(cfg: ChipConfig) -> tuple[data.StructLayout, data.StructLayout, data.StructLayout]:
@@ -142,6 +158,7 @@ class ProgramVerify(wiring.Component):
             bank.pv_device_iters_count.eq(dev_iters), bank.pv_device_pulses_count.eq(dev_pulses),
         ]
 
+        state = Signal(_State)
         group = Signal(range(depth))
         phase = Signal()                      # 0: address presented, 1: data valid
         codes = Signal(n * bits)
@@ -231,130 +248,131 @@ class ProgramVerify(wiring.Component):
             bank.pv_status_timeout_set.eq(done_strobe & timed_out),
         ]
 
-        with m.FSM(name="pv") as fsm:
-            with m.State("IDLE"):
-                with m.If(bank.pv_ctrl_start):
-                    bad = (bank.pv_range_first > bank.pv_range_last) | (bank.pv_range_last >= n)
-                    with m.If(bad):
-                        m.d.comb += refused.eq(1)
-                    with m.Else():
-                        m.d.sync += [
-                            row.eq(bank.pv_row_row), first.eq(bank.pv_range_first), last.eq(bank.pv_range_last),
-                            tolerance.eq(bank.pv_tolerance_codes),
-                            n_max.eq(Mux(bank.pv_max_iter_count == 0, 1, bank.pv_max_iter_count)),
-                            timeout.eq(bank.pv_timeout_cycles),
-                            row_reads.eq(0), commands.eq(0), converged.eq(0), failed.eq(0),
-                            dev_iters.eq(0), dev_pulses.eq(0), abort.eq(0), aborted.eq(0), timed_out.eq(0),
-                            group.eq(0),
-                        ]
-                        m.next = "CLEAR"
-            with m.State("CLEAR"):
-                m.d.comb += [wr.addr.eq(group), wr.data.eq(0), wr.en.eq(1)]
+        with m.If(state == _State.IDLE):
+            with m.If(bank.pv_ctrl_start):
+                bad = (bank.pv_range_first > bank.pv_range_last) | (bank.pv_range_last >= n)
+                with m.If(bad):
+                    m.d.comb += refused.eq(1)
+                with m.Else():
+                    m.d.sync += [
+                        row.eq(bank.pv_row_row), first.eq(bank.pv_range_first), last.eq(bank.pv_range_last),
+                        tolerance.eq(bank.pv_tolerance_codes),
+                        n_max.eq(Mux(bank.pv_max_iter_count == 0, 1, bank.pv_max_iter_count)),
+                        timeout.eq(bank.pv_timeout_cycles),
+                        row_reads.eq(0), commands.eq(0), converged.eq(0), failed.eq(0),
+                        dev_iters.eq(0), dev_pulses.eq(0), abort.eq(0), aborted.eq(0), timed_out.eq(0),
+                        group.eq(0),
+                    ]
+                    m.d.sync += state.eq(_State.CLEAR)
+        with m.Elif(state == _State.CLEAR):
+            m.d.comb += [wr.addr.eq(group), wr.data.eq(0), wr.en.eq(1)]
+            with m.If(group == groups - 1):
+                m.d.sync += [group.eq(0), waited.eq(0)]
+                m.d.sync += state.eq(_State.READ_REQ)
+            with m.Else():
+                m.d.sync += group.eq(group + 1)
+        with m.Elif(state == _State.READ_REQ):
+            m.d.comb += self.read_req.valid.eq(1)
+            with m.If(self.read_req.ready):
+                m.d.sync += waited.eq(waited + 1)
+                m.d.sync += state.eq(_State.WAIT_RESP)
+            with m.Elif(abort):
+                m.d.sync += aborted.eq(1)
+                m.d.sync += state.eq(_State.FINISH)
+            with m.Elif(timeout_now):
+                m.d.sync += timed_out.eq(1)
+                m.d.sync += state.eq(_State.FINISH)
+            with m.Else():
+                m.d.sync += waited.eq(waited + 1)
+        with m.Elif(state == _State.WAIT_RESP):
+            with m.If(self.read_resp.valid):
+                m.d.sync += [codes.eq(self.read_resp.payload.codes), row_reads.eq(row_reads + 1),
+                             group.eq(0), phase.eq(0), used.eq(0)]
+                m.d.sync += state.eq(_State.EVAL)
+            with m.Elif(timeout_now):
+                m.d.sync += timed_out.eq(1)
+                m.d.sync += state.eq(_State.FINISH)
+            with m.Else():
+                m.d.sync += waited.eq(waited + 1)
+        with m.Elif(state == _State.EVAL):
+            m.d.sync += phase.eq(~phase)
+            with m.If(phase):
+                m.d.comb += [wr.addr.eq(group), wr.data.eq(new_word), wr.en.eq(1)]
+                m.d.sync += [
+                    used.eq(functools.reduce(operator.or_, used_bits, used)),
+                    dev_iters.eq(dev_iters + popcount(active_bits)),
+                    converged.eq(converged + popcount(hit_bits)),
+                    failed.eq(failed + popcount(give_up_bits)),
+                ]
                 with m.If(group == groups - 1):
-                    m.d.sync += [group.eq(0), waited.eq(0)]
-                    m.next = "READ_REQ"
+                    m.d.sync += group.eq(0)
+                    m.d.sync += state.eq(_State.NEXT)
                 with m.Else():
                     m.d.sync += group.eq(group + 1)
-            with m.State("READ_REQ"):
-                m.d.comb += self.read_req.valid.eq(1)
-                with m.If(self.read_req.ready):
-                    m.d.sync += waited.eq(waited + 1)
-                    m.next = "WAIT_RESP"
+        with m.Elif(state == _State.NEXT):
+            # choose the next (polarity, class) pair, the next read, or the end
+            m.d.sync += [group.eq(0), phase.eq(0), mask.eq(0), waited.eq(0)]
+            with m.If(abort):
+                m.d.sync += aborted.eq(1)
+                m.d.sync += state.eq(_State.FINISH)
+            with m.Elif(used != 0):
+                m.d.sync += current.eq(lowest)
+                m.d.sync += state.eq(_State.SCAN)
+            with m.Else():
+                m.d.sync += state.eq(_State.FINISH)
+        with m.Elif(state == _State.SCAN):
+            m.d.sync += phase.eq(~phase)
+            with m.If(phase):
+                m.d.sync += mask.word_select(group, lanes).eq(Cat(*match_bits))
+                with m.If(group == groups - 1):
+                    m.d.sync += [group.eq(0), waited.eq(0)]
+                    m.d.sync += state.eq(_State.EMIT)
+                with m.Else():
+                    m.d.sync += group.eq(group + 1)
+        with m.Elif(state == _State.EMIT):
+            with m.If(mask == 0):                       # cannot happen; never stall on it
+                m.d.sync += used.eq(used & ~(Const(1, 2 * CLASSES) << current))
+                m.d.sync += state.eq(_State.AFTER_PAIR)
+            with m.Else():
+                m.d.comb += self.pulse.valid.eq(1)
+                with m.If(self.pulse.ready):
+                    m.d.sync += [commands.eq(commands + 1), group.eq(0), phase.eq(0)]
+                    m.d.sync += state.eq(_State.COMMIT)
                 with m.Elif(abort):
                     m.d.sync += aborted.eq(1)
-                    m.next = "FINISH"
+                    m.d.sync += state.eq(_State.FINISH)
                 with m.Elif(timeout_now):
                     m.d.sync += timed_out.eq(1)
-                    m.next = "FINISH"
+                    m.d.sync += state.eq(_State.FINISH)
                 with m.Else():
                     m.d.sync += waited.eq(waited + 1)
-            with m.State("WAIT_RESP"):
-                with m.If(self.read_resp.valid):
-                    m.d.sync += [codes.eq(self.read_resp.payload.codes), row_reads.eq(row_reads + 1),
-                                 group.eq(0), phase.eq(0), used.eq(0)]
-                    m.next = "EVAL"
-                with m.Elif(timeout_now):
-                    m.d.sync += timed_out.eq(1)
-                    m.next = "FINISH"
+        with m.Elif(state == _State.COMMIT):
+            m.d.sync += phase.eq(~phase)
+            with m.If(phase):
+                m.d.comb += [wr.addr.eq(group), wr.data.eq(committed), wr.en.eq(1)]
+                m.d.sync += dev_pulses.eq(dev_pulses + popcount(match_bits))
+                with m.If(group == groups - 1):
+                    m.d.sync += [group.eq(0), used.eq(used & ~(Const(1, 2 * CLASSES) << current))]
+                    m.d.sync += state.eq(_State.AFTER_PAIR)
                 with m.Else():
-                    m.d.sync += waited.eq(waited + 1)
-            with m.State("EVAL"):
-                m.d.sync += phase.eq(~phase)
-                with m.If(phase):
-                    m.d.comb += [wr.addr.eq(group), wr.data.eq(new_word), wr.en.eq(1)]
-                    m.d.sync += [
-                        used.eq(functools.reduce(operator.or_, used_bits, used)),
-                        dev_iters.eq(dev_iters + popcount(active_bits)),
-                        converged.eq(converged + popcount(hit_bits)),
-                        failed.eq(failed + popcount(give_up_bits)),
-                    ]
-                    with m.If(group == groups - 1):
-                        m.d.sync += group.eq(0)
-                        m.next = "NEXT"
-                    with m.Else():
-                        m.d.sync += group.eq(group + 1)
-            with m.State("NEXT"):
-                # choose the next (polarity, class) pair, the next read, or the end
-                m.d.sync += [group.eq(0), phase.eq(0), mask.eq(0), waited.eq(0)]
-                with m.If(abort):
-                    m.d.sync += aborted.eq(1)
-                    m.next = "FINISH"
-                with m.Elif(used != 0):
-                    m.d.sync += current.eq(lowest)
-                    m.next = "SCAN"
-                with m.Else():
-                    m.next = "FINISH"
-            with m.State("SCAN"):
-                m.d.sync += phase.eq(~phase)
-                with m.If(phase):
-                    m.d.sync += mask.word_select(group, lanes).eq(Cat(*match_bits))
-                    with m.If(group == groups - 1):
-                        m.d.sync += [group.eq(0), waited.eq(0)]
-                        m.next = "EMIT"
-                    with m.Else():
-                        m.d.sync += group.eq(group + 1)
-            with m.State("EMIT"):
-                with m.If(mask == 0):                       # cannot happen; never stall on it
-                    m.d.sync += used.eq(used & ~(Const(1, 2 * CLASSES) << current))
-                    m.next = "AFTER_PAIR"
-                with m.Else():
-                    m.d.comb += self.pulse.valid.eq(1)
-                    with m.If(self.pulse.ready):
-                        m.d.sync += [commands.eq(commands + 1), group.eq(0), phase.eq(0)]
-                        m.next = "COMMIT"
-                    with m.Elif(abort):
-                        m.d.sync += aborted.eq(1)
-                        m.next = "FINISH"
-                    with m.Elif(timeout_now):
-                        m.d.sync += timed_out.eq(1)
-                        m.next = "FINISH"
-                    with m.Else():
-                        m.d.sync += waited.eq(waited + 1)
-            with m.State("COMMIT"):
-                m.d.sync += phase.eq(~phase)
-                with m.If(phase):
-                    m.d.comb += [wr.addr.eq(group), wr.data.eq(committed), wr.en.eq(1)]
-                    m.d.sync += dev_pulses.eq(dev_pulses + popcount(match_bits))
-                    with m.If(group == groups - 1):
-                        m.d.sync += [group.eq(0), used.eq(used & ~(Const(1, 2 * CLASSES) << current))]
-                        m.next = "AFTER_PAIR"
-                    with m.Else():
-                        m.d.sync += group.eq(group + 1)
-            with m.State("AFTER_PAIR"):
-                m.d.sync += [group.eq(0), phase.eq(0), mask.eq(0), waited.eq(0)]
-                with m.If(abort):
-                    m.d.sync += aborted.eq(1)
-                    m.next = "FINISH"
-                with m.Elif(used != 0):
-                    m.d.sync += current.eq(lowest)
-                    m.next = "SCAN"
-                with m.Else():
-                    m.next = "READ_REQ"
-            with m.State("FINISH"):
-                m.d.comb += done_strobe.eq(1)
-                m.d.sync += abort.eq(0)
-                m.next = "IDLE"
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+                    m.d.sync += group.eq(group + 1)
+        with m.Elif(state == _State.AFTER_PAIR):
+            m.d.sync += [group.eq(0), phase.eq(0), mask.eq(0), waited.eq(0)]
+            with m.If(abort):
+                m.d.sync += aborted.eq(1)
+                m.d.sync += state.eq(_State.FINISH)
+            with m.Elif(used != 0):
+                m.d.sync += current.eq(lowest)
+                m.d.sync += state.eq(_State.SCAN)
+            with m.Else():
+                m.d.sync += state.eq(_State.READ_REQ)
+        with m.Elif(state == _State.FINISH):
+            m.d.comb += done_strobe.eq(1)
+            m.d.sync += abort.eq(0)
+            m.d.sync += state.eq(_State.IDLE)
+        with m.Else():                               # unreachable encodings: back to idle
+            m.d.sync += state.eq(_State.IDLE)
+        m.d.comb += self.busy.eq(state != _State.IDLE)
         m.d.comb += bank.pv_status_busy.eq(self.busy)
 
         # -- outcome window ------------------------------------------------------------------------
