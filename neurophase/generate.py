@@ -28,7 +28,15 @@ BLOCKS: dict[str, Callable[[ChipConfig], wiring.Component]] = {
     "drift_gain": lambda cfg: _datapath_block("drift_gain", cfg),
     "batch_norm": lambda cfg: _datapath_block("batch_norm", cfg),
     "tile": lambda cfg: _datapath_block("tile", cfg),
+    "program_verify": lambda cfg: _program_verify(cfg),
 }
+
+
+def _program_verify(cfg: ChipConfig) -> wiring.Component:
+    """The program-verify controller (with its own CSR bank) sized by ``cfg``."""
+    from neurophase.rtl.program_verify import ProgramVerify
+
+    return ProgramVerify(cfg)
 
 
 def _datapath_block(name: str, cfg: ChipConfig) -> wiring.Component:
@@ -78,6 +86,11 @@ def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = No
         record(path, "verilog", module=name)
     if "csr_bank" in (blocks or BLOCKS):
         for kind, path in write_regmap_exports(tile_register_map(cfg), out_dir).items():
+            record(path, f"register-map-{kind}")
+    if "program_verify" in (blocks or BLOCKS):
+        from neurophase.models.program_verify import program_verify_register_map
+
+        for kind, path in write_regmap_exports(program_verify_register_map(cfg), out_dir).items():
             record(path, f"register-map-{kind}")
     manifest = {
         "generator": f"neurophase {version('neurophase')}",

@@ -218,3 +218,13 @@ def test_full_tile_scenario_meets_the_published_figures(tmp_path):
     assert figures["converged_fraction"] >= 0.99
     assert figures["mean_iterations"] <= 15
     assert figures["error_sigma_uS"] <= 1.2
+
+
+def test_committed_register_reference_is_current():
+    from pathlib import Path
+
+    from neurophase.regmap_export import to_markdown
+
+    committed = (Path(__file__).parent.parent / "docs" / "program_verify_regs.md").read_text(encoding="utf-8")
+    assert committed == to_markdown(program_verify_register_map(ChipConfig())), (
+        "docs/program_verify_regs.md is stale: regenerate it with to_markdown(program_verify_register_map(ChipConfig()))")
