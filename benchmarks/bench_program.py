@@ -99,11 +99,11 @@ def program_tile(cfg: ChipConfig, build_dir: str | Path, *, weights: np.ndarray 
     """
     started = time.perf_counter()
     build_dir = Path(build_dir).resolve()
-    source = _write_verilog(cfg, build_dir)
     job = tile_job(cfg, weights, seed)
     total = cfg.tile.rows if rows is None else rows
     if isinstance(total, bool) or not isinstance(total, int) or not 1 <= total <= cfg.tile.rows:
         raise ValueError(f"rows must be an integer from 1 to {cfg.tile.rows}, not {rows!r}")
+    source = _write_verilog(cfg, build_dir)
     job = {**job, "targets": job["targets"][:total], "g_target": job["g_target"][:total],
            "g_start": job["g_start"][:total]}
     job_path, out_path, progress_path = (build_dir / name for name in ("job.npz", "result.npz", "progress.txt"))

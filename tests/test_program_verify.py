@@ -228,3 +228,29 @@ def test_committed_register_reference_is_current():
     committed = (Path(__file__).parent.parent / "docs" / "program_verify_regs.md").read_text(encoding="utf-8")
     assert committed == to_markdown(program_verify_register_map(ChipConfig())), (
         "docs/program_verify_regs.md is stale: regenerate it with to_markdown(program_verify_register_map(ChipConfig()))")
+
+
+# -- command line -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [["sim", "program"], ["bench", "program"]])
+def test_program_commands_have_help(path):
+    from click.testing import CliRunner
+
+    from neurophase.cli import main
+
+    result = CliRunner().invoke(main, [*path, "--help"], catch_exceptions=False)
+    assert result.exit_code == 0 and "Usage: " in result.output
+
+
+def test_sim_program_rejects_a_weight_matrix_of_the_wrong_shape(tmp_path):
+    from click.testing import CliRunner
+
+    from neurophase.cli import main
+
+    weights = tmp_path / "w.npy"
+    np.save(weights, np.zeros((3, 4)))
+    result = CliRunner().invoke(main, ["sim", "program", "--weights", str(weights), "--out", str(tmp_path / "out"),
+                                       "--build-dir", str(tmp_path / "build")], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert "weights must have shape (tile.rows, tile.cols) = (256, 256), not (3, 4)" in result.output
+    assert not (tmp_path / "build").exists()
