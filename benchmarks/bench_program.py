@@ -12,7 +12,6 @@ achieved conductance (noise-free, right after programming) minus the target, in 
 
 from __future__ import annotations
 
-import json
 import tempfile
 import threading
 import time
@@ -25,7 +24,7 @@ from neurophase.cosim.runner import SimRun, run_cocotb
 from neurophase.models.devices import device_model_from_config
 from neurophase.models.mapping import WeightMapping, map_weights
 from neurophase.models.program_verify import (
-    default_policy, physical_columns, target_codes, to_physical, verify_lsb_us,
+    default_policy, target_codes, to_physical, verify_lsb_us,
 )
 
 __all__ = ["run_program_verify", "program_tile", "tile_job", "summarise", "plot_programming", "bench_program", "bench_config",

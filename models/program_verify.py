@@ -50,7 +50,7 @@ and the run ends: at most ``max_iterations`` reads, ``max_iterations - 1`` pulse
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

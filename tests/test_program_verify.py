@@ -12,7 +12,7 @@ from neurophase.config import ChipConfig
 from neurophase.models.devices import device_model_from_config
 from neurophase.models.mapping import WeightMapping, map_weights
 from neurophase.models.program_verify import (
-    CLASSES, RESET, SET, ControllerModel, DeviceArray, PolicyParams, decide, default_policy, error_class,
+    CLASSES, RESET, SET, ControllerModel, DeviceArray, PulseCommand, decide, default_policy, error_class,
     from_physical, iteration_bits, physical_columns, policy_registers, program_verify_register_map,
     simulate_rows, target_codes, to_physical, verify_lsb_us,
 )
@@ -254,3 +254,98 @@ def test_sim_program_rejects_a_weight_matrix_of_the_wrong_shape(tmp_path):
     assert result.exit_code == 2
     assert "weights must have shape (tile.rows, tile.cols) = (256, 256), not (3, 4)" in result.output
     assert not (tmp_path / "build").exists()
+
+
+# -- Amaranth simulation ------------------------------------------------------------------------------
+
+def test_rtl_in_amaranth_simulation_matches_the_golden_model(seed):
+    """One row programmed in Amaranth's simulator: a bus master, a device-model responder
+    on the read and pulse ports; commands and per-device outcomes equal the golden model's."""
+    from amaranth.sim import Simulator
+
+    from neurophase.rtl.program_verify import ProgramVerify
+
+    cfg = SMALL
+    dut = ProgramVerify(cfg)
+    rmap = dut.regmap
+    n = physical_columns(cfg)
+    rng = np.random.default_rng(seed)
+    device = device_model_from_config(cfg)
+    array = DeviceArray(device, rng.uniform(0, 30, (cfg.tile.rows, n)), cfg.adc.bits, rng)
+    targets = rng.integers(0, 120, n)
+    params = default_policy(cfg).replace(max_iterations=12)
+    model = ControllerModel(params, targets, row=5)
+    seen, expected, outcome = [], [], {}
+
+    async def access(ctx, address, data=None):
+        bus = dut.bus
+        ctx.set(bus.adr, address // 4)
+        ctx.set(bus.we, data is not None)
+        ctx.set(bus.dat_w, data or 0)
+        ctx.set(bus.sel, 0b1111)
+        ctx.set(bus.cyc, 1)
+        ctx.set(bus.stb, 1)
+        for _ in range(4):
+            await ctx.tick()
+            if ctx.get(bus.ack):
+                value = ctx.get(bus.dat_r)
+                await ctx.tick()
+                ctx.set(bus.cyc, 0)
+                ctx.set(bus.stb, 0)
+                return value
+        raise AssertionError(f"no ack from {address:#x}")
+
+    async def host(ctx):
+        for p, value in enumerate(targets):
+            await access(ctx, rmap.address("PV_TARGET") + 4 * p, int(value))
+        for address, word in policy_registers(rmap, params, row=5).items():
+            await access(ctx, address, word)
+        await access(ctx, rmap.address("PV_CTRL"), 1)
+        for _ in range(20000):
+            await ctx.tick()
+            if not ctx.get(dut.busy):
+                break
+        assert not ctx.get(dut.busy)
+        outcome["status"] = await access(ctx, rmap.address("PV_STATUS"))
+        outcome["reads"] = await access(ctx, rmap.address("PV_ROW_READS"))
+        ibits = iteration_bits(cfg)
+        words = []
+        for p in range(n):
+            await access(ctx, rmap.address("PV_RESULT_INDEX"), p)
+            words.append(await access(ctx, rmap.address("PV_RESULT")))
+        outcome["iterations"] = [w & (1 << ibits) - 1 for w in words]
+        outcome["converged"] = [w >> 2 * ibits & 1 for w in words]
+
+    async def devices(ctx):
+        while True:
+            await ctx.tick()
+            if ctx.get(dut.read_req.valid):
+                ctx.set(dut.read_req.ready, 1)
+                await ctx.tick()
+                ctx.set(dut.read_req.ready, 0)
+                codes = array.read(ctx.get(dut.read_req.payload.row))
+                expected.extend(model.step(codes))
+                ctx.set(dut.read_resp.payload.codes, [int(c) for c in codes])
+                ctx.set(dut.read_resp.valid, 1)
+                await ctx.tick()
+                ctx.set(dut.read_resp.valid, 0)
+            elif ctx.get(dut.pulse.valid):
+                p = dut.pulse.payload
+                command = PulseCommand(ctx.get(p.row), ctx.get(p.mask), ctx.get(p.polarity), ctx.get(p.amplitude),
+                                       ctx.get(p.width))
+                ctx.set(dut.pulse.ready, 1)
+                await ctx.tick()
+                ctx.set(dut.pulse.ready, 0)
+                seen.append(command)
+                model.issued(command)
+                array.pulse(command.row, command.columns(n), command.polarity, command.amplitude, command.width)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.add_testbench(devices, background=True)
+    sim.run()
+    assert seen == expected and len(seen) >= 2 and model.outcome.row_reads >= 2
+    assert outcome["status"] & 0b10 and outcome["reads"] == model.outcome.row_reads
+    assert outcome["iterations"] == model.outcome.iterations.tolist()
+    assert outcome["converged"] == model.outcome.converged.astype(int).tolist()
