@@ -10,7 +10,8 @@ from neurophase.generate import convert
 from neurophase.models.shift_add import ShiftAddParams
 from neurophase.rtl.shift_add import ShiftAdd
 
-__all__ = ["run_shift_add", "run_drift_gain", "run_batch_norm", "run_adc_interface", "run_tile", "run_csr_bank"]
+__all__ = ["run_shift_add", "run_drift_gain", "run_batch_norm", "run_adc_interface", "run_tile", "run_csr_bank",
+           "run_program_verify"]
 
 
 def run_shift_add(
@@ -133,3 +134,12 @@ def run_tile(cfg, build_dir: str | Path, *, seed: int | None = None, count: int 
     return _run_block(Tile(cfg), "tile", "tile", build_dir,
                       {"config": cfg.to_dict(), "count": count, "stall": stall, "settings_every": settings_every},
                       seed=seed, waves=waves, simulator=simulator)
+
+
+def run_program_verify(cfg, build_dir: str | Path, *, seed: int | None = None, count: int = 8, waves: bool = False,
+                       simulator: str = "verilator", verbose: bool = False) -> SimRun:
+    """Program-verify controller Verilog for ``cfg`` against the golden policy model and the
+    numpy device model (see :func:`neurophase.benchmarks.bench_program.run_program_verify`)."""
+    from neurophase.benchmarks.bench_program import run_program_verify as run
+
+    return run(cfg, build_dir, seed=seed, count=count, waves=waves, simulator=simulator, verbose=verbose)

@@ -196,6 +196,27 @@ def model_drift_command(config_path, out_path, seed, as_json):
     console.print(f"plot: {out_path}")
 
 
+@sim.command("program-verify")
+@sim_options
+@friendly_errors
+def sim_program_verify(config_path, seed, length, waves, simulator, build_dir, verbose):
+    """Regression of the program-verify controller against its golden model and the device model.
+
+    A random row is about a hundred transactions (reads and pulse commands), so --length N
+    programs N // 100 random rows (at least one) besides the corner cases."""
+    from neurophase.cosim.regressions import run_program_verify
+
+    cfg = get_config(config_path)
+    length = max(1, length // 100)
+    build_dir = build_dir or Path("out/sim/program_verify_regression")
+    console.print(f"program-verify: {2 * cfg.weights.slices * cfg.tile.cols} devices per row, "
+                  f"{cfg.datapath.lanes} lanes; {length} random rows + corner cases")
+    run = run_program_verify(cfg, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
+                             verbose=verbose)
+    print_sim_summary("program-verify", run)
+    sys.exit(0 if run.ok else 1)
+
+
 @sim.command("program")
 @config_option
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
