@@ -29,6 +29,7 @@ __all__ = [
     "DatapathConfig",
     "DeviceConfig",
     "AnalogConfig",
+    "FpgaConfig",
     "ChipConfig",
     "DEVICE_PRESETS",
     "load_config",
@@ -326,6 +327,36 @@ class AnalogConfig(_Section):
     pv_tolerance_us: float = _float_field(0.5, 0.001, 100.0, "program-verify tolerance in µS")
 
 
+@dataclass(frozen=True)
+class FpgaConfig(_Section):
+    """The FPGA emulation board (``neurophase fpga ...``; see docs/fpga.md).
+
+    Parameters
+    ----------
+    board : str
+        Board name in the registry of ``neurophase.fpga.platforms`` (checked there).
+    baud : int
+        UART bit rate of the host link.
+    sim_clocks_per_bit : int
+        Clock cycles per UART bit in the simulated board (small, so simulation is fast).
+    bridge_timeout_bytes : int
+        Silence, in byte times, after which the UART bridge drops a partial frame.
+    conductance_bits : int
+        Width of each conductance code (G+ and G-) in the crossbar emulator.
+    """
+
+    _section = "fpga"
+    board: str = "ulx3s-85f"
+    baud: int = _int_field(1_000_000, 1200, 12_000_000, "UART bit rate of the host link")
+    sim_clocks_per_bit: int = _int_field(8, 4, 1024, "clock cycles per UART bit in simulation")
+    bridge_timeout_bytes: int = _int_field(2000, 2, 1_000_000, "byte times of silence that drop a partial frame")
+    conductance_bits: int = _int_field(7, 1, 15, "width of each emulated conductance code")
+
+    def _check(self) -> None:
+        if not isinstance(self.board, str) or not self.board.replace("-", "").isalnum():
+            raise self.error("board", self.board, "must be a board name like 'ulx3s-85f'")
+
+
 _SECTIONS = {
     "tile": TileConfig,
     "input": InputConfig,
@@ -334,6 +365,7 @@ _SECTIONS = {
     "datapath": DatapathConfig,
     "device": DeviceConfig,
     "analog": AnalogConfig,
+    "fpga": FpgaConfig,
 }
 
 
@@ -344,7 +376,7 @@ class ChipConfig:
 
     Parameters
     ----------
-    tile, input, adc, weights, datapath, device, analog :
+    tile, input, adc, weights, datapath, device, analog, fpga :
         The sections; see their classes.
     clock_mhz : float
         Clock of the digital periphery.
@@ -362,6 +394,7 @@ class ChipConfig:
     datapath: DatapathConfig = field(default_factory=DatapathConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     analog: AnalogConfig = field(default_factory=AnalogConfig)
+    fpga: FpgaConfig = field(default_factory=FpgaConfig)
     clock_mhz: float = _float_field(500.0, 1.0, 5000.0, "clock of the digital periphery in MHz")
 
     def __post_init__(self):

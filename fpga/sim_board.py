@@ -1,0 +1,127 @@
+"""The simulated board: the FPGA top's Verilog under Verilator, reachable over a TCP socket.
+
+:func:`run_sim_board` blocks while it serves host sessions (``neurophase fpga sim``);
+:class:`SimBoard` runs it in a background thread for scripts and tests::
+
+    with SimBoard(cfg, "out/fpga/sim") as board:
+        with NeuroPhaseHost.connect(board.url, cfg) as host:
+            host.identify()
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from neurophase.config import ChipConfig
+from neurophase.cosim.runner import SimRun, SimulationError, run_cocotb
+from neurophase.fpga.top import FpgaTop
+
+__all__ = ["SIM_TOP", "write_sim_sources", "run_sim_board", "SimBoard"]
+
+#: Verilog module name of the simulated FPGA top.
+SIM_TOP = "fpga_top"
+
+
+def write_sim_sources(cfg: ChipConfig, build_dir: str | Path) -> tuple[Path, Path]:
+    """Write the FPGA top's Verilog (UART at ``cfg.fpga.sim_clocks_per_bit``) and the
+    host's ``fpga_map.json`` into ``build_dir``; the Verilog is rewritten only when it
+    changed, so Verilator rebuilds only then. Returns (verilog, map) paths."""
+    from neurophase.generate import convert
+
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    top = FpgaTop(cfg, cfg.fpga.sim_clocks_per_bit)
+    source = build_dir / f"{SIM_TOP}.v"
+    text = convert(top, SIM_TOP)
+    if not source.exists() or source.read_text(encoding="utf-8") != text:
+        source.write_text(text, encoding="utf-8")
+    map_path = top.address_map.write(build_dir)["fpga-map"]
+    return source, map_path
+
+
+def run_sim_board(cfg: ChipConfig, build_dir: str | Path, *, port: int = 0, port_file: str | Path | None = None,
+                  sessions: int = 1, accept_timeout_s: float = 120.0, seed: int | None = None,
+                  waves: bool = False, verbose: bool = False) -> SimRun:
+    """Build the simulated board and serve ``sessions`` host connections (0: until
+    interrupted) on ``port`` (0: a free one, written to ``port_file``)."""
+    build_dir = Path(build_dir)
+    source, _ = write_sim_sources(cfg, build_dir)
+    params = {"divisor": cfg.fpga.sim_clocks_per_bit, "port": port, "sessions": sessions,
+              "port_file": str(Path(port_file).resolve()) if port_file else "",
+              "accept_timeout_s": accept_timeout_s}
+    return run_cocotb(toplevel=SIM_TOP, verilog=[source], test_module="neurophase.cosim.benches.fpga_board",
+                      build_dir=build_dir, params=params, seed=seed, waves=waves, verbose=verbose)
+
+
+class SimBoard:
+    """Runs :func:`run_sim_board` in a background thread for the duration of a ``with``.
+
+    Parameters
+    ----------
+    cfg : ChipConfig
+    build_dir : str or Path
+    sessions : int
+        Host connections to serve before the simulation ends.
+    start_timeout_s : float
+        Seconds to wait for Verilator to build and the socket to listen.
+
+    Attributes
+    ----------
+    port : int
+        Where the simulation listens (after entering).
+    url : str
+        ``socket://127.0.0.1:<port>`` for :func:`neurophase.fpga.transports.open_transport`.
+    map_path : Path
+        The host register map of this simulation.
+    run : SimRun or None
+        The finished simulation (after leaving).
+    """
+
+    def __init__(self, cfg: ChipConfig, build_dir: str | Path, *, sessions: int = 1, start_timeout_s: float = 600.0,
+                 waves: bool = False):
+        self.cfg = cfg
+        self.build_dir = Path(build_dir)
+        self.sessions = sessions
+        self.start_timeout_s = start_timeout_s
+        self.waves = waves
+        self.port_file = self.build_dir / "port"
+        self.map_path = self.build_dir / "fpga_map.json"
+        self.port: int | None = None
+        self.run: SimRun | None = None
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def _target(self) -> None:
+        try:
+            self.run = run_sim_board(self.cfg, self.build_dir, port_file=self.port_file, sessions=self.sessions,
+                                     waves=self.waves)
+        except BaseException as exc:  # reported by __enter__/__exit__ in the caller's thread
+            self.error = exc
+
+    @property
+    def url(self) -> str:
+        return f"socket://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "SimBoard":
+        self.build_dir.mkdir(parents=True, exist_ok=True)
+        self.port_file.unlink(missing_ok=True)
+        self._thread = threading.Thread(target=self._target, name="sim-board", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.start_timeout_s
+        while not (self.port_file.exists() and self.port_file.read_text(encoding="utf-8").strip()):
+            if self.error is not None:
+                raise self.error
+            if not self._thread.is_alive():
+                raise SimulationError(f"the simulated board stopped before listening; see {self.build_dir / 'sim.log'}")
+            if time.monotonic() > deadline:
+                raise SimulationError(f"the simulated board did not listen within {self.start_timeout_s} s")
+            time.sleep(0.1)
+        self.port = int(self.port_file.read_text(encoding="utf-8").strip())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._thread.join(timeout=120)
+        if self.error is not None and exc[0] is None:
+            raise self.error

@@ -1,0 +1,94 @@
+"""Wishbone address decoder: one master, several slave windows."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from neurophase.rtl.wishbone import WishboneSignature
+
+__all__ = ["WishboneDecoder"]
+
+
+class WishboneDecoder(wiring.Component):
+    """Routes a Wishbone-classic master to one of several slave windows.
+
+    Window ``name`` covers the byte addresses ``base .. base + 4 * 2**addr_width - 1``;
+    ``base`` must be aligned to that size. The slave sees the word address within its
+    window. An access outside every window is answered with ``err`` one cycle after it is
+    seen, so the master never waits forever.
+
+    Parameters
+    ----------
+    addr_width : int
+        Word-address width of the master's bus.
+    windows : sequence of (str, int, int)
+        ``(name, base byte address, slave word-address width)`` per slave.
+
+    Members
+    -------
+    bus : In(WishboneSignature(addr_width))
+        From the master.
+    <name>_bus : Out(WishboneSignature(window addr_width))
+        To each slave.
+
+    Raises
+    ------
+    ValueError
+        For a misaligned, overlapping or out-of-range window, or a duplicate name.
+    """
+
+    def __init__(self, addr_width: int, windows):
+        self.windows = []
+        seen = []
+        for name, base, width in windows:
+            size = 4 << width
+            if not isinstance(base, int) or base < 0 or base % size:
+                raise ValueError(f"base of window {name!r} must be a multiple of its size 0x{size:x}, not {base!r}")
+            if base + size > 4 << addr_width:
+                raise ValueError(f"window {name!r} at 0x{base:x} (size 0x{size:x}) does not fit a "
+                                 f"{addr_width}-bit word address")
+            for other, lo, hi in seen:
+                if other == name:
+                    raise ValueError(f"window name {name!r} is used twice")
+                if base < hi and lo < base + size:
+                    raise ValueError(f"window {name!r} at 0x{base:x} overlaps window {other!r} at 0x{lo:x}")
+            seen.append((name, base, base + size))
+            self.windows.append((name, base, width))
+        members = {"bus": In(WishboneSignature(addr_width))}
+        members.update({f"{name}_bus": Out(WishboneSignature(width)) for name, _, width in self.windows})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        hits = []
+        for name, base, width in self.windows:
+            slave = getattr(self, f"{name}_bus")
+            hit = Signal(name=f"{name}_hit")
+            m.d.comb += hit.eq(bus.adr[width:] == (base >> 2) >> width)
+            hits.append(hit)
+            m.d.comb += [
+                slave.adr.eq(bus.adr[:width]),
+                slave.dat_w.eq(bus.dat_w),
+                slave.sel.eq(bus.sel),
+                slave.we.eq(bus.we),
+                slave.cyc.eq(bus.cyc & hit),
+                slave.stb.eq(bus.stb & hit),
+            ]
+            with m.If(hit):
+                m.d.comb += [bus.dat_r.eq(slave.dat_r), bus.ack.eq(slave.ack), bus.err.eq(slave.err)]
+        unmapped = Signal()
+        answered = Signal()
+        m.d.comb += unmapped.eq(bus.cyc & bus.stb & ~sum_any(hits))
+        m.d.sync += answered.eq(unmapped & ~answered)
+        with m.If(~sum_any(hits)):
+            m.d.comb += bus.err.eq(answered & bus.cyc & bus.stb)
+        return m
+
+
+def sum_any(signals):
+    """OR of ``signals`` (0 for none)."""
+    result = 0
+    for s in signals:
+        result = result | s
+    return result
