@@ -253,8 +253,9 @@ class NeuroPhaseHost:
                 **{f"uart_{k}": v for k, v in self.fields("UART_ERRORS").items()}}
 
     def resynchronise(self) -> None:
-        """Recover the link after a lost answer (waits longer than the bridge's frame timeout)."""
-        self.link.resynchronise(0.05)
+        """Recover the link after a lost answer: silence for longer than the bridge's frame
+        timeout (the transport's ``resync_quiet_s``), then drop stale input."""
+        self.link.resynchronise(self.transport.resync_quiet_s)
 
     # -- the tile's operations ---------------------------------------------------------------
     @property

@@ -63,7 +63,9 @@ class SimBoard:
     cfg : ChipConfig
     build_dir : str or Path
     sessions : int
-        Host connections to serve before the simulation ends.
+        Host connections to serve before the simulation ends (0: until the process ends).
+    port : int
+        TCP port to listen on (0: any free port).
     start_timeout_s : float
         Seconds to wait for Verilator to build and the socket to listen.
 
@@ -79,11 +81,12 @@ class SimBoard:
         The finished simulation (after leaving).
     """
 
-    def __init__(self, cfg: ChipConfig, build_dir: str | Path, *, sessions: int = 1, start_timeout_s: float = 600.0,
-                 waves: bool = False):
+    def __init__(self, cfg: ChipConfig, build_dir: str | Path, *, sessions: int = 1, port: int = 0,
+                 start_timeout_s: float = 600.0, waves: bool = False):
         self.cfg = cfg
         self.build_dir = Path(build_dir)
         self.sessions = sessions
+        self.requested_port = port
         self.start_timeout_s = start_timeout_s
         self.waves = waves
         self.port_file = self.build_dir / "port"
@@ -95,8 +98,8 @@ class SimBoard:
 
     def _target(self) -> None:
         try:
-            self.run = run_sim_board(self.cfg, self.build_dir, port_file=self.port_file, sessions=self.sessions,
-                                     waves=self.waves)
+            self.run = run_sim_board(self.cfg, self.build_dir, port=self.requested_port, port_file=self.port_file,
+                                     sessions=self.sessions, waves=self.waves)
         except BaseException as exc:  # reported by __enter__/__exit__ in the caller's thread
             self.error = exc
 
@@ -120,6 +123,10 @@ class SimBoard:
             time.sleep(0.1)
         self.port = int(self.port_file.read_text(encoding="utf-8").strip())
         return self
+
+    def wait(self) -> None:
+        """Block until the simulation has served its sessions."""
+        self._thread.join()
 
     def __exit__(self, *exc) -> None:
         self._thread.join(timeout=120)

@@ -35,6 +35,8 @@ class Transport:
     """Base of the byte transports: ``open``/``close``/``write``/``read`` and a context manager."""
 
     timeout: float = 2.0
+    #: Seconds of silence after which the bridge has surely dropped a partial frame.
+    resync_quiet_s: float = 0.1
 
     def open(self) -> None:
         raise NotImplementedError
@@ -118,6 +120,9 @@ class SocketTransport(Transport):
     connect_timeout : float
         Seconds to keep retrying the connection while the simulation starts.
     """
+
+    #: The simulation runs slower than real time while idle (see cosim/benches/fpga_board.py).
+    resync_quiet_s = 3.0
 
     def __init__(self, host: str, port: int, *, timeout: float = 30.0, connect_timeout: float = 10.0):
         self.host, self.port, self.timeout, self.connect_timeout = host, port, timeout, connect_timeout

@@ -278,5 +278,12 @@ def bench_program_command(rows, cols, seed, as_json):
     print_report(console, figures)
 
 
+
+# `neurophase fpga build|program|sim` lives with the FPGA package; imported last because it
+# uses console, emit_json and friendly_errors from this module.
+from neurophase.fpga.cli import fpga as _fpga_group  # noqa: E402
+
+main.add_command(_fpga_group)
+
 if __name__ == "__main__":
     main()

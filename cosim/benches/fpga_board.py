@@ -79,7 +79,9 @@ class UartSocketBridge:
                     await self.send_byte(value)
                 idle_rounds = 0
             else:
-                await Timer(4 * self.bit_ns, unit="ns")
+                # idle: run the design on; after a while in bigger steps, so a host's silence
+                # of a few seconds covers the bridge's frame timeout (20000 bit times)
+                await Timer((4 if idle_rounds < 256 else 64) * self.bit_ns, unit="ns")
                 idle_rounds += 1
         # let the last answer leave before the next session
         await Timer(40 * self.bit_ns, unit="ns")

@@ -1,0 +1,164 @@
+"""``neurophase fpga build|program|sim``: the emulation board from the command line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from neurophase.cli import console, emit_json, friendly_errors
+
+__all__ = ["fpga", "PRESET"]
+
+#: The FPGA configuration used when ``--config`` is not given (ULX3S ECP5-85F, 32 x 32 tile).
+PRESET = Path(__file__).resolve().parent / "ulx3s.toml"
+
+
+def fpga_config(path: Path | None):
+    from neurophase.config import ChipConfig
+
+    return ChipConfig.from_toml(path or PRESET)
+
+
+def link_errors(func):
+    """Also turn FPGA build, programming and host-link errors into one clear line."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from neurophase.fpga.build import BuildError
+        from neurophase.fpga.host import HostError
+        from neurophase.fpga.transports import LinkError
+
+        try:
+            return func(*args, **kwargs)
+        except (BuildError, HostError, LinkError) as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            sys.exit(2 if not isinstance(exc, BuildError) or getattr(exc, "report", None) is None else 1)
+
+    return wrapper
+
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help=f"FPGA configuration (TOML); default: the ULX3S preset {PRESET.name}.",
+)
+
+
+def board_option(func):
+    from neurophase.fpga.platforms import BOARDS
+
+    return click.option("--board", type=click.Choice(sorted(BOARDS)), default=None,
+                        help="Board (default: fpga.board of the configuration, ulx3s-85f).")(func)
+
+
+@click.group()
+def fpga():
+    """FPGA emulation board: bitstream, programming, simulated board for the host driver."""
+
+
+def print_report(report) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{report.board}: utilisation and timing")
+    table.add_column("resource")
+    table.add_column("used", justify="right")
+    table.add_column("available", justify="right")
+    table.add_column("%", justify="right")
+    for key, label in (("luts", "LUT4"), ("registers", "registers (FF)"), ("bram", "block RAM (DP16KD)"),
+                       ("dsp", "DSP (MULT18X18D)")):
+        used, avail = report.utilisation[key]["used"], report.utilisation[key]["available"]
+        table.add_row(label, str(used), str(avail), f"{100 * used / avail:.1f}" if avail else "-")
+    console.print(table)
+    verdict = "[green]met[/]" if report.timing_met else "[red]NOT met[/]"
+    console.print(f"Fmax {report.fmax_mhz:.2f} MHz vs {report.clock_mhz:g} MHz clock: timing {verdict}")
+    console.print(f"bitstream: {report.bitstream}  ({report.build_s:.0f} s, {report.toolchain} toolchain)")
+
+
+@fpga.command("build")
+@config_option
+@board_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out/fpga"),
+              show_default=True, help="Build folder (bitstream, reports, register map).")
+@click.option("--toolchain", type=click.Choice(["auto", "system", "yowasp"]), default="auto", show_default=True,
+              help="ECP5 tools: system ones when complete, else the YoWASP builds from PyPI.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (key fmax_mhz).")
+@click.option("--verbose", is_flag=True, help="Stream the tools' output.")
+@friendly_errors
+@link_errors
+def build_command(config_path, board, out_dir, toolchain, as_json, verbose):
+    """Build the bitstream of the FPGA top; print utilisation and Fmax against the board clock."""
+    from neurophase.fpga.build import BuildError, build_bitstream
+    from neurophase.fpga.regmap import FpgaAddressMap
+
+    cfg = fpga_config(config_path)
+    if not as_json:
+        console.print(f"building for {board or cfg.fpga.board}: {cfg.tile.rows} x {cfg.tile.cols} tile, "
+                      f"{cfg.datapath.lanes} lanes, {cfg.clock_mhz:g} MHz (takes minutes) ...")
+    FpgaAddressMap(cfg).write(out_dir)
+    try:
+        report = build_bitstream(cfg, out_dir, board=board, toolchain=toolchain, verbose=verbose)
+    except BuildError as exc:
+        report = getattr(exc, "report", None)
+        if report is None:
+            raise
+        if as_json:
+            emit_json(report.to_dict())
+        else:
+            print_report(report)
+        raise
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        print_report(report)
+        console.print(f"register map for the host: {out_dir / 'fpga_map.json'}")
+
+
+@fpga.command("program")
+@config_option
+@board_option
+@click.option("--bitstream", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("out/fpga/neurophase_fpga.bit"), show_default=True)
+@click.option("--flash", is_flag=True, help="Write the SPI flash (kept at power-off) instead of the SRAM.")
+@click.option("--dry-run", is_flag=True, help="Print the openFPGALoader command without running it.")
+@friendly_errors
+def program_command(config_path, board, bitstream, flash, dry_run):
+    """Load the bitstream into the board with openFPGALoader."""
+    from neurophase.fpga.program import program_board
+
+    cfg = fpga_config(config_path)
+    command = program_board(bitstream, board or cfg.fpga.board, flash=flash, dry_run=dry_run)
+    if dry_run:
+        console.print("would run: " + " ".join(command))
+    else:
+        console.print(f"programmed {board or cfg.fpga.board} with {bitstream}")
+
+
+@fpga.command("sim")
+@config_option
+@click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out/fpga/sim"),
+              show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=4567, show_default=True,
+              help="TCP port the simulated board listens on (0: any free port).")
+@click.option("--sessions", type=click.IntRange(0), default=0, show_default=True,
+              help="Host connections to serve before stopping (0: until interrupted).")
+@click.option("--waves", is_flag=True, help="Record waveforms.")
+@friendly_errors
+@link_errors
+def sim_command(config_path, build_dir, port, sessions, waves):
+    """Run the FPGA top under Verilator as a simulated board for the host driver."""
+    from neurophase.fpga.sim_board import SimBoard
+
+    cfg = fpga_config(config_path)
+    console.print(f"building the simulated board ({cfg.tile.rows} x {cfg.tile.cols} tile, "
+                  f"{cfg.fpga.sim_clocks_per_bit} clocks per UART bit) in {build_dir} ...")
+    board = SimBoard(cfg, build_dir, sessions=sessions, port=port, waves=waves)
+    with board:
+        console.print(f"simulated board listening: {board.url}")
+        console.print(f"register map: {board.map_path}")
+        console.print("host: NeuroPhaseHost.connect(url, map)  (Ctrl-C stops)")
+        board.wait()
+    run = board.run
+    console.print(f"simulation ended: {'ok' if run and run.ok else 'FAILED'}  (log: {run.log if run else '-'})")
+    sys.exit(0 if run and run.ok else 1)

