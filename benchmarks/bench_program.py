@@ -162,6 +162,7 @@ def summarise(cfg: ChipConfig, g_target: np.ndarray, result: dict) -> dict:
         "iterations_histogram": {int(k): int(v) for k, v in enumerate(hist) if v},
         "error_sigma_uS": float(error.std()),
         "error_sigma_nonzero_uS": float(error[nonzero].std()) if nonzero.any() else 0.0,
+        "error_mean_nonzero_uS": float(error[nonzero].mean()) if nonzero.any() else 0.0,
         "error_sigma_pct_gmax": float(100 * error.std() / device.g_max),
         "error_max_abs_uS": float(np.abs(error).max()),
         "mean_pulses": float(result["pulses"].mean()),
@@ -177,7 +178,8 @@ def summarise(cfg: ChipConfig, g_target: np.ndarray, result: dict) -> dict:
 
 
 def plot_programming(g_target: np.ndarray, g: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """Target vs achieved conductance and the error histogram, as a PNG."""
+    """Target vs achieved conductance and the error histogram (of the devices whose target
+    is above the lowest one; those at g_min stay untouched), as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,9 +193,12 @@ def plot_programming(g_target: np.ndarray, g: np.ndarray, path: str | Path, titl
     top = max(float(g_target.max()), float(g.max()), 1e-9)
     left.plot([0, top], [0, top], "k--", lw=0.8)
     left.set(xlabel="target conductance (µS)", ylabel="achieved conductance (µS)", title="target vs achieved")
-    right.hist(error, bins=101)
+    programmed = (g_target > g_target.min()).ravel()           # devices left at g_min are not pulsed
+    shown = error[programmed] if programmed.any() else error
+    right.hist(shown, bins=101)
     right.set(xlabel="programming error (µS)", ylabel="devices",
-              title=f"error: sigma {error.std():.3f} µS, mean {error.mean():+.3f} µS")
+              title=f"{shown.size} of {error.size} devices above g_min:\n"
+                    f"sigma {shown.std():.3f} µS, mean {shown.mean():+.3f} µS (all: sigma {error.std():.3f} µS)")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -228,7 +233,8 @@ def print_report(console, figures: dict) -> None:
                   f"pulses per device {figures['mean_pulses']:.2f}")
     console.print(f"programming error: sigma {figures['error_sigma_uS']:.3f} µS = "
                   f"{figures['error_sigma_pct_gmax']:.2f} % of g_max (non-zero targets "
-                  f"{figures['error_sigma_nonzero_uS']:.3f} µS), max |error| {figures['error_max_abs_uS']:.3f} µS")
+                  f"{figures['error_sigma_nonzero_uS']:.3f} µS, mean {figures['error_mean_nonzero_uS']:+.3f} µS), "
+                  f"max |error| {figures['error_max_abs_uS']:.3f} µS")
     table = Table(title="iterations histogram")
     table.add_column("iterations", justify="right")
     table.add_column("devices", justify="right")
