@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= out
 
-.PHONY: setup demo test test-all clean
+.PHONY: setup demo test test-all test-fpga-build clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -n 2 -m "slow or not slow"
+
+# The FPGA bitstream build (several minutes, `slow`): CI runs it once after the suite.
+test-fpga-build: setup
+	$(BIN)/python -m pytest -m slow tests/test_fpga_build.py
 
 clean:
 	rm -rf $(OUT) sim_build .pytest_cache

@@ -22,6 +22,10 @@ __all__ = ["SIM_TOP", "write_sim_sources", "run_sim_board", "SimBoard"]
 
 #: Verilog module name of the simulated FPGA top.
 SIM_TOP = "fpga_top"
+#: The simulated bridge's frame timeout in byte times: shorter than the board's (which must
+#: ride out USB latency), so a host's few seconds of silence cover it although the idle
+#: simulation runs slower than real time. The host sends whole frames at once.
+SIM_FRAME_TIMEOUT_BYTES = 200
 
 
 def write_sim_sources(cfg: ChipConfig, build_dir: str | Path) -> tuple[Path, Path]:
@@ -32,7 +36,7 @@ def write_sim_sources(cfg: ChipConfig, build_dir: str | Path) -> tuple[Path, Pat
 
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
-    top = FpgaTop(cfg, cfg.fpga.sim_clocks_per_bit)
+    top = FpgaTop(cfg, cfg.fpga.sim_clocks_per_bit, frame_timeout_bytes=SIM_FRAME_TIMEOUT_BYTES)
     source = build_dir / f"{SIM_TOP}.v"
     text = convert(top, SIM_TOP)
     if not source.exists() or source.read_text(encoding="utf-8") != text:

@@ -56,6 +56,9 @@ class FpgaTop(wiring.Component):
     divisor : int
         Clock cycles per UART bit (:func:`uart_divisor` on the board,
         ``cfg.fpga.sim_clocks_per_bit`` in simulation).
+    frame_timeout_bytes : int or None
+        Byte times of silence that drop a partial frame; default
+        ``cfg.fpga.bridge_timeout_bytes``.
 
     Members
     -------
@@ -79,12 +82,13 @@ class FpgaTop(wiring.Component):
     uart_tx: Out(1, init=1)
     status: Out(4)
 
-    def __init__(self, cfg: ChipConfig, divisor: int):
+    def __init__(self, cfg: ChipConfig, divisor: int, *, frame_timeout_bytes: int | None = None):
         if not isinstance(cfg, ChipConfig):
             raise TypeError(f"cfg must be a ChipConfig, not {cfg!r}")
         check_divisor(divisor)
         self.cfg = cfg
         self.divisor = divisor
+        self.frame_timeout_bytes = frame_timeout_bytes or cfg.fpga.bridge_timeout_bytes
         self.address_map = FpgaAddressMap(cfg)
         self.emulator_params = EmulatorParams.from_config(cfg)
         super().__init__()
@@ -92,7 +96,7 @@ class FpgaTop(wiring.Component):
     @property
     def frame_timeout_cycles(self) -> int:
         """Idle cycles inside a frame after which the bridge drops it."""
-        return self.cfg.fpga.bridge_timeout_bytes * 10 * self.divisor
+        return self.frame_timeout_bytes * 10 * self.divisor
 
     def elaborate(self, platform):
         m = Module()

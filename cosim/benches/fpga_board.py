@@ -80,7 +80,7 @@ class UartSocketBridge:
                 idle_rounds = 0
             else:
                 # idle: run the design on; after a while in bigger steps, so a host's silence
-                # of a few seconds covers the bridge's frame timeout (20000 bit times)
+                # of a few seconds covers the bridge's frame timeout (SIM_FRAME_TIMEOUT_BYTES)
                 await Timer((4 if idle_rounds < 256 else 64) * self.bit_ns, unit="ns")
                 idle_rounds += 1
         # let the last answer leave before the next session

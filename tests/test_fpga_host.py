@@ -1,0 +1,224 @@
+"""Host driver end to end against the simulated board (the FPGA top under Verilator, its
+UART bridged to a TCP socket): load weights, run MVMs, compare with the golden model
+(crossbar emulator model -> tile datapath model); drift gains and drift steps; link
+recovery after garbage and a stalled frame. Plus transport and register-file unit tests."""
+
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from neurophase.config import ChipConfig
+from neurophase.fpga.host import HostError, NeuroPhaseHost, RegisterFile
+from neurophase.fpga.regmap import FpgaAddressMap
+from neurophase.fpga.sim_board import SimBoard
+from neurophase.fpga.transports import (
+    LinkError, SerialTransport, SocketTransport, UartBoneLink, open_transport,
+)
+from neurophase.models.crossbar_emulator import CrossbarEmulatorModel, EmulatorParams, emulated_mvm
+from neurophase.models.datapath import DatapathParams, DatapathSettings
+
+PRESET = "fpga/ulx3s.toml"
+
+
+def fpga_config() -> ChipConfig:
+    from pathlib import Path
+
+    return ChipConfig.from_toml(Path(__file__).resolve().parents[1] / PRESET)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """One simulated board and one host connection shared by this module's board tests."""
+    cfg = fpga_config()
+    build_dir = tmp_path_factory.mktemp("sim_board")
+    with SimBoard(cfg, build_dir, sessions=1) as board:
+        host = NeuroPhaseHost.connect(board.url, board.map_path, timeout=60.0)
+        model = CrossbarEmulatorModel(EmulatorParams.from_config(cfg))
+        yield cfg, host, model
+        host.close()
+    assert board.run is not None and board.run.ok, f"simulated board failed: {board.run}"
+
+
+def random_settings(cfg, rng, params):
+    cols = cfg.tile.cols
+    one_gain = 1 << params.drift_gain.gain_frac_bits
+    one_scale = 1 << params.batch_norm.scale_frac_bits
+    return DatapathSettings(
+        trims=rng.integers(-4, 5, cols),
+        gains=rng.integers(one_gain * 3 // 4, one_gain * 5 // 4, cols),
+        scale=rng.integers(one_scale // 2, one_scale * 3 // 2, cols),
+        bias=rng.integers(-2000, 2000, cols),
+        shift=9,
+        relu=bool(rng.integers(0, 2)),
+    )
+
+
+def apply_settings(host, settings):
+    host.set_datapath(trims=settings.trims, gains=settings.gains, scale=settings.scale, bias=settings.bias,
+                      shift=settings.shift, relu=settings.relu)
+
+
+@pytest.mark.verilator
+def test_identify_and_register_access(session):
+    cfg, host, _ = session
+    info = host.identify()
+    assert (info["rows"], info["cols"], info["lanes"], info["clock_mhz"]) == (32, 32, 8, 100)
+    host.set_fields("ADC_TIMEOUT", cycles=777)
+    assert host.field("ADC_TIMEOUT", "cycles") == 777
+    host.set_fields("ADC_TIMEOUT", cycles=cfg.datapath.adc_timeout_cycles)
+    host.write_array("BN_BIAS", [-5, 6, -7], start=3)
+    assert list(host.read_array("BN_BIAS", 3, start=3)) == [-5, 6, -7]
+    host.write_array("BN_BIAS", [0, 0, 0], start=3)
+
+
+@pytest.mark.verilator
+def test_mvms_match_the_golden_model(session, seed):
+    cfg, host, model = session
+    rng = np.random.default_rng(seed)
+    params = DatapathParams.from_config(cfg)
+    weights = rng.integers(-127, 128, (cfg.tile.rows, cfg.tile.cols))
+    g_plus, g_minus = host.load_weights(weights)
+    model.set_conductances(g_plus, g_minus)
+    assert np.array_equal(host.read_array("WEIGHT", 64), model.weight_words[:64])
+    host.set_fields("EMU_SCALE", factor=512)  # 0.125: plane sums fit the 10-bit ADC mostly
+    model.scale = 512
+    host.set_noise(3, seed & 0xFFFF)
+    model.noise_bits = 3
+    model.reseed(seed & 0xFFFF)
+    settings = random_settings(cfg, rng, params)
+    apply_settings(host, settings)
+    for i in range(4):
+        x = rng.integers(-128, 128, cfg.tile.rows)
+        got = host.mvm(x)
+        want = emulated_mvm(cfg, model, settings, x)
+        assert np.array_equal(got.result, want["result"]), f"MVM {i}: {got.result} != {want['result']}"
+        assert np.array_equal(got.saturated, want["saturated"]), f"MVM {i} saturation bits"
+    assert host.field("EMU_CONVERSIONS", "count") == model.conversions
+
+
+@pytest.mark.verilator
+def test_drift_gains_and_drift_step(session, seed):
+    cfg, host, model = session
+    rng = np.random.default_rng(seed + 7)
+    params = DatapathParams.from_config(cfg)
+    settings = DatapathSettings.identity(params, shift=8)
+    apply_settings(host, settings)
+    host.set_noise(0, 1)
+    model.noise_bits = 0
+    model.reseed(1)
+    x = rng.integers(-128, 128, cfg.tile.rows)
+    host.set_fields("EMU_SCALE", factor=512)
+    model.scale = 512
+    fresh = host.mvm(x).result
+    assert np.array_equal(fresh, emulated_mvm(cfg, model, settings, x)["result"])
+    factor = host.drift_step(t_s=1e6, nu=0.06, range_factor=0.125)  # devices drift down
+    model.scale = factor
+    assert factor < 512
+    drifted = host.mvm(x).result
+    assert np.array_equal(drifted, emulated_mvm(cfg, model, settings, x)["result"])
+    # compensate with a tile gain, then with per-column gains
+    alpha = round((512 / factor) * (1 << params.drift_gain.gain_frac_bits))
+    host.update_drift_gains(alpha)
+    settings.gains = alpha
+    compensated = host.mvm(x).result
+    assert np.array_equal(compensated, emulated_mvm(cfg, model, settings, x)["result"])
+    assert np.abs(compensated - fresh).sum() < np.abs(drifted - fresh).sum()
+    gains = np.full(cfg.tile.cols, alpha) + rng.integers(-50, 50, cfg.tile.cols)
+    host.update_drift_gains(gains)
+    settings.gains = gains
+    assert np.array_equal(host.mvm(x).result, emulated_mvm(cfg, model, settings, x)["result"])
+
+
+@pytest.mark.verilator
+def test_link_recovers_from_garbage_and_a_stalled_frame(session):
+    _, host, _ = session
+    before = host.link_errors()
+    host.transport.write(bytes([0x00, 0xFF, 0x42, 0x99]))  # garbage where a frame must start
+    assert host.read("FPGA_ID") == 0x4E504846
+    host.transport.write(bytes([0x02, 0x01, 0x00]))  # a read frame cut short, then silence
+    host.resynchronise()  # quiet for longer than the bridge's frame timeout
+    assert host.read("ID") == 0x4E504854
+    after = host.link_errors()
+    assert after["bad_commands"] - before["bad_commands"] == 4
+    assert after["frame_timeouts"] - before["frame_timeouts"] == 1
+    assert after["uart_framing"] == before["uart_framing"]
+
+
+# -- without the board ------------------------------------------------------------------------
+
+def test_register_file_round_trip_and_errors(tmp_path):
+    cfg = fpga_config()
+    paths = FpgaAddressMap(cfg).write(tmp_path)
+    regs = RegisterFile.from_json(paths["fpga-map"])
+    assert regs.register("FPGA_ID")["address"] == FpgaAddressMap(cfg).window("fpga").base
+    assert regs.array("WEIGHT")["length"] == 32 * 32
+    with pytest.raises(KeyError, match="no register 'NOPE'"):
+        regs.register("NOPE")
+    with pytest.raises(HostError, match=r"^cannot read the FPGA register map '/nonexistent.json': "):
+        RegisterFile.from_json("/nonexistent.json")
+
+
+class FakeBridge:
+    """A socket peer that answers UARTBone reads from a dict, to test the link without a board."""
+
+    def __init__(self):
+        self.memory = {}
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(1)
+        self.port = self.server.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _ = self.server.accept()
+        buffer = b""
+        while True:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            buffer += chunk
+            while len(buffer) >= 6:
+                command, length = buffer[0], buffer[1]
+                address = int.from_bytes(buffer[2:6], "big")
+                if command in (1, 3):
+                    if len(buffer) < 6 + 4 * length:
+                        break
+                    for i in range(length):
+                        self.memory[address + (i if command == 1 else 0)] = int.from_bytes(
+                            buffer[6 + 4 * i:10 + 4 * i], "big")
+                    buffer = buffer[6 + 4 * length:]
+                else:
+                    conn.sendall(b"".join(self.memory.get(address + (i if command == 2 else 0), 0).to_bytes(4, "big")
+                                          for i in range(length)))
+                    buffer = buffer[6:]
+        conn.close()
+
+
+def test_uartbone_link_frames_and_bursts():
+    fake = FakeBridge()
+    with SocketTransport("127.0.0.1", fake.port, timeout=5) as transport:
+        link = UartBoneLink(transport)
+        words = list(range(600))
+        link.write(0x100, words)  # three frames of at most 255 words
+        assert link.read(0x100, 600) == words
+        assert link.read(0x100 + 4 * 599, 3, increment=False) == [599] * 3
+        with pytest.raises(ValueError, match=r"^bus address must be a non-negative multiple of 4 below 2\*\*34, not 0x3$"):
+            link.read(3)
+
+
+def test_transport_errors():
+    with pytest.raises(ValueError, match=r"^socket transport URL must look like 'socket://localhost:4567', "
+                                         r"not 'socket://nohost'$"):
+        open_transport("socket://nohost")
+    assert isinstance(open_transport("/dev/ttyUSB7?baud=115200"), SerialTransport)
+    with pytest.raises(LinkError, match=r"^cannot open serial port '/dev/nonexistent-tty' at 115200 baud: "):
+        SerialTransport("/dev/nonexistent-tty", 115200).open()
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    with pytest.raises(LinkError, match=rf"^cannot connect to the simulated board at 127.0.0.1:{port}: "):
+        SocketTransport("127.0.0.1", port, connect_timeout=0.3).open()
