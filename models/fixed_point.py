@@ -20,6 +20,9 @@ def signed_range(bits: int) -> tuple[int, int]:
 
 def as_int_array(values) -> np.ndarray:
     """``values`` as a numpy array of Python ints (dtype object): no overflow at any width."""
+    array = np.asarray(values)
+    if array.dtype.kind in "iu":
+        return array.astype(object)  # elementwise Python ints, without a Python-level loop
     return np.array([int(v) for v in np.ravel(values)], dtype=object).reshape(np.shape(values))
 
 
@@ -33,6 +36,6 @@ def round_half_up_shift(value: np.ndarray, shift: int) -> np.ndarray:
 def saturate(value: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """``value`` clipped to the signed ``bits`` range, and a bool mask of clipped elements."""
     lo, hi = signed_range(bits)
-    clipped = np.array([min(max(v, lo), hi) for v in np.ravel(value)], dtype=object).reshape(np.shape(value))
-    return clipped, np.array([c != v for c, v in zip(np.ravel(clipped), np.ravel(value))],
-                             dtype=bool).reshape(np.shape(value))
+    value = np.asarray(value, dtype=object)
+    clipped = np.minimum(np.maximum(value, lo), hi)
+    return clipped, np.asarray(clipped != value, dtype=bool).reshape(value.shape)

@@ -285,5 +285,11 @@ from neurophase.fpga.cli import fpga as _fpga_group  # noqa: E402
 
 main.add_command(_fpga_group)
 
+# `neurophase sim mvm|drift` and `neurophase bench cosim` (tile co-simulation with the
+# analog crossbar in the loop) live with the co-simulation package.
+from neurophase.cosim.commands import register_cosim_commands  # noqa: E402
+
+register_cosim_commands(sim, bench)
+
 if __name__ == "__main__":
     main()

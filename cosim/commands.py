@@ -1,0 +1,119 @@
+"""CLI commands of the tile co-simulation: ``neurophase sim mvm``, ``neurophase sim drift``
+and ``neurophase bench cosim`` (registered on the groups of :mod:`neurophase.cli`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["register_cosim_commands"]
+
+
+def _time_label(t_s: float) -> str:
+    from neurophase.cosim.tile_cosim import DRIFT_LABELS
+
+    return DRIFT_LABELS.get(t_s, f"{t_s:g} s")
+
+
+def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
+    """Add ``mvm`` and ``drift`` to ``sim`` and ``cosim`` to ``bench``."""
+    from neurophase.cli import (config_option, console, emit_json, friendly_errors, get_config, print_sim_summary,
+                                sim_options)
+
+    @sim.command("mvm")
+    @sim_options
+    @click.option("--time", "time_s", type=click.FloatRange(0.0), default=3600.0, show_default=True,
+                  help="Model time since programming of the MVMs, seconds.")
+    @click.option("--gdc", type=click.Choice(["none", "per-tile", "per-column"]), default="per-tile",
+                  show_default=True, help="Drift compensation the firmware applies first.")
+    @friendly_errors
+    def sim_mvm(config_path, seed, length, waves, simulator, build_dir, verbose, time_s, gdc):
+        """Tile RTL with the analog crossbar in the loop: seeded random MVMs, each exact
+        against the golden periphery and within the model's error budget (--length MVMs)."""
+        from neurophase.cosim.tile_cosim import run_mvm_cosim
+
+        cfg = get_config(config_path)
+        build_dir = build_dir or Path("out/sim/tile_cosim")
+        console.print(f"tile MVMs: {cfg.tile.rows} x {cfg.tile.cols}, {cfg.input.bits}-bit inputs, "
+                      f"{cfg.adc.bits}-bit ADCs, {cfg.device.preset}; {length} random MVMs at t = {time_s:g} s "
+                      f"after {gdc} GDC, {simulator}")
+        run, res = run_mvm_cosim(cfg, build_dir, count=length, time_s=time_s, gdc=gdc, seed=seed, waves=waves,
+                                 simulator=simulator, verbose=verbose)
+        console.print(f"  exact against the golden periphery: {res['exact']} of {res['mvms']} MVMs "
+                      f"({res['checked_mvms']} random, the rest calibration reads)")
+        verdict = "[green]within[/]" if res["error_pct"] <= res["budget_pct"] else "[red]OVER[/]"
+        console.print(f"  MVM error vs ideal float MVM: {res['error_pct']:.3f} % of full scale (RMS), "
+                      f"worst MVM {res['worst_mvm_pct']:.3f} %; model predicts {res['predicted_pct']:.3f} %, "
+                      f"budget {res['budget_pct']:.3f} % -> {verdict}")
+        console.print(f"  full scale {res['full_scale_lsb']} output LSBs, requantisation shift {res['shift']}; "
+                      f"{res['cycles'] / max(res['checked_mvms'], 1):.0f} cycles per MVM")
+        print_sim_summary("sim mvm", run)
+        sys.exit(0 if run.ok else 1)
+
+    @sim.command("drift")
+    @sim_options
+    @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+                  default=Path("out/sim/drift.png"), show_default=True, help="Plot file (PNG).")
+    @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+    @friendly_errors
+    def sim_drift(config_path, seed, length, waves, simulator, build_dir, verbose, out_path, as_json):
+        """Drift scenario: program a tile, step model time 1 s .. 1 year; at each point the
+        firmware recalibrates over the CSR bus. MVM error with no, per-tile and per-column
+        GDC (--length evaluation MVMs per point and mode)."""
+        from neurophase.cosim.tile_cosim import improvement, plot_drift, run_drift_cosim
+
+        cfg = get_config(config_path)
+        build_dir = build_dir or Path("out/sim/tile_cosim")
+        run, res = run_drift_cosim(cfg, build_dir, count=length, seed=seed, waves=waves, simulator=simulator,
+                                   verbose=verbose)
+        rows = res["rows"]
+        plot_drift(rows, out_path)
+        month = 30 * 86400.0
+        factors = {mode: improvement(rows, month, mode) for mode in ("per-tile", "per-column")} \
+            if any(r["t_s"] == month for r in rows) else {}
+        if as_json:
+            emit_json({**res, "sim_seed": run.seed, "plot": str(out_path), "ok": run.ok,
+                       "month_improvement": factors})
+            sys.exit(0 if run.ok else 1)
+        from rich.table import Table
+
+        table = Table(title="MVM error, RMS % of full scale (RTL + analog model)")
+        for name in ("time", "no compensation", "per-tile GDC", "per-column GDC", "tile alpha"):
+            table.add_column(name, justify="right")
+        for row in rows:
+            table.add_row(_time_label(row["t_s"]), f"{row['error_pct_none']:.3f}", f"{row['error_pct_per-tile']:.3f}",
+                          f"{row['error_pct_per-column']:.3f}", f"{row['alpha_tile']:.4f}")
+        console.print(table)
+        for mode, factor in factors.items():
+            console.print(f"  1 month: {mode} GDC cuts the error {factor:.1f}x")
+        console.print(f"  {res['exact']} of {res['mvms']} MVMs exact against the golden periphery")
+        console.print(f"  plot: {out_path}")
+        print_sim_summary("sim drift", run)
+        sys.exit(0 if run.ok else 1)
+
+    @bench.command("cosim")
+    @config_option
+    @click.option("--count", type=click.IntRange(1), default=100, show_default=True, help="MVMs per bridge.")
+    @click.option("--seed", type=int, default=20260106, show_default=True, help="Seed of weights, inputs, reads.")
+    @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator", show_default=True)
+    @click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Build folder (default: out/sim/tile_cosim).")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    @friendly_errors
+    def bench_cosim_command(config_path, count, seed, simulator, build_dir, as_json):
+        """Tile MVMs through RTL + analog model: transaction-level bridge against a naive
+        per-cycle bridge, measured in the same simulation."""
+        from neurophase.benchmarks.bench_cosim import bench_cosim
+
+        figures = bench_cosim(get_config(config_path), build_dir or Path("out/sim/tile_cosim"), count=count,
+                              seed=seed, simulator=simulator)
+        if as_json:
+            emit_json(figures)
+            return
+        console.print(f"transaction-level bridge: {figures['mvm_per_s']:.1f} MVM/s, "
+                      f"{figures['rtl_cycles_per_s']:.0f} RTL cycles/s ({figures['cycles_per_mvm']:.0f} cycles/MVM)")
+        console.print(f"naive per-cycle bridge:   {figures['naive_mvm_per_s']:.1f} MVM/s")
+        console.print(f"speedup vs naive: {figures['speedup_vs_naive']:.1f}x   "
+                      f"({figures['mvms']} MVMs each, all exact: {figures['all_exact']})")

@@ -1,0 +1,154 @@
+"""Simulation-only wrapper of the tile top: the HDL half of the crossbar bridge.
+
+:class:`TileCosimHarness` puts the generated :class:`~neurophase.rtl.tile.Tile` under a
+thin shell that keeps every per-cycle activity in HDL, so the Python half of the bridge
+(:mod:`neurophase.cosim.bridge`) acts once per MVM:
+
+* an **ADC server**: on each ``adc.start`` it latches (slice, plane, phase), counts the
+  configured latency and answers with a one-cycle ``done`` carrying that conversion's codes,
+  taken from ``mvm_codes`` — the codes of every slice, bit-plane and column of the MVM,
+  loaded by the bridge when the MVM starts. Timing equals the Python ADC responder's:
+  a ``start`` sampled in cycle c gives ``done`` in cycle c + latency; ``cancel`` drops it.
+* a **result capture**: every ``o_stream`` transfer is stored by beat index; the final beat
+  (``last``) pulses ``result_strobe`` and increments ``result_count``.
+
+With ``adc_external`` high the ADC server is bypassed and the tile's ADC port is answered
+through the harness ports ``adc__done`` / ``adc__codes`` instead: the naive, per-cycle
+Python bridge (:mod:`neurophase.cosim.naive_bridge`) uses that, in the same build.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from neurophase.config import ChipConfig
+from neurophase.rtl.adc_interface import AdcPortSignature
+from neurophase.rtl.drift_gain import column_values_layout
+from neurophase.rtl.tile import Tile
+from neurophase.rtl.wishbone import WishboneSignature
+
+__all__ = ["TileCosimHarness", "mvm_codes_layout"]
+
+
+def mvm_codes_layout(cfg: ChipConfig) -> data.ArrayLayout:
+    """Layout of ``mvm_codes``: [slice][plane][column] signed ``adc.bits`` codes."""
+    code = signed(cfg.adc.bits)
+    return data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(code, cfg.tile.cols), cfg.input.planes),
+                            cfg.weights.slices)
+
+
+class TileCosimHarness(wiring.Component):
+    """The tile with an HDL ADC server and a result capture (simulation only).
+
+    Parameters
+    ----------
+    cfg : ChipConfig
+        Sizes the tile, the code store and the capture.
+
+    Members
+    -------
+    bus : In(WishboneSignature(regmap.addr_width))
+        The tile's CSR bus.
+    irq : Out(1)
+        The tile's interrupt.
+    adc : Out(AdcPortSignature)
+        The tile's ADC port; ``done``/``codes`` are used only when ``adc_external`` is high.
+    adc_external : In(1)
+        1: Python answers the ADC port (naive bridge); 0: the HDL ADC server does.
+    mvm_codes : In(mvm_codes_layout(cfg))
+        Codes of the MVM in progress, for the HDL ADC server.
+    o_stream : Out(stream.Signature(column_values_layout(activation_bits, lanes)))
+        The tile's result stream (``ready`` from outside).
+    result : Out(ArrayLayout(column_values_layout(...), groups))
+        Payloads of the last completed MVM, by beat.
+    result_strobe : Out(1)
+        One cycle after an MVM's last beat was captured.
+    result_count, conversions : Out(32)
+        MVMs captured and conversions served by the HDL ADC server since reset.
+    """
+
+    def __init__(self, cfg: ChipConfig):
+        if not isinstance(cfg, ChipConfig):
+            raise TypeError(f"cfg must be a ChipConfig, not {cfg!r}")
+        self.cfg = cfg
+        self.tile = Tile(cfg)
+        params = self.tile.params
+        self.beat_layout = column_values_layout(params.batch_norm.out_bits, params.lanes)
+        super().__init__({
+            "bus": In(WishboneSignature(self.tile.regmap.addr_width)),
+            "irq": Out(1),
+            "adc": Out(AdcPortSignature(params.adc)),
+            "adc_external": In(1),
+            "mvm_codes": In(mvm_codes_layout(cfg)),
+            "o_stream": Out(stream.Signature(self.beat_layout)),
+            "result": Out(data.ArrayLayout(self.beat_layout, params.groups)),
+            "result_strobe": Out(1),
+            "result_count": Out(32),
+            "conversions": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.tile = tile = self.tile
+        wiring.connect(m, wiring.flipped(self.bus), tile.bus)
+        wiring.connect(m, tile.o_stream, wiring.flipped(self.o_stream))
+        m.d.comb += self.irq.eq(tile.irq)
+        self._adc_server(m, tile.adc)
+        self._result_capture(m, tile.o_stream)
+        return m
+
+    def _adc_server(self, m: Module, port) -> None:
+        p = self.tile.params.adc
+        latency = self.cfg.adc.latency_cycles
+        pending = Signal()
+        remaining = Signal(range(latency + 1))
+        held_slice = Signal.like(port.slice)
+        held_plane = Signal.like(port.plane)
+        held_phase = Signal.like(port.phase)
+        served_done = Signal()
+        served_codes = Signal.like(port.codes)
+        m.d.comb += [
+            self.adc.start.eq(port.start),
+            self.adc.cancel.eq(port.cancel),
+            self.adc.slice.eq(port.slice),
+            self.adc.plane.eq(port.plane),
+            self.adc.phase.eq(port.phase),
+            served_done.eq(pending & (remaining == 0)),
+            port.done.eq(Mux(self.adc_external, self.adc.done, served_done)),
+            port.codes.eq(Mux(self.adc_external, self.adc.codes, served_codes)),
+        ]
+        plane_codes = Signal(data.ArrayLayout(signed(self.cfg.adc.bits), self.cfg.tile.cols))
+        flat_codes = self.mvm_codes.as_value()
+        plane_bits = len(plane_codes.as_value())
+        index = Signal(range(max(self.cfg.weights.slices * self.cfg.input.planes, 2)))
+        m.d.comb += [index.eq(held_slice * self.cfg.input.planes + held_plane),
+                     plane_codes.eq(flat_codes.word_select(index, plane_bits))]
+        M = p.columns_per_adc
+        with m.Switch(held_phase):
+            for k in range(M):
+                with m.Case(k):
+                    m.d.comb += [served_codes[i].eq(plane_codes[i * M + k]) for i in range(p.codes_per_conversion)]
+        with m.If(port.start & ~self.adc_external):
+            m.d.sync += [pending.eq(1), remaining.eq(latency - 1), held_slice.eq(port.slice),
+                         held_plane.eq(port.plane), held_phase.eq(port.phase),
+                         self.conversions.eq(self.conversions + 1)]
+        with m.Elif(port.cancel | served_done):
+            m.d.sync += pending.eq(0)
+        with m.Elif(pending & (remaining != 0)):
+            m.d.sync += remaining.eq(remaining - 1)
+
+    def _result_capture(self, m: Module, out) -> None:
+        groups = self.tile.params.groups
+        beat = Signal(range(max(groups, 2)))
+        m.d.sync += self.result_strobe.eq(0)
+        with m.If(out.valid & out.ready):
+            with m.Switch(beat):
+                for g in range(groups):
+                    with m.Case(g):
+                        m.d.sync += self.result[g].eq(out.payload)
+            with m.If(out.payload.last):
+                m.d.sync += [beat.eq(0), self.result_strobe.eq(1), self.result_count.eq(self.result_count + 1)]
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)

@@ -1,0 +1,118 @@
+"""Run the tile co-simulations (crossbar bridge in the loop) from Python: the CLI's
+``neurophase sim mvm``, ``neurophase sim drift`` and ``neurophase bench cosim``, and pytest.
+
+Each run writes the harness Verilog (only when the configuration changed, so Verilator
+rebuilds only then), runs one cocotb test of :mod:`neurophase.cosim.benches.tile_mvm` or
+:mod:`neurophase.cosim.benches.drift`, and returns the :class:`SimRun` with the summary the
+test wrote as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from neurophase.config import ChipConfig
+from neurophase.cosim.runner import SimRun, SimulationError, run_cocotb
+
+__all__ = ["TOPLEVEL", "harness_verilog", "run_mvm_cosim", "run_drift_cosim", "run_cosim_bench", "plot_drift",
+           "DRIFT_TIMES_S", "DRIFT_LABELS"]
+
+#: Module name of the harness in the generated Verilog.
+TOPLEVEL = "tile_cosim"
+#: 1 s, 1 h, 1 day, 1 month (30 days), 1 year.
+DRIFT_TIMES_S = (1.0, 3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0)
+#: Human names of the drift time points.
+DRIFT_LABELS = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 30 * 86400.0: "1 month", 365 * 86400.0: "1 year"}
+
+
+def harness_verilog(cfg: ChipConfig, build_dir: str | Path) -> Path:
+    """``build_dir/tile_cosim.v`` for ``cfg``, regenerated only when ``cfg`` changed."""
+    from neurophase.cosim.harness import TileCosimHarness
+    from neurophase.generate import convert
+
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source, stamp = build_dir / f"{TOPLEVEL}.v", build_dir / f"{TOPLEVEL}.config.json"
+    wanted = json.dumps(cfg.to_dict(), sort_keys=True)
+    if source.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
+        return source
+    text = convert(TileCosimHarness(cfg), TOPLEVEL)
+    if not source.exists() or source.read_text(encoding="utf-8") != text:
+        source.write_text(text, encoding="utf-8")
+    stamp.write_text(wanted, encoding="utf-8")
+    return source
+
+
+def _run(cfg: ChipConfig, build_dir, bench: str, testcase: str, settings: dict, *, seed, waves, simulator,
+         verbose) -> tuple[SimRun, dict]:
+    build_dir = Path(build_dir)
+    source = harness_verilog(cfg, build_dir)
+    results = build_dir / f"{testcase}.json"
+    results.unlink(missing_ok=True)
+    run = run_cocotb(toplevel=TOPLEVEL, verilog=[source], test_module=f"neurophase.cosim.benches.{bench}",
+                     build_dir=build_dir, params={"config": cfg.to_dict(), "results_json": str(results.resolve()),
+                                                  **settings},
+                     seed=seed, waves=waves, simulator=simulator, testcase=[testcase], verbose=verbose)
+    if not results.exists():
+        where = run.log or run.results_xml
+        raise SimulationError(f"the {testcase} test wrote no results (it stopped early); see {where}")
+    return run, json.loads(results.read_text(encoding="utf-8"))
+
+
+def run_mvm_cosim(cfg: ChipConfig, build_dir, *, count: int = 200, time_s: float = 3600.0, gdc: str = "per-tile",
+                  seed: int | None = None, waves: bool = False, simulator: str = "verilator",
+                  verbose: bool = False) -> tuple[SimRun, dict]:
+    """``count`` seeded random MVMs at model time ``time_s`` after GDC of ``gdc``
+    (``"none"``, ``"per-tile"``, ``"per-column"``); exact and error-budget checks."""
+    if gdc not in ("none", "per-tile", "per-column"):
+        raise ValueError(f"gdc must be one of 'none', 'per-tile', 'per-column', not {gdc!r}")
+    return _run(cfg, build_dir, "tile_mvm", "mvm_regression", {"count": count, "time_s": time_s, "gdc": gdc},
+                seed=seed, waves=waves, simulator=simulator, verbose=verbose)
+
+
+def run_drift_cosim(cfg: ChipConfig, build_dir, *, count: int = 64, times_s=DRIFT_TIMES_S, seed: int | None = None,
+                    waves: bool = False, simulator: str = "verilator", verbose: bool = False) -> tuple[SimRun, dict]:
+    """The drift scenario at ``times_s``; ``count`` evaluation MVMs per time point and mode."""
+    return _run(cfg, build_dir, "drift", "drift_scenario", {"count": count, "times_s": list(times_s)},
+                seed=seed, waves=waves, simulator=simulator, verbose=verbose)
+
+
+def run_cosim_bench(cfg: ChipConfig, build_dir, *, count: int = 100, seed: int | None = None,
+                    simulator: str = "verilator") -> tuple[SimRun, dict]:
+    """``count`` MVMs through the transaction-level bridge, then the same through the naive
+    one, in one simulation; returns the figures (see :func:`neurophase.cosim.benches.tile_mvm.cosim_speed`)."""
+    return _run(cfg, build_dir, "tile_mvm", "cosim_speed", {"count": count}, seed=seed, waves=False,
+                simulator=simulator, verbose=False)
+
+
+def improvement(rows: list[dict], t_s: float, mode: str = "per-tile") -> float:
+    """Error without compensation over error with ``mode`` at time ``t_s``."""
+    row = next(r for r in rows if r["t_s"] == t_s)
+    return row["error_pct_none"] / row[f"error_pct_{mode}"]
+
+
+def plot_drift(rows: list[dict], path: str | Path) -> Path:
+    """MVM error (% of full scale) versus time, per compensation mode, as a PNG (Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = [row["t_s"] for row in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for mode, marker, label in (("none", "o-", "no compensation"), ("per-tile", "s-", "per-tile GDC"),
+                                ("per-column", "^-", "per-column GDC")):
+        ax.loglog(t, [row[f"error_pct_{mode}"] for row in rows], marker, label=label)
+    ax.set_xticks(t, [DRIFT_LABELS.get(x, f"{x:g} s") for x in t])
+    ax.set_xlabel("time since programming")
+    ax.set_ylabel("MVM error, RMS % of full scale")
+    ax.set_title("Tile RTL + analog crossbar co-simulation")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
