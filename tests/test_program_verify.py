@@ -258,14 +258,19 @@ def test_sim_program_rejects_a_weight_matrix_of_the_wrong_shape(tmp_path):
 
 # -- Amaranth simulation ------------------------------------------------------------------------------
 
-def test_rtl_in_amaranth_simulation_matches_the_golden_model(seed):
+ODD = ChipConfig().replace(tile={"rows": 4, "cols": 6}, datapath={"lanes": 3},
+                           weights={"slices": 2, "significance_factor": 4})
+
+
+@pytest.mark.parametrize("cfg", [SMALL, ODD], ids=["8x8-4-lanes", "2-slices-3-lanes"])
+def test_rtl_in_amaranth_simulation_matches_the_golden_model(cfg, seed):
     """One row programmed in Amaranth's simulator: a bus master, a device-model responder
-    on the read and pulse ports; commands and per-device outcomes equal the golden model's."""
+    on the read and pulse ports; commands and per-device outcomes equal the golden model's
+    (also with two slices and a lane count that is not a power of two: P = 24, 8 groups)."""
     from amaranth.sim import Simulator
 
     from neurophase.rtl.program_verify import ProgramVerify
 
-    cfg = SMALL
     dut = ProgramVerify(cfg)
     rmap = dut.regmap
     n = physical_columns(cfg)
@@ -274,7 +279,8 @@ def test_rtl_in_amaranth_simulation_matches_the_golden_model(seed):
     array = DeviceArray(device, rng.uniform(0, 30, (cfg.tile.rows, n)), cfg.adc.bits, rng)
     targets = rng.integers(0, 120, n)
     params = default_policy(cfg).replace(max_iterations=12)
-    model = ControllerModel(params, targets, row=5)
+    row = cfg.tile.rows - 1
+    model = ControllerModel(params, targets, row=row)
     seen, expected, outcome = [], [], {}
 
     async def access(ctx, address, data=None):
@@ -298,7 +304,7 @@ def test_rtl_in_amaranth_simulation_matches_the_golden_model(seed):
     async def host(ctx):
         for p, value in enumerate(targets):
             await access(ctx, rmap.address("PV_TARGET") + 4 * p, int(value))
-        for address, word in policy_registers(rmap, params, row=5).items():
+        for address, word in policy_registers(rmap, params, row=row).items():
             await access(ctx, address, word)
         await access(ctx, rmap.address("PV_CTRL"), 1)
         for _ in range(20000):
