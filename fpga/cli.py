@@ -8,8 +8,6 @@ from pathlib import Path
 
 import click
 
-from neurophase.cli import console, emit_json, friendly_errors
-
 __all__ = ["fpga", "PRESET"]
 
 #: The FPGA configuration used when ``--config`` is not given (ULX3S ECP5-85F, 32 x 32 tile).
@@ -20,6 +18,25 @@ def fpga_config(path: Path | None):
     from neurophase.config import ChipConfig
 
     return ChipConfig.from_toml(path or PRESET)
+
+
+def friendly_errors(func):
+    """``neurophase.cli.friendly_errors``, looked up at call time: ``neurophase.cli`` imports
+    this module at its end, so importing it here at module level would be circular."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from neurophase.cli import friendly_errors as shared
+
+        return shared(func)(*args, **kwargs)
+
+    return wrapper
+
+
+def _console():
+    from neurophase.cli import console
+
+    return console
 
 
 def link_errors(func):
@@ -34,7 +51,7 @@ def link_errors(func):
         try:
             return func(*args, **kwargs)
         except (BuildError, HostError, LinkError) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            _console().print(f"[bold red]error:[/] {exc}")
             sys.exit(2 if not isinstance(exc, BuildError) or getattr(exc, "report", None) is None else 1)
 
     return wrapper
@@ -61,6 +78,7 @@ def fpga():
 def print_report(report) -> None:
     from rich.table import Table
 
+    console = _console()
     table = Table(title=f"{report.board}: utilisation and timing")
     table.add_column("resource")
     table.add_column("used", justify="right")
@@ -89,6 +107,7 @@ def print_report(report) -> None:
 @link_errors
 def build_command(config_path, board, out_dir, toolchain, as_json, verbose):
     """Build the bitstream of the FPGA top; print utilisation and Fmax against the board clock."""
+    from neurophase.cli import console, emit_json
     from neurophase.fpga.build import BuildError, build_bitstream
     from neurophase.fpga.regmap import FpgaAddressMap
 
@@ -127,6 +146,7 @@ def program_command(config_path, board, bitstream, flash, dry_run):
     """Load the bitstream into the board with openFPGALoader."""
     from neurophase.fpga.program import program_board
 
+    console = _console()
     cfg = fpga_config(config_path)
     command = program_board(bitstream, board or cfg.fpga.board, flash=flash, dry_run=dry_run)
     if dry_run:
@@ -150,6 +170,7 @@ def sim_command(config_path, build_dir, port, sessions, waves):
     """Run the FPGA top under Verilator as a simulated board for the host driver."""
     from neurophase.fpga.sim_board import SimBoard
 
+    console = _console()
     cfg = fpga_config(config_path)
     console.print(f"building the simulated board ({cfg.tile.rows} x {cfg.tile.cols} tile, "
                   f"{cfg.fpga.sim_clocks_per_bit} clocks per UART bit) in {build_dir} ...")

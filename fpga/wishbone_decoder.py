@@ -79,14 +79,14 @@ class WishboneDecoder(wiring.Component):
                 m.d.comb += [bus.dat_r.eq(slave.dat_r), bus.ack.eq(slave.ack), bus.err.eq(slave.err)]
         unmapped = Signal()
         answered = Signal()
-        m.d.comb += unmapped.eq(bus.cyc & bus.stb & ~sum_any(hits))
+        m.d.comb += unmapped.eq(bus.cyc & bus.stb & ~_any(hits))
         m.d.sync += answered.eq(unmapped & ~answered)
-        with m.If(~sum_any(hits)):
+        with m.If(~_any(hits)):
             m.d.comb += bus.err.eq(answered & bus.cyc & bus.stb)
         return m
 
 
-def sum_any(signals):
+def _any(signals):
     """OR of ``signals`` (0 for none)."""
     result = 0
     for s in signals:

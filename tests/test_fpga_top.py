@@ -1,0 +1,54 @@
+"""FPGA top structure: address windows, register maps, decoder checks, Verilog generation."""
+
+import gc
+import warnings
+
+import pytest
+
+from neurophase.config import ChipConfig
+from neurophase.fpga.cli import PRESET
+from neurophase.fpga.regmap import FPGA_MAGIC, FpgaAddressMap
+from neurophase.fpga.top import FpgaTop
+from neurophase.fpga.wishbone_decoder import WishboneDecoder
+from neurophase.generate import convert
+from neurophase.regmap import tile_register_map
+
+
+def test_windows_keep_the_tile_map_intact_and_do_not_overlap():
+    cfg = ChipConfig.from_toml(PRESET)
+    amap = FpgaAddressMap(cfg)
+    tile = amap.window("tile")
+    assert tile.base == 0
+    assert [(a, i.name) for a, i in tile.regmap.entries()] == [(a, i.name) for a, i in tile_register_map(cfg).entries()]
+    spans = sorted((w.base, w.base + w.regmap.size) for w in amap.windows)
+    assert all(hi <= lo for (_, hi), (lo, _) in zip(spans, spans[1:]))
+    assert all(w.base % w.regmap.size == 0 for w in amap.windows)
+    fpga = amap.window("fpga").regmap
+    assert fpga.register("FPGA_ID").fields[0].reset == FPGA_MAGIC
+    assert fpga.item("WEIGHT").length == cfg.tile.rows * cfg.tile.cols * cfg.weights.slices
+    data = amap.to_dict()
+    assert [w["name"] for w in data["windows"]] == ["tile", "fpga", "results"]
+    assert data["addr_width"] == amap.addr_width
+
+
+def test_decoder_checks_its_windows():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # half-built components are never elaborated
+        with pytest.raises(ValueError, match=r"^base of window 'a' must be a multiple of its size 0x40, not 32$"):
+            WishboneDecoder(8, [("a", 32, 4)])
+        with pytest.raises(ValueError, match=r"^window 'b' at 0x40 overlaps window 'a' at 0x0$"):
+            WishboneDecoder(8, [("a", 0, 5), ("b", 0x40, 4)])
+        with pytest.raises(ValueError, match=r"^window 'a' at 0x400 \(size 0x400\) does not fit a 8-bit word address$"):
+            WishboneDecoder(8, [("a", 0x400, 8)])
+        gc.collect()
+
+
+def test_fpga_top_generates_verilog():
+    cfg = ChipConfig.from_toml(PRESET)
+    text = convert(FpgaTop(cfg, cfg.fpga.sim_clocks_per_bit), "fpga_top")
+    assert "module fpga_top" in text
+    for port in ("uart_rx", "uart_tx", "status"):
+        assert port in text
+    board_top = FpgaTop(cfg, 100)
+    assert board_top.frame_timeout_cycles == cfg.fpga.bridge_timeout_bytes * 10 * 100
+    assert "module fpga_top" in convert(board_top, "fpga_top")
