@@ -173,7 +173,8 @@ def test_amaranth_timeout_returns_to_idle(seed):
 
 # -- level 3: generated Verilog under Verilator through cocotb ---------------------
 
-@pytest.mark.parametrize("name, count, latency", [("muxed_sliced", 1000, 4), ("one_group_mux4", 300, 2)])
+@pytest.mark.parametrize("name, count, latency", [("muxed_sliced", 1000, 4),
+                                                   pytest.param("one_group_mux4", 300, 2, marks=pytest.mark.slow)])
 def test_verilator_matches_golden(name, count, latency, seed, length, build_root):
     run = run_adc_interface(VARIANTS[name], build_root / name, latency=latency, seed=seed, count=length(count))
     assert run.ok, f"{run.failed} of {run.tests} cocotb tests failed; results {run.results_xml}; seed {seed}"

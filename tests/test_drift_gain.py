@@ -127,7 +127,7 @@ def test_amaranth_matches_golden(name, seed, length):
 
 # -- level 3: generated Verilog under Verilator through cocotb ---------------------
 
-@pytest.mark.parametrize("name, count", [("small", 1000), ("integer_gain", 300)])
+@pytest.mark.parametrize("name, count", [("small", 1000), pytest.param("integer_gain", 300, marks=pytest.mark.slow)])
 def test_verilator_matches_golden(name, count, seed, length, build_root):
     run = run_drift_gain(VARIANTS[name], build_root / name, seed=seed, count=length(count))
     assert run.ok, f"{run.failed} of {run.tests} cocotb tests failed; results {run.results_xml}; seed {seed}"

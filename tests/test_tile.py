@@ -116,8 +116,8 @@ def test_default_tile_keeps_up_with_the_adcs():
 
 # -- level 3: generated Verilog under Verilator through cocotb ---------------------
 
-@pytest.mark.parametrize("cfg, count", [(SMALL, 1000), (NARROW, 200), (ChipConfig(), 12)],
-                         ids=["small", "narrow", "default"])
+@pytest.mark.parametrize("cfg, count", [(SMALL, 1000), pytest.param(NARROW, 200, marks=pytest.mark.slow),
+                                        (ChipConfig(), 12)], ids=["small", "narrow", "default"])
 def test_verilator_tile_matches_golden(cfg, count, seed, length, build_root):
     run = run_tile(cfg, build_root / "tile", seed=seed, count=length(count), settings_every=max(count // 6, 2))
     assert run.ok, f"{run.failed} of {run.tests} cocotb tests failed; results {run.results_xml}; seed {seed}"
