@@ -582,7 +582,7 @@ def tile_register_map(cfg) -> RegisterMap:
     rmap.add_interrupts("STATUS", master=("CTRL", "irq_en"))
     one = 1 << fmt.gain_frac_bits
     rmap.add(Array("ADC_TRIM", cols, fmt.trim_bits, signed=True, lanes=lanes,
-                   doc="per-column ADC offset trim in ADC codes, added to each code"))
+                   doc="per-column ADC offset trim in ADC codes, subtracted from each code (saturating)"))
     rmap.add(Array("GAIN", cols, fmt.gain_bits, signed=True, lanes=lanes, reset=one,
                    doc=f"per-column drift gain alpha, {fmt.q(fmt.gain_bits, fmt.gain_frac_bits)}"))
     rmap.add(Array("BN_SCALE", cols, fmt.bn_scale_bits, signed=True, lanes=lanes,
