@@ -103,6 +103,7 @@ class CrossbarBridge:
         self.rng = rng
         self._time_s = check_time(time_s)
         self.reads = 0
+        self._ideal_matrix: np.ndarray | None = None
 
     @property
     def time_s(self) -> float:
@@ -135,10 +136,10 @@ class CrossbarBridge:
     def ideal(self, inputs: np.ndarray) -> np.ndarray:
         """The float MVM ``x . W`` of the programmed (unquantised-scale) weights in
         shift-and-add result units (one unit digit = g_unit / LSB codes), (batch, cols)."""
-        tile = self.tile
-        units = tile.mapping.g_unit / tile.lsb_us
-        w_int_float = tile.weights() / tile.state.scale
-        return (np.atleast_2d(inputs).astype(np.float64) @ w_int_float) * units
+        if self._ideal_matrix is None:
+            tile = self.tile
+            self._ideal_matrix = tile.weights() / tile.state.scale * (tile.mapping.g_unit / tile.lsb_us)
+        return np.atleast_2d(inputs).astype(np.float64) @ self._ideal_matrix
 
 
 class HdlAdcBridge:
@@ -156,6 +157,8 @@ class HdlAdcBridge:
         self.dut, self.cfg = dut, cfg
         self.loaded = 0
         dut.adc_external.value = 0
+        dut.adc__done.value = 0  # the external ADC port is unused: no X on 4-state simulators
+        dut.adc__codes.value = 0
 
     def load(self, codes: np.ndarray) -> None:
         """Present ``codes`` (slices, planes, cols) for the next MVM's conversions."""

@@ -158,6 +158,8 @@ def run_cocotb(
             waves=waves,
             always=False,
             log_file=log,
+            # Yosys writes no `timescale; Icarus would default to 1 s and refuse a 10 ns clock.
+            timescale=("1ns", "1ps") if simulator == "icarus" else None,
         )
     except (SystemExit, Exception) as exc:  # the runner exits on a failed command
         raise SimulationError(f"building {toplevel} with {simulator} failed ({exc}); see {log}") from None
@@ -181,7 +183,11 @@ def run_cocotb(
     except (SystemExit, Exception) as exc:
         where = sim_log or results_xml
         raise SimulationError(f"simulating {toplevel} failed ({exc}); see {where}") from None
-    tests, failed = cocotb_runner.get_results(results_xml)
+    try:
+        tests, failed = cocotb_runner.get_results(results_xml)
+    except RuntimeError:  # no results file: the simulator or the test module crashed
+        raise SimulationError(f"simulating {toplevel} stopped before writing results; see {sim_log or build_dir}") \
+            from None
     wave_file = next((p for p in (build_dir / "dump.fst", build_dir / "dump.vcd") if p.exists()), None)
     return SimRun(tests, failed, seed, results_xml, time.perf_counter() - started,
                   wave_file if waves else None, sim_log, _failed_tests(results_xml))

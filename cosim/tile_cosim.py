@@ -10,6 +10,7 @@ test wrote as JSON.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from neurophase.config import ChipConfig
@@ -48,6 +49,10 @@ def _run(cfg: ChipConfig, build_dir, bench: str, testcase: str, settings: dict, 
          verbose) -> tuple[SimRun, dict]:
     build_dir = Path(build_dir)
     source = harness_verilog(cfg, build_dir)
+    # The simulator process shares two cores with numpy: one BLAS thread per process is
+    # faster than threads fighting the simulator (a user's own setting wins).
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
     results = build_dir / f"{testcase}.json"
     results.unlink(missing_ok=True)
     run = run_cocotb(toplevel=TOPLEVEL, verilog=[source], test_module=f"neurophase.cosim.benches.{bench}",
