@@ -17,8 +17,9 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/neurophase generate --out $(OUT)/rtl
-	$(BIN)/neurophase sim shift-add --length 200 --build-dir $(OUT)/sim/shift_add
-	@echo "outputs: Verilog and manifest in $(OUT)/rtl, simulation results in $(OUT)/sim"
+	$(BIN)/neurophase sim mvm --length 200 --build-dir $(OUT)/sim/tile_cosim
+	$(BIN)/neurophase sim drift --length 64 --build-dir $(OUT)/sim/tile_cosim --out $(OUT)/sim/drift.png
+	@echo "outputs: Verilog, register maps and manifest in $(OUT)/rtl; co-simulation logs, JUnit XML and drift.png in $(OUT)/sim"
 
 test: setup
 	$(BIN)/python -m pytest -n 2
