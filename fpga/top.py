@@ -12,7 +12,7 @@ from neurophase.fpga.result_buffer import ResultBuffer
 from neurophase.fpga.uart_bridge import UartBridge
 from neurophase.fpga.uart_rx import UartRx, check_divisor
 from neurophase.fpga.uart_tx import UartTx
-from neurophase.fpga.wishbone_decoder import WishboneDecoder
+from neurophase.rtl.wishbone_decoder import WishboneDecoder
 from neurophase.models.crossbar_emulator import EmulatorParams
 from neurophase.rtl.csr_bank import CsrBank
 from neurophase.rtl.tile import Tile

@@ -29,7 +29,15 @@ BLOCKS: dict[str, Callable[[ChipConfig], wiring.Component]] = {
     "batch_norm": lambda cfg: _datapath_block("batch_norm", cfg),
     "tile": lambda cfg: _datapath_block("tile", cfg),
     "program_verify": lambda cfg: _program_verify(cfg),
+    "programmable_tile": lambda cfg: _programmable_tile(cfg),
 }
+
+
+def _programmable_tile(cfg: ChipConfig) -> wiring.Component:
+    """The tile with its program-verify controller behind one bus."""
+    from neurophase.rtl.programmable_tile import ProgrammableTile
+
+    return ProgrammableTile(cfg)
 
 
 def _program_verify(cfg: ChipConfig) -> wiring.Component:

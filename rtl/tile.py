@@ -70,6 +70,8 @@ class Tile(wiring.Component):
         Activations per column group; ``saturated`` per lane; ``last`` on the final group.
     irq : Out(1)
         The bank's interrupt.
+    busy : Out(1)
+        An MVM is in progress (``STATUS.busy``), for arbitration of the shared array.
     """
 
     def __init__(self, cfg: ChipConfig):
@@ -88,6 +90,7 @@ class Tile(wiring.Component):
             "bus": In(WishboneSignature(self.regmap.addr_width)),
             "o_stream": Out(stream.Signature(column_values_layout(self.params.batch_norm.out_bits, self.params.lanes))),
             "irq": Out(1),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -155,6 +158,7 @@ class Tile(wiring.Component):
         sa_out = shift_add.o_stream
         m.d.comb += [
             csr("busy").eq(active),
+            self.busy.eq(active),
             csr("done").eq(last_out & ~flush),
             csr("timeout").eq(adc_if.timeout),
             csr("sat_shift_add").eq(adc_if.trim_saturated

@@ -13,7 +13,7 @@ from amaranth.sim import Simulator
 from neurophase.fpga.uart_bridge import CMD_READ_FIXED, CMD_READ_INCR, CMD_WRITE_INCR, UartBridge
 from neurophase.fpga.uart_rx import UartRx
 from neurophase.fpga.uart_tx import UartTx
-from neurophase.fpga.wishbone_decoder import WishboneDecoder
+from neurophase.rtl.wishbone_decoder import WishboneDecoder
 from neurophase.regmap import Access, Field, Register, RegisterMap
 from neurophase.rtl.csr_bank import CsrBank
 

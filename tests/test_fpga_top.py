@@ -9,7 +9,7 @@ from neurophase.config import ChipConfig
 from neurophase.fpga.cli import PRESET
 from neurophase.fpga.regmap import FPGA_MAGIC, FpgaAddressMap
 from neurophase.fpga.top import FpgaTop
-from neurophase.fpga.wishbone_decoder import WishboneDecoder
+from neurophase.rtl.wishbone_decoder import WishboneDecoder
 from neurophase.generate import convert
 from neurophase.regmap import tile_register_map
 
