@@ -33,10 +33,6 @@ TOP_NAME = "neurophase_fpga"
 #: banks' wide memories (Yosys 0.62: silently in the AIGER frontend; 0.70: the assertion
 #: "GetSize(conn.first) == GetSize(conn.second)"); the classic ABC flow maps them.
 SYNTH_OPTS = "-noabc9"
-#: Yosys commands after reading the design: the emulator's WEIGHT memory (the conductance
-#: codes, one tile row per word) is shallow and wide, so Yosys would build it from LUT RAM;
-#: ask for block RAM, as on the chip's emulation board the array lives in BRAM.
-SCRIPT_AFTER_READ = 'setattr -set ram_style "block" m:*weight_mem*'
 
 _TOOLS = {"YOSYS": "yosys", "NEXTPNR_ECP5": "nextpnr-ecp5", "ECPPACK": "ecppack"}
 
@@ -182,7 +178,7 @@ def build_bitstream(cfg: ChipConfig, build_dir: str | Path, *, board: str | None
     platform = spec.make_platform()
     report_path = build_dir / "report.json"
     plan = platform.build(BoardTop(cfg, spec), name=TOP_NAME, build_dir=str(build_dir), do_build=False,
-                          synth_opts=SYNTH_OPTS, script_after_read=SCRIPT_AFTER_READ, nextpnr_opts=f"--timing-allow-fail --report {report_path}")
+                          synth_opts=SYNTH_OPTS, nextpnr_opts="--timing-allow-fail --report report.json")  # relative: YoWASP sees only the build dir
     log = build_dir / "build.log"
     plan.extract(str(build_dir))
     with open(log, "w", encoding="utf-8") as out:

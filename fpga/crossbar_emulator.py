@@ -11,6 +11,10 @@ from neurophase.models.crossbar_emulator import (
 from neurophase.rtl.adc_interface import AdcPortSignature
 from neurophase.rtl.interfaces import ParamReadSignature
 
+#: Cycles from ``weight_rd.addr`` to its data (block RAM plus output register, as
+#: :class:`neurophase.fpga.weight_memory.WeightMemory` delivers it); INPUT reads take one.
+WEIGHT_LATENCY = 2
+
 __all__ = ["CrossbarEmulator", "emulator_adc_params"]
 
 
@@ -31,7 +35,7 @@ class CrossbarEmulator(wiring.Component):
     read, the INPUT memory that row's activation); every column adds ``G+ - G-`` when the
     activation's bit ``plane`` is set. The sums of the requested mux phase, plus noise,
     then pass one per cycle through a single pipelined multiplier (the scale factor) and
-    saturate to the ADC width. ``adc.done`` follows ``rows + codes + 6`` cycles after
+    saturate to the ADC width. ``adc.done`` follows ``rows + codes + 8`` cycles after
     ``start``; ``adc.cancel`` drops the conversion.
 
     Parameters
@@ -43,7 +47,8 @@ class CrossbarEmulator(wiring.Component):
     adc : In(AdcPortSignature(emulator_adc_params(params)))
         The tile's ADC port.
     weight_rd : Out(ParamReadSignature(unsigned(2 * conductance_bits), cols, slices * rows))
-        Read port of the WEIGHT array (a row of code pairs per group).
+        Read port of the WEIGHT memory (a row of code pairs per group); data follows the
+        address by ``WEIGHT_LATENCY`` = 2 cycles.
     input_rd : Out(ParamReadSignature(input shape, 1, rows))
         Read port of the INPUT array.
     scale : In(SCALE_BITS)
@@ -118,8 +123,10 @@ class CrossbarEmulator(wiring.Component):
         row = Signal(range(p.rows + 1))
         sums = [Signal(sum_shape, name=f"sum_{c}") for c in range(p.cols)]
 
-        # stage 1: memory data valid (read issued the cycle before); stage 2: masked differences
+        # read issued at t: INPUT data at t+1 (its plane bit registered), WEIGHT data at t+2,
+        # masked differences registered at t+3, summed then
         read_valid = Signal()
+        weight_valid = Signal()
         diff_valid = Signal()
         diffs = [Signal(signed(cb + 1), name=f"diff_{c}") for c in range(p.cols)]
         m.d.comb += [
@@ -128,8 +135,8 @@ class CrossbarEmulator(wiring.Component):
         ]
         activation = self.input_rd.data[0].as_unsigned()
         bit = Signal()
-        m.d.comb += bit.eq(activation.bit_select(plane, 1))
-        m.d.sync += diff_valid.eq(read_valid)
+        m.d.sync += bit.eq(activation.bit_select(plane, 1))
+        m.d.sync += [weight_valid.eq(read_valid), diff_valid.eq(weight_valid)]
         for c in range(p.cols):
             pair = self.weight_rd.data[c]
             g_plus, g_minus = pair[:cb], pair[cb:2 * cb]
@@ -150,16 +157,19 @@ class CrossbarEmulator(wiring.Component):
         codes = Signal(data.ArrayLayout(signed(p.adc_bits), n))
         half = 1 << (p.adc_bits - 1)
 
+        # multiplier, then rounding, then saturation: one register after each (100 MHz)
+        rounded = Signal(signed(p.sum_bits + SCALE_BITS + 1 - SCALE_FRAC_BITS))
+        rounded_valid = Signal()
         m.d.sync += [
             mult_valid.eq(0),
             product_valid.eq(mult_valid),
             product.eq(mult_a * scale_q),
+            rounded_valid.eq(product_valid),
+            rounded.eq((product + (1 << (SCALE_FRAC_BITS - 1))) >> SCALE_FRAC_BITS),
         ]
-        rounded = Signal(signed(p.sum_bits + SCALE_BITS + 1 - SCALE_FRAC_BITS))
-        m.d.comb += rounded.eq((product + (1 << (SCALE_FRAC_BITS - 1))) >> SCALE_FRAC_BITS)
         code = Mux(rounded > half - 1, half - 1, Mux(rounded < -half, -half, rounded))
         scaling = Signal()
-        with m.If(product_valid & scaling):
+        with m.If(rounded_valid & scaling):
             m.d.sync += [codes.as_value().eq(Cat(codes.as_value()[p.adc_bits:], code.as_signed()[:p.adc_bits])),
                          collected.eq(collected + 1)]
 
@@ -186,7 +196,7 @@ class CrossbarEmulator(wiring.Component):
                 m.d.sync += read_valid.eq(row < p.rows)
                 with m.If(row < p.rows):
                     m.d.sync += row.eq(row + 1)
-                with m.Elif(~read_valid & ~diff_valid):
+                with m.Elif(~read_valid & ~weight_valid & ~diff_valid):
                     m.next = "LOAD"
                 cancel_to_idle()
             with m.State("LOAD"):
@@ -207,7 +217,7 @@ class CrossbarEmulator(wiring.Component):
                     m.d.sync += [mult_a.eq(pend_sum[0] + pend_noise[0]), mult_valid.eq(1), feed.eq(feed + 1)]
                     for i in range(n - 1):
                         m.d.sync += [pend_sum[i].eq(pend_sum[i + 1]), pend_noise[i].eq(pend_noise[i + 1])]
-                with m.If((collected == n - 1) & product_valid):
+                with m.If((collected == n - 1) & rounded_valid):
                     m.next = "DONE"
                 cancel_to_idle()
             with m.State("DONE"):

@@ -1,11 +1,11 @@
 """Register maps of the FPGA top: the tile's map, intact, beside the FPGA's own bank
-(crossbar emulator, UART bridge counters, weight and input memories) and the read-only
-result window, each in its own window of one address space.
+(crossbar emulator, UART bridge counters, input memory), the write-only weight memory and
+the read-only result window, each in its own window of one address space.
 
 Descriptions use the register-map API of :mod:`neurophase.regmap` (docs/register-map.md),
 so the same exports (Markdown, C header, JSON, CSV) and the same CSR bank RTL apply.
 Window bases are assigned, never typed: each window is aligned to its own size, in the
-order tile, fpga, results.
+order tile, fpga, weights, results.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ from neurophase.models.datapath import DatapathParams
 from neurophase.regmap import Access, Array, Field, Register, RegisterMap, tile_register_map
 from neurophase.regmap_export import to_dict, write_regmap_exports
 
-__all__ = ["FPGA_MAGIC", "fpga_register_map", "result_register_map", "AddressWindow", "FpgaAddressMap"]
+__all__ = ["FPGA_MAGIC", "fpga_register_map", "weight_register_map", "result_register_map", "AddressWindow",
+           "FpgaAddressMap"]
 
 #: Magic word of the FPGA bank's ID register ("NPHF").
 FPGA_MAGIC = 0x4E504846
 
 
 def fpga_register_map(cfg: ChipConfig) -> RegisterMap:
-    """The FPGA top's own CSR bank: emulator control, link counters, WEIGHT and INPUT."""
+    """The FPGA top's own CSR bank: emulator control, link counters and INPUT."""
     p = EmulatorParams.from_config(cfg)
     R, RW, W1P, CONST = Access.R, Access.RW, Access.W1P, Access.CONST
     rmap = RegisterMap("fpga", doc=f"FPGA emulation of one {p.rows} x {p.cols} tile: crossbar emulator and host link")
@@ -70,10 +71,17 @@ def fpga_register_map(cfg: ChipConfig) -> RegisterMap:
                       doc="Result counter"))
     rmap.add(Array("INPUT", p.rows, p.input_bits, signed=p.input_signed, lanes=1,
                    doc=f"activation of each row, {'signed' if p.input_signed else 'unsigned'} {p.input_bits}-bit"))
+    return rmap
+
+
+def weight_register_map(cfg: ChipConfig) -> RegisterMap:
+    """The write-only weight window: the emulator's conductance codes (block RAM)."""
+    p = EmulatorParams.from_config(cfg)
+    rmap = RegisterMap("weights", doc="Conductance codes of the crossbar emulator (write-only)")
     rmap.add(Array("WEIGHT", p.weight_words, 2 * p.conductance_bits, lanes=p.cols,
                    doc=f"conductance codes of element (slice*{p.rows} + row)*{p.cols} + column: "
                        f"G+ in bits [{p.conductance_bits - 1}:0], G- in bits "
-                       f"[{2 * p.conductance_bits - 1}:{p.conductance_bits}]"))
+                       f"[{2 * p.conductance_bits - 1}:{p.conductance_bits}]; write-only"))
     return rmap
 
 
@@ -95,7 +103,7 @@ class AddressWindow:
     Parameters
     ----------
     name : str
-        ``tile``, ``fpga`` or ``results``.
+        ``tile``, ``fpga``, ``weights`` or ``results``.
     base : int
         Byte address of the window (aligned to its size).
     regmap : RegisterMap
@@ -112,7 +120,7 @@ class AddressWindow:
 
 
 class FpgaAddressMap:
-    """The address space the UART bridge sees: windows tile, fpga and results.
+    """The address space the UART bridge sees: windows tile, fpga, weights and results.
 
     Parameters
     ----------
@@ -126,7 +134,8 @@ class FpgaAddressMap:
 
     def __init__(self, cfg: ChipConfig):
         self.cfg = cfg
-        maps = [("tile", tile_register_map(cfg)), ("fpga", fpga_register_map(cfg)), ("results", result_register_map(cfg))]
+        maps = [("tile", tile_register_map(cfg)), ("fpga", fpga_register_map(cfg)),
+                ("weights", weight_register_map(cfg)), ("results", result_register_map(cfg))]
         windows, cursor, names = [], 0, {}
         for name, rmap in maps:
             base = -(-cursor // rmap.size) * rmap.size

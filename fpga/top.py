@@ -12,6 +12,7 @@ from neurophase.fpga.result_buffer import ResultBuffer
 from neurophase.fpga.uart_bridge import UartBridge
 from neurophase.fpga.uart_rx import UartRx, check_divisor
 from neurophase.fpga.uart_tx import UartTx
+from neurophase.fpga.weight_memory import WeightMemory
 from neurophase.rtl.wishbone_decoder import WishboneDecoder
 from neurophase.models.crossbar_emulator import EmulatorParams
 from neurophase.rtl.csr_bank import CsrBank
@@ -44,9 +45,10 @@ class FpgaTop(wiring.Component):
     ``uart_rx`` -> :class:`UartRx` -> :class:`UartBridge` (UARTBone frames) ->
     :class:`WishboneDecoder` -> windows ``tile`` (the :class:`Tile`'s own CSR bank),
     ``fpga`` (a :class:`CsrBank` of :func:`fpga_register_map`: emulator registers, link
-    counters, the WEIGHT and INPUT memories) and ``results`` (a :class:`ResultBuffer`
-    fed by the tile's result stream). The tile's ADC port is answered by a
-    :class:`CrossbarEmulator` reading WEIGHT and INPUT. Bridge answers go back through
+    counters, the INPUT memory), ``weights`` (a :class:`WeightMemory`: the conductance
+    codes in block RAM, write-only) and ``results`` (a :class:`ResultBuffer` fed by the
+    tile's result stream). The tile's ADC port is answered by a :class:`CrossbarEmulator`
+    reading WEIGHT and INPUT. Bridge answers go back through
     :class:`UartTx` on ``uart_tx``.
 
     Parameters
@@ -109,6 +111,7 @@ class FpgaTop(wiring.Component):
         m.submodules.tile = tile = Tile(self.cfg)
         m.submodules.fpga_bank = bank = CsrBank(amap.window("fpga").regmap)
         m.submodules.results = results = ResultBuffer(amap.window("results").regmap)
+        m.submodules.weights = weights = WeightMemory(amap.window("weights").regmap)
         m.submodules.emulator = emulator = CrossbarEmulator(self.emulator_params)
 
         m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx)]
@@ -118,9 +121,10 @@ class FpgaTop(wiring.Component):
         wiring.connect(m, decoder.tile_bus, tile.bus)
         wiring.connect(m, decoder.fpga_bus, bank.bus)
         wiring.connect(m, decoder.results_bus, results.bus)
+        wiring.connect(m, decoder.weights_bus, weights.bus)
         wiring.connect(m, tile.adc, emulator.adc)
         wiring.connect(m, tile.o_stream, results.i_stream)
-        wiring.connect(m, emulator.weight_rd, bank.weight_rd)
+        wiring.connect(m, emulator.weight_rd, weights.rd)
         wiring.connect(m, emulator.input_rd, bank.input_rd)
 
         m.d.comb += [

@@ -49,8 +49,10 @@ class EmulatorHarness(Elaboratable):
         m.submodules.inputs = inputs = memory.Memory(shape=data.ArrayLayout(input_shape, 1), depth=p.rows,
                                                      init=[[int(v)] for v in self.model.inputs])
         w_rd, x_rd = weights.read_port(), inputs.read_port()
-        m.d.comb += [w_rd.addr.eq(emu.weight_rd.addr), emu.weight_rd.data.eq(w_rd.data),
-                     x_rd.addr.eq(emu.input_rd.addr), emu.input_rd.data.eq(x_rd.data)]
+        # WEIGHT data two cycles after the address (as WeightMemory delivers it), INPUT one
+        m.d.comb += [w_rd.addr.eq(emu.weight_rd.addr), x_rd.addr.eq(emu.input_rd.addr),
+                     emu.input_rd.data.eq(x_rd.data)]
+        m.d.sync += emu.weight_rd.data.eq(w_rd.data)
         return m
 
 
@@ -97,7 +99,7 @@ def test_conversions_match_golden_model(seed):
             await request(ctx, emu, s, b, k)
             codes, cycles = await wait_done(ctx, emu)
             results.append(codes)
-            assert cycles == SMALL.rows + SMALL.codes_per_conversion + 6  # as documented
+            assert cycles == SMALL.rows + SMALL.codes_per_conversion + 8  # as documented
         await ctx.tick()
         assert ctx.get(emu.conversions) == len(order)
 

@@ -25,9 +25,10 @@ def test_windows_keep_the_tile_map_intact_and_do_not_overlap():
     assert all(w.base % w.regmap.size == 0 for w in amap.windows)
     fpga = amap.window("fpga").regmap
     assert fpga.register("FPGA_ID").fields[0].reset == FPGA_MAGIC
-    assert fpga.item("WEIGHT").length == cfg.tile.rows * cfg.tile.cols * cfg.weights.slices
+    weights = amap.window("weights").regmap
+    assert weights.item("WEIGHT").length == cfg.tile.rows * cfg.tile.cols * cfg.weights.slices
     data = amap.to_dict()
-    assert [w["name"] for w in data["windows"]] == ["tile", "fpga", "results"]
+    assert [w["name"] for w in data["windows"]] == ["tile", "fpga", "weights", "results"]
     assert data["addr_width"] == amap.addr_width
 
 
@@ -52,3 +53,50 @@ def test_fpga_top_generates_verilog():
     board_top = FpgaTop(cfg, 100)
     assert board_top.frame_timeout_cycles == cfg.fpga.bridge_timeout_bytes * 10 * 100
     assert "module fpga_top" in convert(board_top, "fpga_top")
+
+
+def test_weight_memory_writes_elements_and_refuses_reads():
+    from amaranth.sim import Simulator
+
+    from neurophase.fpga.regmap import weight_register_map
+    from neurophase.fpga.weight_memory import WEIGHT_READ_LATENCY, WeightMemory
+
+    cfg = ChipConfig.from_toml(PRESET)
+    dut = WeightMemory(weight_register_map(cfg))
+    cols = cfg.tile.cols
+    answers, rows = [], []
+
+    async def access(ctx, address, data=None, sel=0b1111):
+        bus = dut.bus
+        ctx.set(bus.adr, address // 4)
+        ctx.set(bus.we, int(data is not None))
+        ctx.set(bus.dat_w, data or 0)
+        ctx.set(bus.sel, sel)
+        ctx.set(bus.cyc, 1)
+        ctx.set(bus.stb, 1)
+        for _ in range(4):
+            await ctx.tick()
+            ack, err = ctx.get(bus.ack), ctx.get(bus.err)
+            if ack or err:
+                break
+        ctx.set(bus.cyc, 0)
+        ctx.set(bus.stb, 0)
+        await ctx.tick()
+        answers.append("ack" if ack else "err" if err else "none")
+
+    async def bench(ctx):
+        await access(ctx, 4 * (cols + 3), 0x1234)        # row 1, column 3
+        await access(ctx, 4 * (cols + 4), 0x0ABC)        # row 1, column 4
+        await access(ctx, 4 * (cols + 5), 0x1, sel=0b0001)  # partial write: err
+        await access(ctx, 4 * (cols + 3))                # read: err (write-only)
+        ctx.set(dut.rd.addr, 1)
+        await ctx.tick().repeat(WEIGHT_READ_LATENCY)
+        rows.append([int(v) for v in ctx.get(dut.rd.data)])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert answers == ["ack", "ack", "err", "err"]
+    mask = (1 << (2 * cfg.fpga.conductance_bits)) - 1
+    assert rows[0][3] == 0x1234 & mask and rows[0][4] == 0x0ABC & mask and rows[0][5] == 0
