@@ -122,11 +122,13 @@ def build_command(config_path, board, out_dir, toolchain, as_json, verbose):
         report = getattr(exc, "report", None)
         if report is None:
             raise
+        # timing not met: the report is still the answer (exit status 1)
         if as_json:
             emit_json(report.to_dict())
         else:
             print_report(report)
-        raise
+            console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(1)
     if as_json:
         emit_json(report.to_dict())
     else:
