@@ -1,6 +1,7 @@
 """The FPGA top on a board: clock generation, reset, pins."""
 
 from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io
 
 from neurophase.config import ChipConfig
 from neurophase.fpga.platforms import Board
@@ -30,8 +31,11 @@ class BoardTop(Elaboratable):
         m = Module()
         self.board.clock(m, platform, self.cfg.clock_mhz)
         m.submodules.top = top = self.top
-        uart = platform.request("uart", 0)
-        m.d.comb += [top.uart_rx.eq(uart.rx.i), uart.tx.o.eq(top.uart_tx)]
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-", "rts": "-", "dtr": "-"})
+        m.submodules.uart_rx_buffer = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buffer = tx = io.Buffer("o", uart.tx)
+        m.d.comb += [top.uart_rx.eq(rx.i), tx.o.eq(top.uart_tx)]
         for i in range(len(top.status)):
-            m.d.comb += platform.request("led", i).o.eq(top.status[i])
+            m.submodules[f"led_{i}"] = led = io.Buffer("o", platform.request("led", i, dir="-"))
+            m.d.comb += led.o.eq(top.status[i])
         return m

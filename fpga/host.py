@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurophase.fpga.transports import LinkError, Transport, UartBoneLink, open_transport
+from neurophase.fpga.transports import Transport, UartBoneLink, open_transport
 
 __all__ = ["NeuroPhaseHost", "RegisterFile", "MvmResult", "HostError"]
 
@@ -361,5 +361,3 @@ class NeuroPhaseHost:
         saturated = np.array([(int(groups[c // lanes]) >> (c % lanes)) & 1 for c in range(len(result))], dtype=bool)
         return MvmResult(result, saturated, status)
 
-
-__all__ += ["LinkError"]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, Signal
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 __all__ = ["Board", "BOARDS", "get_board", "ecp5_pll", "pll_dividers"]
@@ -52,7 +53,8 @@ def pll_dividers(in_mhz: float, out_mhz: float) -> dict:
 def ecp5_pll(m: Module, platform, out_mhz: float) -> None:
     """Create the ``sync`` domain at ``out_mhz`` from the board's default clock with an ECP5
     EHXPLLL; the domain is held in reset until the PLL locks."""
-    clk_in = platform.request(platform.default_clk, 0).i
+    m.submodules.clock_buffer = clock_buffer = io.Buffer("i", platform.request(platform.default_clk, 0, dir="-"))
+    clk_in = clock_buffer.i
     in_mhz = platform.default_clk_frequency / 1e6
     div = pll_dividers(in_mhz, out_mhz)
     m.domains.sync = ClockDomain("sync")

@@ -100,3 +100,10 @@ def test_weight_memory_writes_elements_and_refuses_reads():
     assert answers == ["ack", "ack", "err", "err"]
     mask = (1 << (2 * cfg.fpga.conductance_bits)) - 1
     assert rows[0][3] == 0x1234 & mask and rows[0][4] == 0x0ABC & mask and rows[0][5] == 0
+
+
+def test_emulator_and_weight_memory_agree_on_the_read_latency():
+    from neurophase.fpga.crossbar_emulator import WEIGHT_LATENCY
+    from neurophase.fpga.weight_memory import WEIGHT_READ_LATENCY
+
+    assert WEIGHT_LATENCY == WEIGHT_READ_LATENCY == 2
