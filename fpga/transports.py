@@ -9,6 +9,8 @@ frames (LiteX-compatible) over one. The same host code reaches the board through
 
 from __future__ import annotations
 
+import abc
+
 import select
 import socket
 import time
@@ -31,29 +33,32 @@ class LinkTimeout(LinkError):
     """The bridge did not answer a read in time."""
 
 
-class Transport:
+class Transport(abc.ABC):
     """Base of the byte transports: ``open``/``close``/``write``/``read`` and a context manager."""
 
     timeout: float = 2.0
     #: Seconds of silence after which the bridge has surely dropped a partial frame.
     resync_quiet_s: float = 0.1
 
+    @abc.abstractmethod
     def open(self) -> None:
-        raise NotImplementedError
+        """Connect."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Disconnect."""
 
+    @abc.abstractmethod
     def write(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Send ``data``."""
 
+    @abc.abstractmethod
     def read(self, count: int) -> bytes:
         """Exactly ``count`` bytes, or raise :class:`LinkTimeout` after ``timeout`` seconds."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def discard_input(self) -> bytes:
         """Drop (and return) whatever has arrived but was not read."""
-        raise NotImplementedError
 
     def __enter__(self):
         self.open()
