@@ -28,7 +28,14 @@ class ShiftAdd(wiring.Component):
     adds ``code * F**s * 2**b`` (negated on the MSB plane of two's-complement inputs) into
     the column's accumulator, saturating after every addition, and emits the results of
     a column group when its last (slice, plane) arrives. Accumulators live in a memory of
-    ``columns / lanes`` words; a two-stage pipeline accepts one beat per cycle.
+    ``columns / lanes`` words. Three register stages accept one beat per cycle: B holds
+    the beat's codes and weight and reads the column group's accumulator word; C holds
+    the products, adds them to that word, saturates and writes the word back (the read
+    port is transparent for this write, so consecutive beats of one group, down to a
+    single group with ``lanes == columns``, see each other's sums); the last (slice,
+    plane) of a group loads an output register instead, so ``o_stream``'s payload and
+    ``valid`` come from flip-flops (``valid`` is only masked by ``restart``). A result
+    leaves three cycles after its last beat was accepted.
 
     Parameters
     ----------
@@ -43,8 +50,8 @@ class ShiftAdd(wiring.Component):
         Results of one column group; ``saturated`` has a bit per lane that is set when any
         addition of that column was clipped; ``last`` marks the final group of an MVM.
     restart : In(1)
-        Drops the MVM in progress (including a result waiting on ``o_stream``); the next
-        beat starts a new MVM.
+        Drops the MVM in progress (every beat in the pipeline and a result waiting on
+        ``o_stream``); the next beat starts a new MVM.
     busy : Out(1)
         An MVM is partly accumulated or a result is waiting.
     """
@@ -86,22 +93,36 @@ class ShiftAdd(wiring.Component):
         padded = weights + [0] * (2 ** step.shape().width - steps)
         weight_table = Array(Const(w, weight_shape) for w in padded)
 
+        # stage B: the beat's codes and weight; the accumulator word is read here (the read
+        # sees a write-back of stage C in the same cycle: the port is transparent)
         b_valid = Signal()
         b_codes = Signal(data.ArrayLayout(signed(p.adc_bits), p.lanes))
         b_weight = Signal(weight_shape)
         b_group = Signal(range(depth))
         b_first = Signal()
         b_last = Signal()
-        b_done = Signal()
+        b_advance = Signal()
+        # stage C: the products; add to the accumulator word, saturate, write back or emit
+        c_valid = Signal()
+        c_products = Signal(data.ArrayLayout(signed(p.adc_bits + weight_shape.width), p.lanes))
+        c_group = Signal(range(depth))
+        c_first = Signal()
+        c_last = Signal()
+        c_done = Signal()
+        # output register: the result beat of a column group
+        o_valid = Signal()
+        o_free = Signal()
         accept = Signal()
 
         m.d.comb += [
-            b_done.eq(~b_last | self.o_stream.ready),
-            self.i_stream.ready.eq(~self.restart & (~b_valid | b_done)),
+            o_free.eq(~o_valid | self.o_stream.ready),
+            c_done.eq(~c_last | o_free),
+            b_advance.eq(b_valid & (~c_valid | c_done)),
+            self.i_stream.ready.eq(~self.restart & (~b_valid | b_advance)),
             accept.eq(self.i_stream.valid & self.i_stream.ready),
-            rd.addr.eq(group),
-            rd.en.eq(accept),
-            self.busy.eq(b_valid | (group != 0) | (step != 0)),
+            rd.addr.eq(b_group),
+            rd.en.eq(b_advance),
+            self.busy.eq(b_valid | c_valid | o_valid | (group != 0) | (step != 0)),
         ]
 
         with m.If(self.restart):
@@ -119,27 +140,49 @@ class ShiftAdd(wiring.Component):
                 m.d.sync += [group.eq(0), step.eq(Mux(step == steps - 1, 0, step + 1))]
             with m.Else():
                 m.d.sync += group.eq(group + 1)
-        with m.Elif(b_done):
+        with m.Elif(b_advance):
             m.d.sync += b_valid.eq(0)
+
+        with m.If(self.restart):
+            m.d.sync += c_valid.eq(0)
+        with m.Elif(b_advance):
+            m.d.sync += [
+                c_valid.eq(1),
+                c_group.eq(b_group),
+                c_first.eq(b_first),
+                c_last.eq(b_last),
+            ]
+            for lane in range(p.lanes):
+                m.d.sync += c_products[lane].eq(b_codes[lane] * b_weight)
+        with m.Elif(c_done):
+            m.d.sync += c_valid.eq(0)
 
         result = Signal(word)
         for lane in range(p.lanes):
-            prev = Mux(b_first, 0, rd.data.acc[lane])
+            prev = Mux(c_first, 0, rd.data.acc[lane])
             total = Signal(wide, name=f"total_{lane}")
-            m.d.comb += total.eq(prev + b_codes[lane] * b_weight)
+            m.d.comb += total.eq(prev + c_products[lane])
             clipped = Mux(total > hi, hi, Mux(total < lo, lo, total))
             m.d.comb += [
                 result.acc[lane].eq(clipped),
-                result.sat[lane].eq((~b_first & rd.data.sat[lane]) | (total > hi) | (total < lo)),
+                result.sat[lane].eq((~c_first & rd.data.sat[lane]) | (total > hi) | (total < lo)),
             ]
 
         m.d.comb += [
-            wr.addr.eq(b_group),
+            wr.addr.eq(c_group),
             wr.data.eq(result),
-            wr.en.eq(b_valid & ~b_last & ~self.restart),
-            self.o_stream.valid.eq(b_valid & b_last & ~self.restart),
-            self.o_stream.payload.data.eq(result.acc),
-            self.o_stream.payload.saturated.eq(result.sat),
-            self.o_stream.payload.last.eq(b_group == p.groups - 1),
+            wr.en.eq(c_valid & ~c_last & ~self.restart),
         ]
+        with m.If(self.restart):
+            m.d.sync += o_valid.eq(0)
+        with m.Elif(c_valid & c_last & o_free):
+            m.d.sync += [
+                o_valid.eq(1),
+                self.o_stream.payload.data.eq(result.acc),
+                self.o_stream.payload.saturated.eq(result.sat),
+                self.o_stream.payload.last.eq(c_group == p.groups - 1),
+            ]
+        with m.Elif(self.o_stream.ready):
+            m.d.sync += o_valid.eq(0)
+        m.d.comb += self.o_stream.valid.eq(o_valid & ~self.restart)
         return m
