@@ -27,9 +27,12 @@ class DriftGain(wiring.Component):
     is half up (``floor(x + 1/2)``), saturation to the signed ``width`` of the input.
     With ``per_column`` high the gain is read per column group through ``gain`` (a
     :class:`ParamReadSignature` port addressed with the group of the next beat); with it
-    low every column uses ``tile_gain``. ``per_column`` resets to ``params.per_column``. One register stage; a beat per cycle; ``last`` is passed through and the
-    group count restarts after it. The first beat may arrive from the second cycle after
-    reset (the gain read of group 0 needs one cycle).
+    low every column uses ``tile_gain``. ``per_column`` resets to ``params.per_column``.
+    Two register stages: the first holds the products ``alpha * y`` (the gain is read
+    and selected as the beat enters), the second the rounded and saturated values; a beat
+    per cycle; ``last`` is passed through and the group count restarts after it. The
+    first beat may arrive from the second cycle after reset (the gain read of group 0
+    needs one cycle).
 
     Parameters
     ----------
@@ -71,11 +74,17 @@ class DriftGain(wiring.Component):
         lo, hi = p.value_range
         half = 1 << (p.gain_frac_bits - 1) if p.gain_frac_bits else 0
 
+        # -- stage 1: the products ------------------------------------------------------
         accept = Signal()
+        s1_valid = Signal()
+        s1_ready = Signal()
+        s1_products = Signal(data.ArrayLayout(signed(p.width + p.gain_bits), p.lanes))
+        s1_saturated = Signal(p.lanes)
+        s1_last = Signal()
         group = Signal(range(max(p.groups, 2)))
         group_next = Signal.like(group)
         m.d.comb += [
-            self.i_stream.ready.eq(~self.o_stream.valid | self.o_stream.ready),
+            self.i_stream.ready.eq(~s1_valid | s1_ready),
             accept.eq(self.i_stream.valid & self.i_stream.ready),
             group_next.eq(Mux(accept, Mux(self.i_stream.payload.last | (group == p.groups - 1), 0, group + 1),
                               group)),
@@ -83,24 +92,41 @@ class DriftGain(wiring.Component):
         m.d.sync += group.eq(group_next)
         m.d.comb += self.gain.addr.eq(group_next)
 
+        with m.If(accept):
+            m.d.sync += [
+                s1_valid.eq(1),
+                s1_saturated.eq(self.i_stream.payload.saturated),
+                s1_last.eq(self.i_stream.payload.last),
+            ]
+            for lane in range(p.lanes):
+                alpha = Mux(self.per_column, self.gain.data[lane], self.tile_gain)
+                m.d.sync += s1_products[lane].eq(self.i_stream.payload.data[lane] * alpha)
+        with m.Elif(s1_ready):
+            m.d.sync += s1_valid.eq(0)
+
+        # -- stage 2: rounding and saturation ---------------------------------------------
+        advance = Signal()
+        m.d.comb += [
+            s1_ready.eq(~self.o_stream.valid | self.o_stream.ready),
+            advance.eq(s1_valid & s1_ready),
+        ]
         clipped_lanes = Signal(p.lanes)
         result = Signal(data.ArrayLayout(signed(p.width), p.lanes))
         for lane in range(p.lanes):
-            alpha = Mux(self.per_column, self.gain.data[lane], self.tile_gain)
             rounded = Signal(signed(p.width + p.gain_bits + 1), name=f"rounded_{lane}")
             m.d.comb += [
-                rounded.eq((self.i_stream.payload.data[lane] * alpha + half) >> p.gain_frac_bits),
+                rounded.eq((s1_products[lane] + half) >> p.gain_frac_bits),
                 result[lane].eq(Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))),
                 clipped_lanes[lane].eq((rounded > hi) | (rounded < lo)),
             ]
 
         stage_clipped = Signal()
-        with m.If(accept):
+        with m.If(advance):
             m.d.sync += [
                 self.o_stream.valid.eq(1),
                 self.o_stream.payload.data.eq(result),
-                self.o_stream.payload.saturated.eq(self.i_stream.payload.saturated | clipped_lanes),
-                self.o_stream.payload.last.eq(self.i_stream.payload.last),
+                self.o_stream.payload.saturated.eq(s1_saturated | clipped_lanes),
+                self.o_stream.payload.last.eq(s1_last),
                 stage_clipped.eq(clipped_lanes.any()),
             ]
         with m.Elif(self.o_stream.ready):
