@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import time
 from xml.etree import ElementTree
@@ -81,7 +82,7 @@ class SimRun:
 
 class _PortsOnlyVerilator(cocotb_runner.Verilator):
     """The stock Verilator runner without the global ``--public-flat-rw``; a control file
-    makes the top module's signals public instead."""
+    makes only the top module's ports public instead."""
 
     def _build_command(self):
         cmds = super()._build_command()
@@ -93,9 +94,23 @@ class _PortsOnlyVerilator(cocotb_runner.Verilator):
         return cmds
 
 
-def _public_ports_vlt(build_dir: Path, toplevel: str) -> Path:
+def _module_ports(sources: list[Path], toplevel: str) -> list[str]:
+    """Port names of module ``toplevel`` in the (Amaranth-generated, ANSI-free) Verilog."""
+    header = re.compile(rf"^module\s+\\?{re.escape(toplevel)}\s*\(([^)]*)\)\s*;", re.MULTILINE)
+    for source in sources:
+        match = header.search(source.read_text(encoding="utf-8"))
+        if match:
+            return [name.strip().lstrip("\\") for name in match[1].split(",") if name.strip()]
+    raise SimulationError(f"module {toplevel!r} not found in {', '.join(str(s) for s in sources)}")
+
+
+def _public_ports_vlt(build_dir: Path, toplevel: str, sources: list[Path]) -> Path:
+    """A Verilator control file making only the top module's ports visible to cocotb, so
+    Verilator keeps optimising every internal signal."""
+    lines = ["`verilator_config"]
+    lines += [f'public_flat_rw -module "{toplevel}" -var "{port}"' for port in _module_ports(sources, toplevel)]
     path = build_dir / "public_ports.vlt"
-    path.write_text(f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n', encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
@@ -143,7 +158,7 @@ def run_cocotb(
     sources = [Path(v).resolve() for v in verilog]
     build_args: list[str] = []
     if simulator == "verilator":
-        sources.append(_public_ports_vlt(build_dir, toplevel))
+        sources.append(_public_ports_vlt(build_dir, toplevel, sources))
         build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
         if waves:
             build_args.append("--trace-fst" if _has_lz4() else "--trace")
