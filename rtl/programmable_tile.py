@@ -6,6 +6,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from neurophase.config import ChipConfig
+from neurophase.models.program_verify import program_verify_register_map
+from neurophase.regmap import tile_register_map
 from neurophase.rtl.command_guard import CommandGuard
 from neurophase.rtl.program_verify import ProgramVerify, program_verify_layouts
 from neurophase.rtl.tile import Tile
@@ -18,9 +20,6 @@ __all__ = ["ProgrammableTile", "tile_windows"]
 def tile_windows(cfg: ChipConfig) -> list[tuple[str, int, int]]:
     """``(name, base byte address, word-address width)`` of the two register maps on the
     programmable tile's bus: the datapath map at 0, the program-verify map above it."""
-    from neurophase.models.program_verify import program_verify_register_map
-    from neurophase.regmap import tile_register_map
-
     tile_width = tile_register_map(cfg).addr_width
     pv_width = program_verify_register_map(cfg).addr_width
     span = max(tile_width, pv_width)

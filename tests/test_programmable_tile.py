@@ -8,6 +8,8 @@ from amaranth.sim import Simulator
 from neurophase.config import ChipConfig
 from neurophase.cosim.runner import lint_verilog
 from neurophase.generate import convert
+from neurophase.models.program_verify import program_verify_register_map
+from neurophase.regmap import tile_register_map
 from neurophase.rtl.command_guard import CommandGuard
 from neurophase.rtl.programmable_tile import ProgrammableTile, tile_windows
 from sim_bus import SimBusMaster
@@ -26,20 +28,17 @@ def unmapped_address(dut) -> int:
     for address in range(0, 4 << dut.addr_width, 4):
         if not any(lo <= address < hi for lo, hi in covered):
             return address
-    used = {address for address, _ in dut_tile_map(dut).entries()}
+    used = {address for address, _ in tile_register_map(dut.cfg).entries()}
     return next(a for a in range(0, 4 << dut.windows[0][2], 4) if a not in used)
 
 
-def dut_tile_map(dut):
-    from neurophase.regmap import tile_register_map
-
-    return tile_register_map(dut.cfg)
-
-
-def run(dut, bench):
+def run(dut, *benches):
+    """Simulate ``dut`` with the first testbench in front and the others in the background."""
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(bench)
+    sim.add_testbench(benches[0])
+    for bench in benches[1:]:
+        sim.add_testbench(bench, background=True)
     sim.run()
 
 
@@ -53,9 +52,6 @@ def test_windows_are_aligned_and_disjoint():
 def test_both_maps_reachable_and_unmapped_is_err():
     dut = ProgrammableTile(SMALL)
     pv_base = dut.windows[1][1]
-    from neurophase.models.program_verify import program_verify_register_map
-    from neurophase.regmap import tile_register_map
-
     tile_map, pv_map = tile_register_map(SMALL), program_verify_register_map(SMALL)
 
     async def bench(ctx):
@@ -73,9 +69,6 @@ def test_both_maps_reachable_and_unmapped_is_err():
 def test_mvm_and_program_verify_lock_each_other_out():
     dut = ProgrammableTile(SMALL)
     pv_base = dut.windows[1][1]
-    from neurophase.models.program_verify import program_verify_register_map
-    from neurophase.regmap import tile_register_map
-
     tile_map, pv_map = tile_register_map(SMALL), program_verify_register_map(SMALL)
     mvm_start = command(tile_map, "CTRL", "start")
     mvm_abort = command(tile_map, "CTRL", "abort")
@@ -130,11 +123,7 @@ def test_mvm_and_program_verify_lock_each_other_out():
         await master.write(pv_base + pv_start[0], pv_start[1])  # accepted again once idle
         assert await master.read(pv_base + pv_map.address("PV_STATUS")) & pv_busy_bit
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.add_testbench(watch_adc, background=True)
-    sim.run()
+    run(dut, bench, watch_adc)
 
 
 def test_guard_checks_its_arguments():
