@@ -15,6 +15,7 @@ from pathlib import Path
 
 from neurophase.config import ChipConfig
 from neurophase.cosim.runner import SimRun, SimulationError, run_cocotb
+from neurophase.models.studies import plot_error_vs_time
 
 __all__ = ["TOPLEVEL", "harness_verilog", "run_mvm_cosim", "run_drift_cosim", "run_cosim_bench", "plot_drift",
            "DRIFT_TIMES_S", "DRIFT_LABELS"]
@@ -99,25 +100,10 @@ def improvement(rows: list[dict], t_s: float, mode: str = "per-tile") -> float:
 
 def plot_drift(rows: list[dict], path: str | Path) -> Path:
     """MVM error (% of full scale) versus time, per compensation mode, as a PNG (Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     t = [row["t_s"] for row in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for mode, marker, label in (("none", "o-", "no compensation"), ("per-tile", "s-", "per-tile GDC"),
-                                ("per-column", "^-", "per-column GDC")):
-        ax.loglog(t, [row[f"error_pct_{mode}"] for row in rows], marker, label=label)
-    ax.set_xticks(t, [DRIFT_LABELS.get(x, f"{x:g} s") for x in t])
-    ax.set_xlabel("time since programming")
-    ax.set_ylabel("MVM error, RMS % of full scale")
-    ax.set_title("Tile RTL + analog crossbar co-simulation")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    series = [([row[f"error_pct_{mode}"] for row in rows], marker, label)
+              for mode, marker, label in (("none", "o-", "no compensation"), ("per-tile", "s-", "per-tile GDC"),
+                                          ("per-column", "^-", "per-column GDC"))]
+    return plot_error_vs_time(t, series, path, ylabel="MVM error, RMS % of full scale",
+                              xlabel="time since programming", title="Tile RTL + analog crossbar co-simulation",
+                              tick_labels=[DRIFT_LABELS.get(x, f"{x:g} s") for x in t], log_y=True)

@@ -10,7 +10,7 @@ from neurophase.config import ChipConfig
 from neurophase.models.crossbar import build_tile, digital_result
 from neurophase.models.gdc import calibrate
 
-__all__ = ["STUDY_TIMES_S", "drift_study", "plot_drift_study"]
+__all__ = ["STUDY_TIMES_S", "drift_study", "plot_drift_study", "plot_error_vs_time"]
 
 #: 25 s, 1 h, 1 day, 1 week, 1 month, 1 year.
 STUDY_TIMES_S = (25.0, 3600.0, 86400.0, 7 * 86400.0, 30 * 86400.0, 365 * 86400.0)
@@ -41,8 +41,10 @@ def drift_study(cfg: ChipConfig, seed: int, batch: int = 256, times=STUDY_TIMES_
     return rows
 
 
-def plot_drift_study(rows: list[dict], path: str | Path) -> Path:
-    """Plot :func:`drift_study` rows (matplotlib, Agg backend) to ``path``."""
+def plot_error_vs_time(t_s, series, path: str | Path, *, ylabel: str, xlabel: str = "time since programming (s)",
+                       title: str | None = None, tick_labels=None, log_y: bool = False) -> Path:
+    """Plot error curves against time since programming (log time axis, matplotlib Agg)
+    to the PNG ``path``; ``series`` holds ``(values, marker, label)`` per curve."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,15 +52,29 @@ def plot_drift_study(rows: list[dict], path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    t = [row["t_s"] for row in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogx(t, [100 * row["error_raw"] for row in rows], "o-", label="no compensation")
-    ax.semilogx(t, [100 * row["error_gdc"] for row in rows], "s-", label="global drift compensation")
-    ax.set_xlabel("time since programming (s)")
-    ax.set_ylabel("relative RMS MVM error (%)")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    plot = ax.loglog if log_y else ax.semilogx
+    for values, marker, label in series:
+        plot(t_s, values, marker, label=label)
+    if tick_labels is not None:
+        ax.set_xticks(t_s, tick_labels)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_drift_study(rows: list[dict], path: str | Path) -> Path:
+    """Plot :func:`drift_study` rows (matplotlib, Agg backend) to ``path``."""
+    return plot_error_vs_time(
+        [row["t_s"] for row in rows],
+        [([100 * row["error_raw"] for row in rows], "o-", "no compensation"),
+         ([100 * row["error_gdc"] for row in rows], "s-", "global drift compensation")],
+        path, ylabel="relative RMS MVM error (%)",
+    )
