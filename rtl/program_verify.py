@@ -248,6 +248,16 @@ class ProgramVerify(wiring.Component):
             bank.pv_status_timeout_set.eq(done_strobe & timed_out),
         ]
 
+        def next_pair(when_none):
+            """Choose the next planned (polarity, class) pair; ``when_none`` when none is left."""
+            m.d.sync += [group.eq(0), phase.eq(0), mask.eq(0), waited.eq(0)]
+            with m.If(abort):
+                m.d.sync += [aborted.eq(1), state.eq(_State.FINISH)]
+            with m.Elif(used != 0):
+                m.d.sync += [current.eq(lowest), state.eq(_State.SCAN)]
+            with m.Else():
+                m.d.sync += state.eq(when_none)
+
         with m.If(state == _State.IDLE):
             with m.If(bank.pv_ctrl_start):
                 bad = (bank.pv_range_first > bank.pv_range_last) | (bank.pv_range_last >= n)
@@ -310,16 +320,7 @@ class ProgramVerify(wiring.Component):
                 with m.Else():
                     m.d.sync += group.eq(group + 1)
         with m.Elif(state == _State.NEXT):
-            # choose the next (polarity, class) pair, the next read, or the end
-            m.d.sync += [group.eq(0), phase.eq(0), mask.eq(0), waited.eq(0)]
-            with m.If(abort):
-                m.d.sync += aborted.eq(1)
-                m.d.sync += state.eq(_State.FINISH)
-            with m.Elif(used != 0):
-                m.d.sync += current.eq(lowest)
-                m.d.sync += state.eq(_State.SCAN)
-            with m.Else():
-                m.d.sync += state.eq(_State.FINISH)
+            next_pair(when_none=_State.FINISH)       # after a decision pass: no pulse ends the run
         with m.Elif(state == _State.SCAN):
             m.d.sync += phase.eq(~phase)
             with m.If(phase):
@@ -357,15 +358,7 @@ class ProgramVerify(wiring.Component):
                 with m.Else():
                     m.d.sync += group.eq(group + 1)
         with m.Elif(state == _State.AFTER_PAIR):
-            m.d.sync += [group.eq(0), phase.eq(0), mask.eq(0), waited.eq(0)]
-            with m.If(abort):
-                m.d.sync += aborted.eq(1)
-                m.d.sync += state.eq(_State.FINISH)
-            with m.Elif(used != 0):
-                m.d.sync += current.eq(lowest)
-                m.d.sync += state.eq(_State.SCAN)
-            with m.Else():
-                m.d.sync += state.eq(_State.READ_REQ)
+            next_pair(when_none=_State.READ_REQ)     # after the last pulse pair: verify again
         with m.Elif(state == _State.FINISH):
             m.d.comb += done_strobe.eq(1)
             m.d.sync += abort.eq(0)
