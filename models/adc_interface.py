@@ -142,7 +142,7 @@ def adc_trim(params: AdcInterfaceParams, codes: np.ndarray, trims: np.ndarray) -
     """
     codes = params.check_codes(codes)
     trims = params.check_trims(trims)
-    trimmed, clipped = saturate(as_int_array(codes - trims[None, None, :]), params.adc_bits)
+    trimmed, clipped = saturate(as_int_array(codes - trims[None, None, :], params.adc_bits + 1), params.adc_bits)
     return trimmed.astype(np.int64), clipped
 
 

@@ -115,12 +115,10 @@ def batch_norm(params: BatchNormParams, values, scale, bias, shift: int, relu: b
     scale = params.check_array("scale", scale, params.scale_bits)
     bias = params.check_array("bias", bias, params.bias_bits)
     shift = params.check_shift(shift)
-    scaled = round_half_up_shift(as_int_array(values) * as_int_array(scale), params.scale_frac_bits)
-    z, z_clipped = saturate(scaled + as_int_array(bias), params.width)
-    if relu:
-        z_relu = np.array([max(v, 0) for v in z], dtype=object)
-    else:
-        z_relu = z
+    bound = max(params.width + params.scale_bits + 1, params.bias_bits) + 1  # product, rounding, bias
+    scaled = round_half_up_shift(as_int_array(values, bound) * as_int_array(scale, bound), params.scale_frac_bits)
+    z, z_clipped = saturate(scaled + as_int_array(bias, bound), params.width)
+    z_relu = np.maximum(z, 0) if relu else z
     result, result_clipped = saturate(round_half_up_shift(z_relu, shift), params.out_bits)
     return {
         "z": z.astype(np.int64),

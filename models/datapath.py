@@ -9,7 +9,7 @@ every stage are listed by :func:`fixed_point_formats`, which also writes the tab
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from neurophase.models.batch_norm import BatchNormParams, batch_norm
 from neurophase.models.drift_gain import DriftGainParams, drift_gain
 from neurophase.models.shift_add import ShiftAddParams, shift_add
 
-__all__ = ["DatapathParams", "DatapathSettings", "datapath", "datapath_output_beats", "fixed_point_formats",
+__all__ = ["DatapathParams", "DatapathSettings", "datapath", "datapath_batch", "datapath_output_beats", "fixed_point_formats",
            "fixed_point_table", "STATUS_FLAGS"]
 
 #: Sticky status flags the datapath raises, in the order of the tile's status bits.
@@ -144,6 +144,36 @@ def datapath(params: DatapathParams, codes: np.ndarray, settings: DatapathSettin
             "adc_timeout": False,
         },
     }
+
+
+def datapath_batch(params: DatapathParams, codes: np.ndarray, settings: DatapathSettings) -> dict:
+    """:func:`datapath` of a batch of MVMs in one pass (shape (batch, slices, planes, columns)).
+
+    Every stage works column by column, so the batch is evaluated as one MVM of
+    ``batch x columns`` columns with the per-column settings repeated: the same arithmetic,
+    without a numpy call sequence per MVM. Returns ``result`` and ``saturated`` of shape
+    (batch, columns) and the batch's sticky ``flags`` (OR over its MVMs).
+    """
+    codes = np.asarray(codes)
+    if codes.ndim != 4:
+        raise ValueError(f"codes must have shape (batch, slices, planes, columns), not {codes.shape}")
+    batch, columns = codes.shape[0], params.columns
+    if batch == 0 or codes.shape[3] != columns:
+        raise ValueError(f"codes must have shape (batch >= 1, slices, planes, {columns}), not {codes.shape}")
+    wide = DatapathParams(
+        adc=replace(params.adc, columns=batch * columns), shift_add=replace(params.shift_add, columns=batch * columns),
+        drift_gain=replace(params.drift_gain, columns=batch * columns),
+        batch_norm=replace(params.batch_norm, columns=batch * columns),
+        timeout_cycles=params.timeout_cycles, latency_cycles=params.latency_cycles)
+    def repeat(values):
+        return np.tile(np.asarray(values), batch) if np.ndim(values) else values
+
+    wide_settings = DatapathSettings(repeat(settings.trims), repeat(settings.gains), repeat(settings.scale),
+                                     repeat(settings.bias), settings.shift, settings.relu)
+    flat = np.moveaxis(codes, 0, 2).reshape(*codes.shape[1:3], batch * columns)
+    out = datapath(wide, flat, wide_settings)
+    return {"result": out["result"].reshape(batch, columns), "saturated": out["saturated"].reshape(batch, columns),
+            "flags": out["flags"]}
 
 
 def column_beats(lanes: int, values: np.ndarray, saturated: np.ndarray) -> list[dict]:

@@ -126,6 +126,7 @@ def drift_gain(params: DriftGainParams, values, gains) -> tuple[np.ndarray, np.n
     if values.shape != (params.columns,) or ((values < lo) | (values > hi)).any():
         raise ValueError(f"values must be {params.columns} signed {params.width}-bit integers")
     gains = params.check_gains(gains)
-    product = as_int_array(values) * as_int_array(gains)
+    bound = params.width + params.gain_bits + 1  # product, plus the rounding carry
+    product = as_int_array(values, bound) * as_int_array(gains, bound)
     result, clipped = saturate(round_half_up_shift(product, params.gain_frac_bits), params.width)
     return result.astype(np.int64), clipped

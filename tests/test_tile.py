@@ -15,7 +15,7 @@ from neurophase.config import ChipConfig, ConfigError
 from neurophase.cosim.regressions import run_tile
 from neurophase.cosim.runner import lint_verilog
 from neurophase.generate import BLOCKS, convert
-from neurophase.models.datapath import DatapathParams, datapath, fixed_point_formats, fixed_point_table
+from neurophase.models.datapath import DatapathParams, datapath, datapath_batch, fixed_point_formats, fixed_point_table
 from neurophase.models.datapath_stimulus import random_settings, tile_cases
 from neurophase.rtl.tile import Tile
 
@@ -60,6 +60,33 @@ def test_golden_datapath_equals_exact_arithmetic(cfg, seed):
         settings = random_settings(params, rng, ("identity", "typical", "extreme")[i % 3])
         assert list(datapath(params, codes, settings)["result"]) == reference(params, codes, settings), \
             f"{name}, seed {seed}"
+
+
+@pytest.mark.parametrize("cfg", [SMALL, NARROW, ChipConfig()], ids=["small", "narrow", "default"])
+def test_batched_golden_equals_one_mvm_at_a_time(cfg, seed):
+    params = DatapathParams.from_config(cfg)
+    rng = np.random.default_rng(seed)
+    cases = [codes for _, codes in tile_cases(params, seed, 12)]
+    for kind in ("identity", "typical", "extreme"):
+        settings = random_settings(params, rng, kind)
+        batch = datapath_batch(params, np.stack(cases), settings)
+        singles = [datapath(params, codes, settings) for codes in cases]
+        assert np.array_equal(batch["result"], [one["result"] for one in singles]), kind
+        assert np.array_equal(batch["saturated"], [one["saturated"] for one in singles]), kind
+        assert batch["flags"] == {name: any(one["flags"][name] for one in singles) for name in batch["flags"]}, kind
+    with pytest.raises(ValueError, match=r"^codes must have shape \(batch, slices, planes, columns\), not \(1, 8\)$"):
+        datapath_batch(params, np.zeros((1, 8), dtype=int), settings)
+
+
+def test_golden_is_exact_beyond_int64():
+    """Widths whose products overflow int64 fall back to Python ints: still exact."""
+    wide = ChipConfig.from_dict({"tile": {"rows": 16, "cols": 16}, "datapath": {"lanes": 8, "accumulator_bits": 48,
+                                 "gain_bits": 24, "gain_frac_bits": 12}})
+    params = DatapathParams.from_config(wide)
+    rng = np.random.default_rng(3)
+    for name, codes in tile_cases(params, 3, 10):
+        settings = random_settings(params, rng, "extreme")
+        assert list(datapath(params, codes, settings)["result"]) == reference(params, codes, settings), name
 
 
 def test_datapath_config_errors():
