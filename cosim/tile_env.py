@@ -29,7 +29,7 @@ from neurophase.cosim.bridge import CrossbarBridge, HdlAdcBridge, unpack_results
 from neurophase.cosim.host import TileFirmware
 from neurophase.cosim.naive_bridge import NaiveAdcBridge, NaiveResultMonitor
 from neurophase.cosim.wishbone import WishboneMaster
-from neurophase.models.datapath import DatapathParams, DatapathSettings, datapath
+from neurophase.models.datapath import DatapathParams, DatapathSettings, datapath_batch
 from neurophase.models.gdc import calibration_inputs
 
 __all__ = ["MvmDriver", "ResultMonitor", "MvmScoreboard", "TileTestbench", "full_scale", "output_shift",
@@ -75,7 +75,7 @@ def predicted_error_pct(bridge: CrossbarBridge, settings: DatapathSettings, inpu
     cfg = bridge.cfg
     params = DatapathParams.from_config(cfg)
     codes = bridge.tile.adc_codes(inputs, bridge.time_s, rng)
-    outputs = np.stack([datapath(params, one, settings)["result"] for one in codes])
+    outputs = datapath_batch(params, codes, settings)["result"]
     return error_pct(cfg, outputs, bridge.ideal(inputs) / 2**settings.shift)
 
 
@@ -143,13 +143,16 @@ class MvmScoreboard:
                 self.errors.append(f"{tag}: {len(bad)} columns differ, first {bad[:8].tolist()}: got "
                                    f"{values[bad[:8]].tolist()}, expected {expected['result'][bad[:8]].tolist()}; "
                                    f"last flags {last.astype(int).tolist()}")
-        for name, value in expected["flags"].items():
-            self.flags[name] = self.flags.get(name, False) or value
         diff = values - ideal_out
         self.squared_error += float(np.sum(diff**2))
         self.outputs += diff.size
         self.worst_mvm_pct = max(self.worst_mvm_pct, error_pct(self.cfg, values, ideal_out))
         return values
+
+    def add_flags(self, flags: dict) -> None:
+        """OR the golden model's sticky status flags of checked MVMs into :attr:`flags`."""
+        for name, value in flags.items():
+            self.flags[name] = self.flags.get(name, False) or value
 
     @property
     def error_pct(self) -> float:
@@ -220,10 +223,11 @@ class TileTestbench:
         result (scoreboard) and returns the activations (batch, cols)."""
         codes = self.bridge.read(inputs)
         ideal_out = self.bridge.ideal(inputs) / 2**self.firmware.shift
-        settings = self.settings()
+        golden = datapath_batch(self.params, codes, self.settings())
+        self.scoreboard.add_flags(golden["flags"])
         outputs = np.empty((len(inputs), self.cfg.tile.cols), dtype=np.int64)
         for i, mvm_codes in enumerate(codes):
-            expected = datapath(self.params, mvm_codes, settings)
+            expected = {"result": golden["result"][i], "saturated": golden["saturated"][i]}
             served = self.adc.conversions()
             await self.driver.send(mvm_codes)
             got = await self.monitor.receive()
