@@ -104,9 +104,6 @@ class TileCosimHarness(wiring.Component):
         latency = self.cfg.adc.latency_cycles
         pending = Signal()
         remaining = Signal(range(latency + 1))
-        held_slice = Signal.like(port.slice)
-        held_plane = Signal.like(port.plane)
-        held_phase = Signal.like(port.phase)
         served_done = Signal()
         served_codes = Signal.like(port.codes)
         m.d.comb += [
@@ -119,25 +116,30 @@ class TileCosimHarness(wiring.Component):
             port.done.eq(Mux(self.adc_external, self.adc.done, served_done)),
             port.codes.eq(Mux(self.adc_external, self.adc.codes, served_codes)),
         ]
-        plane_codes = Signal(data.ArrayLayout(signed(self.cfg.adc.bits), self.cfg.tile.cols))
-        flat_codes = self.mvm_codes.as_value()
-        plane_bits = len(plane_codes.as_value())
-        index = Signal(range(max(self.cfg.weights.slices * self.cfg.input.planes, 2)))
-        m.d.comb += [index.eq(held_slice * self.cfg.input.planes + held_plane),
-                     plane_codes.eq(flat_codes.word_select(index, plane_bits))]
-        M = p.columns_per_adc
-        with m.Switch(held_phase):
-            for k in range(M):
-                with m.Case(k):
-                    m.d.comb += [served_codes[i].eq(plane_codes[i * M + k]) for i in range(p.codes_per_conversion)]
+        with m.If(port.start):
+            self._latch_codes(m, port, served_codes, p.columns_per_adc, p.codes_per_conversion)
         with m.If(port.start & ~self.adc_external):
-            m.d.sync += [pending.eq(1), remaining.eq(latency - 1), held_slice.eq(port.slice),
-                         held_plane.eq(port.plane), held_phase.eq(port.phase),
-                         self.conversions.eq(self.conversions + 1)]
+            m.d.sync += [pending.eq(1), remaining.eq(latency - 1), self.conversions.eq(self.conversions + 1)]
         with m.Elif(port.cancel | served_done):
             m.d.sync += pending.eq(0)
         with m.Elif(pending & (remaining != 0)):
             m.d.sync += remaining.eq(remaining - 1)
+
+    def _latch_codes(self, m: Module, port, served_codes, columns_per_adc: int, codes_per_conversion: int) -> None:
+        """Latch the requested conversion's codes when it starts (they answer at ``done``).
+
+        Selecting in the synchronous domain, only on a ``start``, keeps Verilator from
+        re-evaluating a variable shift of the 16 kbit code store on every evaluation."""
+        cfg = self.cfg
+        plane_bits = cfg.tile.cols * cfg.adc.bits
+        flat_codes = self.mvm_codes.as_value()
+        for s in range(cfg.weights.slices):
+            for b in range(cfg.input.planes):
+                base = (s * cfg.input.planes + b) * plane_bits
+                for k in range(columns_per_adc):
+                    with m.If((port.slice == s) & (port.plane == b) & (port.phase == k)):
+                        m.d.sync += [served_codes[i].eq(flat_codes[base + (i * columns_per_adc + k) * cfg.adc.bits:][
+                                                        :cfg.adc.bits]) for i in range(codes_per_conversion)]
 
     def _result_capture(self, m: Module, out) -> None:
         groups = self.tile.params.groups

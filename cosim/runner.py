@@ -91,6 +91,8 @@ class _PortsOnlyVerilator(cocotb_runner.Verilator):
         # enough to be split into several C++ files (parallel builds with a precompiled
         # header) fail with "Vtop__pch.h.fast: linker input file not found".
         cmds[1] = [*cmds[1], "CFG_CXXFLAGS_PCH_I=-include"]
+        # The wheel compiles the model with -Os; -O2 simulates the tile ~10-15 % faster.
+        cmds[1].append("OPT_FAST=-O2")
         return cmds
 
 
@@ -144,6 +146,7 @@ def run_cocotb(
     simulator: str = "verilator",
     testcase: list[str] | None = None,
     verbose: bool = False,
+    build_args: list[str] | tuple[str, ...] = (),
 ) -> SimRun:
     """Build ``verilog`` with top ``toplevel`` and run the cocotb ``test_module`` on it.
 
@@ -156,10 +159,10 @@ def run_cocotb(
     seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
     runner = _runner(simulator)
     sources = [Path(v).resolve() for v in verilog]
-    build_args: list[str] = []
+    build_args = list(build_args)
     if simulator == "verilator":
         sources.append(_public_ports_vlt(build_dir, toplevel, sources))
-        build_args = ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+        build_args += ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
         if waves:
             build_args.append("--trace-fst" if _has_lz4() else "--trace")
     started = time.perf_counter()

@@ -9,6 +9,7 @@ test wrote as JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -29,14 +30,15 @@ DRIFT_LABELS = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 30 * 86400.0: "1 mo
 
 
 def harness_verilog(cfg: ChipConfig, build_dir: str | Path) -> Path:
-    """``build_dir/tile_cosim.v`` for ``cfg``, regenerated only when ``cfg`` changed."""
+    """``build_dir/tile_cosim.v`` for ``cfg``, regenerated only when ``cfg`` or the HDL
+    sources (``rtl/``, the harness) changed."""
     from neurophase.cosim.harness import TileCosimHarness
     from neurophase.generate import convert
 
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     source, stamp = build_dir / f"{TOPLEVEL}.v", build_dir / f"{TOPLEVEL}.config.json"
-    wanted = json.dumps(cfg.to_dict(), sort_keys=True)
+    wanted = json.dumps({"config": cfg.to_dict(), "sources": _hdl_sources_digest()}, sort_keys=True)
     if source.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
         return source
     text = convert(TileCosimHarness(cfg), TOPLEVEL)
@@ -44,6 +46,17 @@ def harness_verilog(cfg: ChipConfig, build_dir: str | Path) -> Path:
         source.write_text(text, encoding="utf-8")
     stamp.write_text(wanted, encoding="utf-8")
     return source
+
+
+def _hdl_sources_digest() -> str:
+    """SHA-256 over the Python sources the harness Verilog is generated from."""
+    import neurophase.cosim.harness as harness
+    import neurophase.rtl as rtl
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(rtl.__file__).parent.glob("*.py")) + [Path(harness.__file__)]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _run(cfg: ChipConfig, build_dir, bench: str, testcase: str, settings: dict, *, seed, waves, simulator,
