@@ -19,7 +19,9 @@ __all__ = ["bench_cosim"]
 def bench_cosim(cfg: ChipConfig, build_dir: str | Path, *, count: int = 100, seed: int = 20260106,
                 simulator: str = "verilator") -> dict:
     """Figures: ``mvm_per_s``, ``naive_mvm_per_s``, ``speedup_vs_naive``, ``rtl_cycles_per_s``
-    (and the raw times), for ``count`` MVMs of ``cfg`` per bridge."""
+    (and the raw times), for ``count`` MVMs of ``cfg`` per bridge; ``idle_rtl_cycles_per_s``
+    (the simulator with no Python awake) and ``speedup_ceiling`` (its ratio to the naive
+    bridge's cycles per second: no bridge can beat it)."""
     run, figures = run_cosim_bench(cfg, build_dir, count=count, seed=seed, simulator=simulator)
     return {
         **figures,

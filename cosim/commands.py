@@ -117,3 +117,5 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         console.print(f"naive per-cycle bridge:   {figures['naive_mvm_per_s']:.1f} MVM/s")
         console.print(f"speedup vs naive: {figures['speedup_vs_naive']:.1f}x   "
                       f"({figures['mvms']} MVMs each, all exact: {figures['all_exact']})")
+        console.print(f"simulator alone (no Python awake): {figures['idle_rtl_cycles_per_s']:.0f} cycles/s, "
+                      f"a ceiling of {figures['speedup_ceiling']:.1f}x for any bridge")
