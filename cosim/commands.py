@@ -56,9 +56,11 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
     @sim_options
     @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
                   default=Path("out/sim/drift.png"), show_default=True, help="Plot file (PNG).")
+    @click.option("--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian",
+                  show_default=True, help="Distribution of the programmed weights (clipped: Gaussian at +-2.5 sigma).")
     @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
     @friendly_errors
-    def sim_drift(config_path, seed, length, waves, simulator, build_dir, verbose, out_path, as_json):
+    def sim_drift(config_path, seed, length, waves, simulator, build_dir, verbose, out_path, weights, as_json):
         """Drift scenario: program a tile, step model time 1 s .. 1 year; at each point the
         firmware recalibrates over the CSR bus. MVM error with no, per-tile and per-column
         GDC (--length evaluation MVMs per point and mode)."""
@@ -67,7 +69,7 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         cfg = get_config(config_path)
         build_dir = build_dir or Path("out/sim/tile_cosim")
         run, res = run_drift_cosim(cfg, build_dir, count=length, seed=seed, waves=waves, simulator=simulator,
-                                   verbose=verbose)
+                                   verbose=verbose, weights=weights)
         rows = res["rows"]
         plot_drift(rows, out_path)
         month = 30 * 86400.0
@@ -79,7 +81,7 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
             sys.exit(0 if run.ok else 1)
         from rich.table import Table
 
-        table = Table(title="MVM error, RMS % of full scale (RTL + analog model)")
+        table = Table(title=f"MVM error, RMS % of full scale (RTL + analog model, {weights} weights)")
         for name in ("time", "no compensation", "per-tile GDC", "per-column GDC", "tile alpha"):
             table.add_column(name, justify="right")
         for row in rows:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from neurophase.config import ChipConfig
 from neurophase.cosim.runner import SimRun, SimulationError, run_cocotb
-from neurophase.models.studies import plot_error_vs_time
+from neurophase.models.studies import WEIGHT_DISTRIBUTIONS, plot_error_vs_time
 
 __all__ = ["TOPLEVEL", "harness_verilog", "run_mvm_cosim", "run_drift_cosim", "run_cosim_bench", "plot_drift",
            "DRIFT_TIMES_S", "DRIFT_LABELS"]
@@ -91,9 +91,14 @@ def run_mvm_cosim(cfg: ChipConfig, build_dir, *, count: int = 200, time_s: float
 
 
 def run_drift_cosim(cfg: ChipConfig, build_dir, *, count: int = 64, times_s=DRIFT_TIMES_S, seed: int | None = None,
-                    waves: bool = False, simulator: str = "verilator", verbose: bool = False) -> tuple[SimRun, dict]:
-    """The drift scenario at ``times_s``; ``count`` evaluation MVMs per time point and mode."""
-    return _run(cfg, build_dir, "drift", "drift_scenario", {"count": count, "times_s": list(times_s)},
+                    waves: bool = False, simulator: str = "verilator", verbose: bool = False,
+                    weights: str = "gaussian") -> tuple[SimRun, dict]:
+    """The drift scenario at ``times_s``; ``count`` evaluation MVMs per time point and mode;
+    programmed weights of distribution ``weights`` (:func:`neurophase.models.studies.study_weights`)."""
+    if weights not in WEIGHT_DISTRIBUTIONS:
+        raise ValueError(f"weights must be one of {', '.join(map(repr, WEIGHT_DISTRIBUTIONS))}, not {weights!r}")
+    return _run(cfg, build_dir, "drift", "drift_scenario",
+                {"count": count, "times_s": list(times_s), "weights": weights},
                 seed=seed, waves=waves, simulator=simulator, verbose=verbose)
 
 

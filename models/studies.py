@@ -10,20 +10,42 @@ from neurophase.config import ChipConfig
 from neurophase.models.crossbar import build_tile, digital_result
 from neurophase.models.gdc import calibrate
 
-__all__ = ["STUDY_TIMES_S", "drift_study", "plot_drift_study", "plot_error_vs_time"]
+__all__ = ["STUDY_TIMES_S", "WEIGHT_DISTRIBUTIONS", "study_weights", "drift_study", "plot_drift_study",
+           "plot_error_vs_time"]
 
 #: 25 s, 1 h, 1 day, 1 week, 1 month, 1 year.
 STUDY_TIMES_S = (25.0, 3600.0, 86400.0, 7 * 86400.0, 30 * 86400.0, 365 * 86400.0)
+#: Weight distributions of the studies: Gaussian; Gaussian clipped at +-2.5 sigma (the
+#: clipping of hardware-aware training); uniform.
+WEIGHT_DISTRIBUTIONS = ("gaussian", "clipped", "uniform")
+#: Clipping of the ``clipped`` distribution, in standard deviations.
+CLIP_SIGMAS = 2.5
 
 
-def drift_study(cfg: ChipConfig, seed: int, batch: int = 256, times=STUDY_TIMES_S) -> list[dict]:
-    """Relative RMS MVM error ||y - y_ideal|| / ||y_ideal|| at each time, raw and with GDC.
+def study_weights(kind: str, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Seeded weights of distribution ``kind`` (one of :data:`WEIGHT_DISTRIBUTIONS`)."""
+    if kind not in WEIGHT_DISTRIBUTIONS:
+        raise ValueError(f"weights must be one of {', '.join(map(repr, WEIGHT_DISTRIBUTIONS))}, not {kind!r}")
+    if kind == "uniform":
+        return rng.uniform(-1.0, 1.0, size=shape)
+    weights = rng.normal(size=shape)
+    if kind == "clipped":
+        limit = CLIP_SIGMAS * weights.std()
+        weights = np.clip(weights, -limit, limit)
+    return weights
+
+
+def drift_study(cfg: ChipConfig, seed: int, batch: int = 256, times=STUDY_TIMES_S,
+                weights: str = "gaussian") -> list[dict]:
+    """Relative RMS MVM error ||y - y_ideal|| / ||y_ideal|| at each time, raw and with GDC,
+    and their ratio ``improvement``.
 
     ``y_ideal`` is the exact x . W_int in the same units as the shift-and-add result
-    (one unit digit = g_unit / LSB codes). Weights are Gaussian, inputs uniform, all seeded.
+    (one unit digit = g_unit / LSB codes). Weights of distribution ``weights``
+    (:func:`study_weights`), inputs uniform, all seeded.
     """
     rng = np.random.default_rng(seed)
-    tile = build_tile(cfg, rng.normal(size=(cfg.tile.rows, cfg.tile.cols)), seed)
+    tile = build_tile(cfg, study_weights(weights, (cfg.tile.rows, cfg.tile.cols), rng), seed)
     lo, hi = (-(2 ** (cfg.input.bits - 1)), 2 ** (cfg.input.bits - 1) - 1) if cfg.input.signed else (0, 2**cfg.input.bits - 1)
     x = rng.integers(lo, hi + 1, size=(batch, cfg.tile.rows))
     ideal = (x @ tile.state.w_int) * (tile.mapping.g_unit / tile.lsb_us)
@@ -38,6 +60,7 @@ def drift_study(cfg: ChipConfig, seed: int, batch: int = 256, times=STUDY_TIMES_
             "error_gdc": float(np.sqrt(np.mean((alpha * y - ideal) ** 2)) / norm),
             "alpha_mean": float(np.mean(alpha)),
         })
+        rows[-1]["improvement"] = rows[-1]["error_raw"] / rows[-1]["error_gdc"]
     return rows
 
 

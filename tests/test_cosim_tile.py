@@ -82,15 +82,17 @@ def test_mvms_exact_against_golden_and_within_the_error_budget(default_build, se
 
 
 @pytest.mark.verilator
-def test_per_tile_gdc_cuts_the_one_month_error_as_the_model_predicts(default_build, seed):
-    run, res = run_drift_cosim(DEFAULT, default_build, count=16, times_s=(1.0, MONTH_S), seed=seed)
+@pytest.mark.parametrize("weights, least_cut", [("gaussian", 2.0), ("uniform", 2.7)])
+def test_per_tile_gdc_cuts_the_one_month_error_as_the_model_predicts(default_build, seed, weights, least_cut):
+    run, res = run_drift_cosim(DEFAULT, default_build, count=16, times_s=(1.0, MONTH_S), seed=seed, weights=weights)
     assert run.ok, f"{run.failures}; see {run.log} (seed {run.seed})"
     assert res["exact"] == res["mvms"] > 0
     rows = res["rows"]
-    # pcm-joshi statistics: the drift-exponent spread and 1/f read noise leave a GDC floor,
-    # so the model itself predicts a ~2.4x cut at one month (docs/cosim.md); the RTL loop
-    # must deliver that cut and agree with the model's own prediction of each mode.
-    assert improvement(rows, MONTH_S, "per-tile") >= 2.0, rows
+    # pcm-joshi statistics: the drift-exponent spread and 1/f read noise of low-conductance
+    # devices leave a GDC floor, so the model itself predicts a ~2.4x cut at one month for
+    # Gaussian weights and ~3.1x for uniform ones (docs/cosim.md); the RTL loop must deliver
+    # that cut and agree with the model's own prediction of each mode.
+    assert improvement(rows, MONTH_S, "per-tile") >= least_cut, rows
     for mode in ("none", "per-tile", "per-column"):
         assert rows[1][f"error_pct_{mode}"] == pytest.approx(rows[1][f"predicted_pct_{mode}"], rel=0.2), mode
     assert rows[1]["error_pct_none"] > 2 * rows[0]["error_pct_none"], "drift must grow the uncompensated error"

@@ -7,7 +7,7 @@ evaluation MVMs then run with no compensation, per-tile GDC (``DRIFT_GAIN``,
 Every MVM (calibration and evaluation) is checked exactly against the golden periphery.
 
 ``NEUROPHASE_PARAMS``: ``config``, ``times_s`` (list), ``count`` (evaluation MVMs per
-point and mode), ``results_json``.
+point and mode), ``weights`` (distribution, default Gaussian), ``results_json``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ async def drift_scenario(dut):
     """Program, then step model time; GDC by the firmware at every point; errors recorded."""
     cfg, raw = load_params()
     count = int(raw.get("count", 64))
-    bench, rng = await programmed_testbench(dut, cfg, cocotb.RANDOM_SEED)
+    bench, rng = await programmed_testbench(dut, cfg, cocotb.RANDOM_SEED, raw.get("weights", "gaussian"))
     evaluation = random_inputs(cfg, rng, count)
     budget_inputs = random_inputs(cfg, rng, 64)
     r0 = await bench.firmware.measure_reference(bench.run_batch, bench.calibration)

@@ -22,6 +22,7 @@ from neurophase.config import ChipConfig
 from neurophase.cosim.bridge import CrossbarBridge
 from neurophase.cosim.tile_env import TileTestbench, predicted_error_pct
 from neurophase.models.crossbar import build_tile, input_range
+from neurophase.models.studies import study_weights
 
 #: Clock period of the simulation, ns.
 CLOCK_NS = 10
@@ -43,11 +44,13 @@ def random_inputs(cfg: ChipConfig, rng: np.random.Generator, count: int) -> np.n
     return rng.integers(lo, hi + 1, size=(count, cfg.tile.rows))
 
 
-async def programmed_testbench(dut, cfg: ChipConfig, seed: int) -> tuple[TileTestbench, np.random.Generator]:
-    """Clock, a tile programmed with seeded Gaussian weights, reset, output stage set up."""
+async def programmed_testbench(dut, cfg: ChipConfig, seed: int,
+                               weights: str = "gaussian") -> tuple[TileTestbench, np.random.Generator]:
+    """Clock, a tile programmed with seeded weights of distribution ``weights``
+    (:func:`~neurophase.models.studies.study_weights`), reset, output stage set up."""
     Clock(dut.clk, CLOCK_NS, unit="ns").start()
     rng = np.random.default_rng(seed)
-    tile = build_tile(cfg, rng.normal(size=(cfg.tile.rows, cfg.tile.cols)), seed)
+    tile = build_tile(cfg, study_weights(weights, (cfg.tile.rows, cfg.tile.cols), rng), seed)
     bench = TileTestbench(dut, cfg, CrossbarBridge(tile, np.random.default_rng(seed + 1)))
     await bench.reset()
     bench.calibration = await bench.configure()
