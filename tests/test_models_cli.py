@@ -29,4 +29,3 @@ def test_model_drift_cli(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["rows"]
     assert out.stat().st_size > 0 and rows[-1]["error_gdc"] < rows[-1]["error_raw"]
-
