@@ -4,10 +4,10 @@
 thin shell that keeps every per-cycle activity in HDL, so the Python half of the bridge
 (:mod:`neurophase.cosim.bridge`) acts once per MVM:
 
-* an **ADC server**: on each ``adc.start`` it latches (slice, plane, phase), counts the
-  configured latency and answers with a one-cycle ``done`` carrying that conversion's codes,
-  taken from ``mvm_codes`` — the codes of every slice, bit-plane and column of the MVM,
-  loaded by the bridge when the MVM starts. Timing equals the Python ADC responder's:
+* an **ADC server**: on each ``adc.start`` it latches that conversion's codes (its slice,
+  plane and phase) from ``mvm_codes`` — the codes of every slice, bit-plane and column of
+  the MVM, loaded by the bridge before the MVM starts — counts the configured latency and
+  answers with a one-cycle ``done`` carrying them. Timing equals the Python ADC responder's:
   a ``start`` sampled in cycle c gives ``done`` in cycle c + latency; ``cancel`` drops it.
 * a **result capture**: every ``o_stream`` transfer is stored by beat index; the final beat
   (``last``) pulses ``result_strobe`` and increments ``result_count``.
