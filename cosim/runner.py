@@ -229,7 +229,9 @@ def run_cocotb(
     except RuntimeError:  # no results file: the simulator or the test module crashed
         raise SimulationError(f"simulating {toplevel} stopped before writing results; see {sim_log or build_dir}") \
             from None
-    wave_file = next((p for p in (build_dir / "dump.fst", build_dir / "dump.vcd") if p.exists()), None)
+    # Verilator writes dump.fst or dump.vcd, Icarus <toplevel>.fst
+    wave_file = next((p for p in (build_dir / "dump.fst", build_dir / "dump.vcd", build_dir / f"{toplevel}.fst")
+                      if p.exists()), None)
     return SimRun(tests, failed, seed, results_xml, time.perf_counter() - started,
                   wave_file if waves else None, sim_log, _failed_tests(results_xml))
 
