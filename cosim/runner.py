@@ -96,6 +96,31 @@ class _PortsOnlyVerilator(cocotb_runner.Verilator):
         return cmds
 
 
+class _Verilog2005Icarus(cocotb_runner.Icarus):
+    """The stock Icarus runner, compiling as Verilog (IEEE 1364-2005) instead of
+    SystemVerilog (``-g2012``).
+
+    Yosys' ``write_verilog`` (no ``-sv``) writes Verilog-2005 and starts every ``always @*``
+    process at time zero with a trigger variable declared ``reg t = 0;``: by IEEE 1364 that
+    initialiser is an assignment at time zero, an event the process wakes on. By IEEE 1800
+    initialisers take effect before any process starts, without an event, so compiled as
+    SystemVerilog a process whose inputs keep their initial values through reset stays X
+    until one of them changes (the shift-and-add weight table while ``step`` is 0: the
+    first bit-plane's products are X and the accumulators stay X).
+    """
+
+    def _build_command(self):
+        cmds = super()._build_command()
+        return [["-g2005" if arg == "-g2012" else arg for arg in cmd] for cmd in cmds]
+
+    def _create_iverilog_dump_file(self) -> None:
+        # the stock dump module declares a SystemVerilog `string`
+        path = str(self.build_dir / f"{self.hdl_toplevel}.fst").replace("\\", "\\\\").replace('"', '\\"')
+        self.iverilog_dump_file.write_text(
+            f'module cocotb_iverilog_dump();\ninitial begin\n    $dumpfile("{path}");\n'
+            f"    $dumpvars(0, {self.hdl_toplevel});\nend\nendmodule\n", encoding="utf-8")
+
+
 def _module_ports(sources: list[Path], toplevel: str) -> list[str]:
     """Port names of module ``toplevel`` in the (Amaranth-generated, ANSI-free) Verilog."""
     header = re.compile(rf"^module\s+\\?{re.escape(toplevel)}\s*\(([^)]*)\)\s*;", re.MULTILINE)
@@ -130,7 +155,7 @@ def _runner(simulator: str):
                 "simulator 'icarus' selected but 'iverilog' is not on PATH; install it "
                 "with 'apt-get install iverilog' or use --simulator verilator"
             )
-        return cocotb_runner.get_runner("icarus")
+        return _Verilog2005Icarus()
     raise ValueError(f"simulator must be 'verilator' or 'icarus', not {simulator!r}")
 
 
@@ -174,7 +199,8 @@ def run_cocotb(
             build_dir=build_dir,
             build_args=build_args,
             waves=waves,
-            always=False,
+            # Icarus compiles in about a second: never reuse a sim.vvp built with other flags
+            always=simulator == "icarus",
             log_file=log,
             # Yosys writes no `timescale; Icarus would default to 1 s and refuse a 10 ns clock.
             timescale=("1ns", "1ps") if simulator == "icarus" else None,
@@ -206,7 +232,9 @@ def run_cocotb(
     except RuntimeError:  # no results file: the simulator or the test module crashed
         raise SimulationError(f"simulating {toplevel} stopped before writing results; see {sim_log or build_dir}") \
             from None
-    wave_file = next((p for p in (build_dir / "dump.fst", build_dir / "dump.vcd") if p.exists()), None)
+    # Verilator writes dump.fst or dump.vcd, Icarus <toplevel>.fst
+    wave_file = next((p for p in (build_dir / "dump.fst", build_dir / "dump.vcd", build_dir / f"{toplevel}.fst")
+                      if p.exists()), None)
     return SimRun(tests, failed, seed, results_xml, time.perf_counter() - started,
                   wave_file if waves else None, sim_log, _failed_tests(results_xml))
 

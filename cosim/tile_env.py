@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, ReadWrite, RisingEdge
 
 from neurophase.config import ChipConfig
 from neurophase.cosim.bridge import CrossbarBridge, HdlAdcBridge, unpack_results
@@ -100,6 +100,10 @@ class ResultMonitor:
 
     async def receive(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         await RisingEdge(self.dut.result_strobe)
+        # The strobe and the last beat's word of ``result`` are written by the same clock
+        # edge: an event-driven simulator (Icarus) may wake this coroutine before the word
+        # is updated. Sample after that edge's nonblocking updates, in the same time step.
+        await ReadWrite()
         return unpack_results(self.cfg, self.dut.result.value.to_unsigned())
 
 
