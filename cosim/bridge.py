@@ -159,6 +159,7 @@ class HdlAdcBridge:
         dut.adc_external.value = 0
         dut.adc__done.value = 0  # the external ADC port is unused: no X on 4-state simulators
         dut.adc__codes.value = 0
+        dut.mvm_codes.value = 0  # defined before the first MVM's codes arrive
 
     def load(self, codes: np.ndarray) -> None:
         """Present ``codes`` (slices, planes, cols) for the next MVM's conversions."""
