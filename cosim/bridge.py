@@ -32,6 +32,8 @@ __all__ = ["CrossbarBridge", "HdlAdcBridge", "pack_codes", "pack_fields", "unpac
 def pack_fields(values: np.ndarray, bits: int) -> int:
     """Pack integers (two's complement, ``bits`` each, element 0 in the LSBs) into one int."""
     flat = np.asarray(values, dtype=np.int64).ravel() & ((1 << bits) - 1)
+    if bits in (8, 16, 32):  # byte-aligned fields: their little-endian bytes are the packing
+        return int.from_bytes(flat.astype(f"<u{bits // 8}").tobytes(), "little")
     planes = (flat[:, None] >> np.arange(bits, dtype=np.int64)) & 1
     return int.from_bytes(np.packbits(planes.astype(np.uint8).ravel(), bitorder="little").tobytes(), "little")
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from neurophase.cli import main
 from neurophase.config import ChipConfig
-from neurophase.cosim.bridge import CrossbarBridge, pack_codes, unpack_results
+from neurophase.cosim.bridge import CrossbarBridge, pack_codes, pack_fields, unpack_results
 from neurophase.cosim.ports import pack
 from neurophase.cosim.runner import SimulationError, run_cocotb
 from neurophase.cosim.tile_cosim import improvement, run_cosim_bench, run_drift_cosim, run_mvm_cosim
@@ -42,6 +42,9 @@ def test_codes_and_results_pack_like_the_harness_layouts():
     codes = rng.integers(-128, 128, size=(1, 8, 256))
     layout = data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(signed(8), 256), 8), 1)
     assert pack_codes(DEFAULT, codes) == pack(layout, codes.tolist())
+    six_bit = rng.integers(-32, 32, size=(2, 4, 16))  # fields that are not whole bytes
+    layout6 = data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(signed(6), 16), 4), 2)
+    assert pack_fields(six_bit, 6) == pack(layout6, six_bit.tolist())
     values, saturated = rng.integers(-128, 128, 256), rng.integers(0, 2, 256).astype(bool)
     beats = [{"data": values[g * 32:(g + 1) * 32].tolist(),
               "saturated": sum(int(s) << i for i, s in enumerate(saturated[g * 32:(g + 1) * 32])),
