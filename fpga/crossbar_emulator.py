@@ -10,6 +10,7 @@ from neurophase.models.crossbar_emulator import (
 )
 from neurophase.rtl.adc_interface import AdcPortSignature
 from neurophase.rtl.interfaces import ParamReadSignature
+from neurophase.rtl.saturation import saturate_signed
 
 #: Cycles from ``weight_rd.addr`` to its data (block RAM plus output register, as
 #: :class:`neurophase.fpga.weight_memory.WeightMemory` delivers it); INPUT reads take one.
@@ -155,7 +156,6 @@ class CrossbarEmulator(wiring.Component):
         scale_q = Signal(SCALE_BITS)
         collected = Signal(range(n + 1))
         codes = Signal(data.ArrayLayout(signed(p.adc_bits), n))
-        half = 1 << (p.adc_bits - 1)
 
         # multiplier, then rounding, then saturation: one register after each (100 MHz)
         rounded = Signal(signed(p.sum_bits + SCALE_BITS + 1 - SCALE_FRAC_BITS))
@@ -165,9 +165,10 @@ class CrossbarEmulator(wiring.Component):
             product_valid.eq(mult_valid),
             product.eq(mult_a * scale_q),
             rounded_valid.eq(product_valid),
-            rounded.eq((product + (1 << (SCALE_FRAC_BITS - 1))) >> SCALE_FRAC_BITS),
+            # floor(x / 2**F + 1/2) = (x >> F) + bit F-1 of x
+            rounded.eq((product >> SCALE_FRAC_BITS) + product[SCALE_FRAC_BITS - 1]),
         ]
-        code = Mux(rounded > half - 1, half - 1, Mux(rounded < -half, -half, rounded))
+        code, _ = saturate_signed(m, rounded, p.adc_bits, "code")
         scaling = Signal()
         with m.If(rounded_valid & scaling):
             m.d.sync += [codes.as_value().eq(Cat(codes.as_value()[p.adc_bits:], code.as_signed()[:p.adc_bits])),

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from neurophase.models.drift_gain import DriftGainParams
 from neurophase.rtl.interfaces import ParamReadSignature
+from neurophase.rtl.saturation import saturate_signed
 
 __all__ = ["DriftGain", "column_values_layout"]
 
@@ -71,8 +72,6 @@ class DriftGain(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        lo, hi = p.value_range
-        half = 1 << (p.gain_frac_bits - 1) if p.gain_frac_bits else 0
 
         # -- stage 1: the products ------------------------------------------------------
         accept = Signal()
@@ -112,24 +111,26 @@ class DriftGain(wiring.Component):
         ]
         clipped_lanes = Signal(p.lanes)
         result = Signal(data.ArrayLayout(signed(p.width), p.lanes))
+        F = p.gain_frac_bits
         for lane in range(p.lanes):
+            # floor(x / 2**F + 1/2) = (x >> F) + bit F-1 of x: one carry chain over the high bits
             rounded = Signal(signed(p.width + p.gain_bits + 1), name=f"rounded_{lane}")
-            m.d.comb += [
-                rounded.eq((s1_products[lane] + half) >> p.gain_frac_bits),
-                result[lane].eq(Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))),
-                clipped_lanes[lane].eq((rounded > hi) | (rounded < lo)),
-            ]
+            product = s1_products[lane]
+            m.d.comb += rounded.eq((product >> F) + (product[F - 1] if F else 0))
+            value, clipped = saturate_signed(m, rounded, p.width, f"rounded_{lane}")
+            m.d.comb += [result[lane].eq(value), clipped_lanes[lane].eq(clipped)]
 
-        stage_clipped = Signal()
+        # the strobe is or'ed from registered per-lane bits as the beat leaves
+        stage_clipped = Signal(p.lanes)
         with m.If(advance):
             m.d.sync += [
                 self.o_stream.valid.eq(1),
                 self.o_stream.payload.data.eq(result),
                 self.o_stream.payload.saturated.eq(s1_saturated | clipped_lanes),
                 self.o_stream.payload.last.eq(s1_last),
-                stage_clipped.eq(clipped_lanes.any()),
+                stage_clipped.eq(clipped_lanes),
             ]
         with m.Elif(self.o_stream.ready):
             m.d.sync += self.o_stream.valid.eq(0)
-        m.d.comb += self.clipped.eq(self.o_stream.valid & self.o_stream.ready & stage_clipped)
+        m.d.comb += self.clipped.eq(self.o_stream.valid & self.o_stream.ready & stage_clipped.any())
         return m

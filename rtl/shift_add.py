@@ -5,6 +5,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from neurophase.models.shift_add import ShiftAddParams
+from neurophase.rtl.saturation import saturate_signed
 
 __all__ = ["ShiftAdd", "shift_add_layouts"]
 
@@ -74,7 +75,6 @@ class ShiftAdd(wiring.Component):
         steps = p.slices * p.planes
         weights = [p.weight(s, b) for s in range(p.slices) for b in range(p.planes)]
         weight_shape = signed(max(abs(w) for w in weights).bit_length() + 1)
-        lo, hi = p.out_range
         wide = signed(max(p.width, p.adc_bits + weight_shape.width) + 1)
 
         word = data.StructLayout({
@@ -162,10 +162,10 @@ class ShiftAdd(wiring.Component):
             prev = Mux(c_first, 0, rd.data.acc[lane])
             total = Signal(wide, name=f"total_{lane}")
             m.d.comb += total.eq(prev + c_products[lane])
-            clipped = Mux(total > hi, hi, Mux(total < lo, lo, total))
+            value, clipped = saturate_signed(m, total, p.width, f"total_{lane}")
             m.d.comb += [
-                result.acc[lane].eq(clipped),
-                result.sat[lane].eq((~c_first & rd.data.sat[lane]) | (total > hi) | (total < lo)),
+                result.acc[lane].eq(value),
+                result.sat[lane].eq((~c_first & rd.data.sat[lane]) | clipped),
             ]
 
         m.d.comb += [
