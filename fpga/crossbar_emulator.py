@@ -185,8 +185,10 @@ class CrossbarEmulator(wiring.Component):
             with m.If(start):
                 m.d.sync += [slice_.eq(adc.slice), plane.eq(adc.plane), phase.eq(adc.phase), row.eq(0),
                              read_valid.eq(0), collected.eq(0), feed.eq(0), scale_q.eq(self.scale)]
-                m.d.sync += [s.eq(0) for s in sums]
                 m.next = "ROWS"
+            # the column sums are cleared in every state that can accept a request, whether or
+            # not one comes (they were copied out in LOAD), so clearing them needs no `start`
+            m.d.sync += [s.eq(0) for s in sums]
 
         with m.FSM(name="emulator_fsm"):
             with m.State("IDLE"):

@@ -133,7 +133,8 @@ class AdcInterface(wiring.Component):
         M = p.columns_per_adc
         code = signed(p.adc_bits)
         plane_buffer = data.ArrayLayout(data.ArrayLayout(code, p.lanes), p.groups)
-        buffers = [Signal(plane_buffer, name=f"buffer_{i}") for i in range(2)]
+        # reset-less: a flush clears the full flags only (keeps the reset nets small)
+        buffers = [Signal(plane_buffer, name=f"buffer_{i}", reset_less=True) for i in range(2)]
         full = [Signal(name=f"full_{i}") for i in range(2)]
 
         # -- request side ------------------------------------------------------------
@@ -211,7 +212,8 @@ class AdcInterface(wiring.Component):
 
         # Capture: conversion `phase` writes columns i*M + phase of the fill buffer.
         for b in range(2):
-            with m.If(done_now & ~flush & (fill == b)):
+            # (a capture during a flush is harmless: the buffer is written again before it is full)
+            with m.If(done_now & (fill == b)):
                 for k in range(M):
                     with m.If(held_phase == k):
                         for i in range(p.codes_per_conversion):
@@ -222,7 +224,8 @@ class AdcInterface(wiring.Component):
         # The trim port is addressed with the group the drain will select next cycle, so
         # its data always belongs to the selected group (a buffer fills at least three
         # cycles after any reset or flush, long after the first read). The trimmed codes
-        # of the selected group move into the output register when it is free.
+        # of the selected group (group 0 of the draining buffer, which shifts as it drains)
+        # move into the output register when it is free.
         drain = Signal()
         group = Signal(range(max(p.groups, 2)))
         group_next = Signal.like(group)
@@ -232,7 +235,7 @@ class AdcInterface(wiring.Component):
         out = self.o_stream
         m.d.comb += [
             take.eq(Mux(drain, full[1], full[0]) & (~out.valid | out.ready)),
-            selected.eq(Mux(drain, buffers[1][group], buffers[0][group])),
+            selected.eq(Mux(drain, buffers[1][0], buffers[0][0])),
             group_next.eq(Mux(flush, 0, Mux(take, Mux(last_group, 0, group + 1), group))),
             self.trim.addr.eq(group_next),
         ]
@@ -241,6 +244,11 @@ class AdcInterface(wiring.Component):
             m.d.sync += drain.eq(0)
         with m.Elif(take & last_group):
             m.d.sync += drain.eq(~drain)
+        for b in range(2):
+            # the draining buffer moves down a group per beat: the output reads group 0 only
+            # (every column of a buffer is written again before it is full the next time)
+            with m.If(take & (drain == b)):
+                m.d.sync += [buffers[b][g].eq(buffers[b][g + 1]) for g in range(p.groups - 1)]
         for b in range(2):
             with m.If(flush):
                 m.d.sync += full[b].eq(0)
@@ -258,15 +266,17 @@ class AdcInterface(wiring.Component):
         ``trim_saturated`` is or'ed from registered per-lane clip bits as the beat leaves."""
         p = self.params
         out = self.o_stream
+        codes = Signal(out.payload.shape(), reset_less=True)
+        m.d.comb += out.payload.eq(codes)
         clipped = Signal(p.lanes)
-        clipped_q = Signal(p.lanes)
+        clipped_q = Signal(p.lanes, reset_less=True)
         for lane in range(p.lanes):
             diff = Signal(signed(p.adc_bits + 1), name=f"trimmed_{lane}")
             m.d.comb += diff.eq(selected[lane] - self.trim.data[lane])
             trimmed, clipped_lane = saturate_signed(m, diff, p.adc_bits, f"trimmed_{lane}")
             m.d.comb += clipped[lane].eq(clipped_lane)
             with m.If(take):
-                m.d.sync += out.payload.codes[lane].eq(trimmed)
+                m.d.sync += codes.codes[lane].eq(trimmed)
         with m.If(flush):
             m.d.sync += out.valid.eq(0)
         with m.Elif(take):

@@ -75,7 +75,8 @@ class BatchNorm(wiring.Component):
         """The registers of a stage by role, plus its ``valid`` and ``ready`` (the stage may
         hand its beat on; driven by the next stage)."""
         regs = {"valid": Signal(name=f"{name}_valid"), "ready": Signal(name=f"{name}_ready")}
-        regs.update({role: Signal(shape, name=f"{name}_{role}") for role, shape in shapes.items()})
+        # reset-less: a reset clears the valid bits only, which keeps the reset net small
+        regs.update({role: Signal(shape, name=f"{name}_{role}", reset_less=True) for role, shape in shapes.items()})
         return regs
 
     @staticmethod
@@ -176,14 +177,16 @@ class BatchNorm(wiring.Component):
         p = self.params
         W, A = p.width, p.out_bits
         out = self.o_stream
-        requant_lanes = Signal(p.lanes)
-        bn_clipped = Signal()
+        payload = Signal(out.payload.shape(), reset_less=True)
+        m.d.comb += out.payload.eq(payload)
+        requant_lanes = Signal(p.lanes, reset_less=True)
+        bn_clipped = Signal(reset_less=True)
         load = self._take(m, s2, out.valid, out.ready)
         clipped = Signal(p.lanes)
         with m.If(load):
             m.d.sync += [
-                out.payload.saturated.eq(s2["saturated"] | clipped),
-                out.payload.last.eq(s2["last"]),
+                payload.saturated.eq(s2["saturated"] | clipped),
+                payload.last.eq(s2["last"]),
                 requant_lanes.eq(clipped),
                 bn_clipped.eq(s2["bn_clipped"]),
             ]
@@ -193,7 +196,7 @@ class BatchNorm(wiring.Component):
             q, clipped_lane = saturate_signed(m, rounded, A, f"requant_{lane}")
             m.d.comb += clipped[lane].eq(clipped_lane)
             with m.If(load):
-                m.d.sync += out.payload.data[lane].eq(q)
+                m.d.sync += payload.data[lane].eq(q)
         transfer = out.valid & out.ready
         m.d.comb += [
             self.bn_clipped.eq(transfer & bn_clipped),

@@ -29,9 +29,10 @@ class DriftGain(wiring.Component):
     With ``per_column`` high the gain is read per column group through ``gain`` (a
     :class:`ParamReadSignature` port addressed with the group of the next beat); with it
     low every column uses ``tile_gain``. ``per_column`` resets to ``params.per_column``.
-    Two register stages: the first holds the products ``alpha * y`` (the gain is read
-    and selected as the beat enters), the second the rounded and saturated values; a beat
-    per cycle; ``last`` is passed through and the group count restarts after it. The
+    Three register stages: the first holds the operands ``y`` and ``alpha`` (the gain is
+    read and selected as the beat enters), the second the products ``alpha * y`` (so the
+    multiplier has registers on both sides), the third the rounded and saturated values;
+    a beat per cycle; ``last`` is passed through and the group count restarts after it. The
     first beat may arrive from the second cycle after reset (the gain read of group 0
     needs one cycle).
 
@@ -73,17 +74,18 @@ class DriftGain(wiring.Component):
         m = Module()
         p = self.params
 
-        # -- stage 1: the products ------------------------------------------------------
+        # -- stage 0: the operands (the gain is read and selected as the beat enters) -----
         accept = Signal()
-        s1_valid = Signal()
-        s1_ready = Signal()
-        s1_products = Signal(data.ArrayLayout(signed(p.width + p.gain_bits), p.lanes))
-        s1_saturated = Signal(p.lanes)
-        s1_last = Signal()
+        s0_valid = Signal()
+        s0_ready = Signal()
+        s0_values = Signal(data.ArrayLayout(signed(p.width), p.lanes), reset_less=True)
+        s0_alphas = Signal(data.ArrayLayout(signed(p.gain_bits), p.lanes), reset_less=True)
+        s0_saturated = Signal(p.lanes, reset_less=True)
+        s0_last = Signal(reset_less=True)
         group = Signal(range(max(p.groups, 2)))
         group_next = Signal.like(group)
         m.d.comb += [
-            self.i_stream.ready.eq(~s1_valid | s1_ready),
+            self.i_stream.ready.eq(~s0_valid | s0_ready),
             accept.eq(self.i_stream.valid & self.i_stream.ready),
             group_next.eq(Mux(accept, Mux(self.i_stream.payload.last | (group == p.groups - 1), 0, group + 1),
                               group)),
@@ -93,13 +95,27 @@ class DriftGain(wiring.Component):
 
         with m.If(accept):
             m.d.sync += [
-                s1_valid.eq(1),
-                s1_saturated.eq(self.i_stream.payload.saturated),
-                s1_last.eq(self.i_stream.payload.last),
+                s0_valid.eq(1),
+                s0_values.eq(self.i_stream.payload.data),
+                s0_saturated.eq(self.i_stream.payload.saturated),
+                s0_last.eq(self.i_stream.payload.last),
             ]
             for lane in range(p.lanes):
-                alpha = Mux(self.per_column, self.gain.data[lane], self.tile_gain)
-                m.d.sync += s1_products[lane].eq(self.i_stream.payload.data[lane] * alpha)
+                m.d.sync += s0_alphas[lane].eq(Mux(self.per_column, self.gain.data[lane], self.tile_gain))
+        with m.Elif(s0_ready):
+            m.d.sync += s0_valid.eq(0)
+
+        # -- stage 1: the products (registered operands in, registered products out) -------
+        s1_valid = Signal()
+        s1_ready = Signal()
+        s1_products = Signal(data.ArrayLayout(signed(p.width + p.gain_bits), p.lanes), reset_less=True)
+        s1_saturated = Signal(p.lanes, reset_less=True)
+        s1_last = Signal(reset_less=True)
+        m.d.comb += s0_ready.eq(~s1_valid | s1_ready)
+        with m.If(s0_valid & s0_ready):
+            m.d.sync += [s1_valid.eq(1), s1_saturated.eq(s0_saturated), s1_last.eq(s0_last)]
+            for lane in range(p.lanes):
+                m.d.sync += s1_products[lane].eq(s0_values[lane] * s0_alphas[lane])
         with m.Elif(s1_ready):
             m.d.sync += s1_valid.eq(0)
 
@@ -120,14 +136,17 @@ class DriftGain(wiring.Component):
             value, clipped = saturate_signed(m, rounded, p.width, f"rounded_{lane}")
             m.d.comb += [result[lane].eq(value), clipped_lanes[lane].eq(clipped)]
 
-        # the strobe is or'ed from registered per-lane bits as the beat leaves
-        stage_clipped = Signal(p.lanes)
+        # the strobe is or'ed from registered per-lane bits as the beat leaves; data
+        # registers are reset-less (a reset clears the valid bits), keeping reset nets small
+        stage_clipped = Signal(p.lanes, reset_less=True)
+        payload = Signal(self.o_stream.payload.shape(), reset_less=True)
+        m.d.comb += self.o_stream.payload.eq(payload)
         with m.If(advance):
             m.d.sync += [
                 self.o_stream.valid.eq(1),
-                self.o_stream.payload.data.eq(result),
-                self.o_stream.payload.saturated.eq(s1_saturated | clipped_lanes),
-                self.o_stream.payload.last.eq(s1_last),
+                payload.data.eq(result),
+                payload.saturated.eq(s1_saturated | clipped_lanes),
+                payload.last.eq(s1_last),
                 stage_clipped.eq(clipped_lanes),
             ]
         with m.Elif(self.o_stream.ready):
