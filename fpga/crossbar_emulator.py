@@ -55,7 +55,8 @@ class CrossbarEmulator(wiring.Component):
     scale : In(SCALE_BITS)
         Unsigned drift x range factor, ``2**SCALE_FRAC_BITS`` is 1.0.
     noise_bits : In(4)
-        Noise width n (0: no noise; values above NOISE_MAX_BITS act as NOISE_MAX_BITS).
+        Noise width n (0: no noise; values above NOISE_MAX_BITS act as NOISE_MAX_BITS);
+        decoded into a register, so a change applies from the next cycle.
     seed : In(16)
         Noise seed loaded by ``reseed``.
     reseed : In(1)
@@ -110,12 +111,14 @@ class CrossbarEmulator(wiring.Component):
                 m.d.sync += state.eq(Cat(state[1:], Const(0, 1)) ^ Mux(state[0], LFSR_TAPS, 0))
         noise_bits = Signal(range(NOISE_MAX_BITS + 1))
         m.d.comb += noise_bits.eq(Mux(self.noise_bits > NOISE_MAX_BITS, NOISE_MAX_BITS, self.noise_bits))
+        # registered: derived from a register the host sets between conversions (the
+        # noise is sampled in LOAD, many cycles after a conversion starts)
         noise_mask = Signal(NOISE_MAX_BITS)
         noise_half = Signal(NOISE_MAX_BITS)
         with m.Switch(noise_bits):
             for bits in range(NOISE_MAX_BITS + 1):
                 with m.Case(bits):
-                    m.d.comb += [noise_mask.eq((1 << bits) - 1), noise_half.eq((1 << bits) >> 1)]
+                    m.d.sync += [noise_mask.eq((1 << bits) - 1), noise_half.eq((1 << bits) >> 1)]
 
         # -- conversion request ----------------------------------------------------------
         slice_ = Signal.like(adc.slice)

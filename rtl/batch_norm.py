@@ -19,11 +19,13 @@ class BatchNorm(wiring.Component):
     ``S`` (signed ``scale_bits``, ``Fs = scale_frac_bits`` fractional bits) and bias
     ``beta`` (signed ``bias_bits`` integer), both read per column group through parameter
     ports addressed with the group of the next beat; stage 1 registers the products
-    ``S*y`` and the bias, stage 2 adds the bias, rounds and saturates. Stages 3 and 4:
+    ``S*y`` and the bias (a second register copies them, so the multiplier's outputs
+    see a register with no other load), stage 2 adds the bias, rounds and saturates.
+    Stages 3 and 4:
     ``r = max(z, 0)`` when ``relu``, then ``q = sat_A(floor(r / 2**shift + 1/2))`` (an
     arithmetic right shift rounding half up; ``shift`` values above the accumulator
     width ``W`` act as ``W``): stage 3 registers ``floor(r / 2**shift)`` and the rounding
-    bit, stage 4 adds them and saturates. Four register stages, a beat per cycle; the
+    bit, stage 4 adds them and saturates. Five register stages, a beat per cycle; the
     first beat may arrive from the second cycle after reset.
 
     Parameters
@@ -65,7 +67,7 @@ class BatchNorm(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         s0 = self._stage1(m)
-        s1 = self._stage2(m, s0)
+        s1 = self._stage2(m, self._retime(m, "p0", s0))
         s2 = self._stage3(m, s1)
         self._stage4(m, s2)
         return m
@@ -123,6 +125,16 @@ class BatchNorm(wiring.Component):
                 m.d.sync += s["products"][lane].eq(beat.payload.data[lane] * self.scale.data[lane])
         with m.Elif(s["ready"]):
             m.d.sync += s["valid"].eq(0)
+        return s
+
+    def _retime(self, m, name: str, prev: dict) -> dict:
+        """A copy of ``prev``'s registers one cycle later: after a multiplier, so its
+        products have a register with no other load (placed beside the DSP block)."""
+        shapes = {role: sig.shape() for role, sig in prev.items() if role not in ("valid", "ready")}
+        s = self._registers(name, **shapes)
+        load = self._take(m, prev, s["valid"], s["ready"])
+        with m.If(load):
+            m.d.sync += [s[role].eq(prev[role]) for role in shapes]
         return s
 
     def _stage2(self, m, s0: dict) -> dict:

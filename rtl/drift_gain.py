@@ -29,10 +29,11 @@ class DriftGain(wiring.Component):
     With ``per_column`` high the gain is read per column group through ``gain`` (a
     :class:`ParamReadSignature` port addressed with the group of the next beat); with it
     low every column uses ``tile_gain``. ``per_column`` resets to ``params.per_column``.
-    Three register stages: the first holds the operands ``y`` and ``alpha`` (the gain is
+    Four register stages: the first holds the operands ``y`` and ``alpha`` (the gain is
     read and selected as the beat enters), the second the products ``alpha * y`` (so the
-    multiplier has registers on both sides), the third the rounded and saturated values;
-    a beat per cycle; ``last`` is passed through and the group count restarts after it. The
+    multiplier has registers on both sides), the third a copy of them (a register with no
+    other load beside the DSP block), the fourth the rounded and saturated values; a beat
+    per cycle; ``last`` is passed through and the group count restarts after it. The
     first beat may arrive from the second cycle after reset (the gain read of group 0
     needs one cycle).
 
@@ -106,16 +107,30 @@ class DriftGain(wiring.Component):
             m.d.sync += s0_valid.eq(0)
 
         # -- stage 1: the products (registered operands in, registered products out) -------
+        p_valid = Signal()
+        p_ready = Signal()
+        p_products = Signal(data.ArrayLayout(signed(p.width + p.gain_bits), p.lanes), reset_less=True)
+        p_saturated = Signal(p.lanes, reset_less=True)
+        p_last = Signal(reset_less=True)
+        m.d.comb += s0_ready.eq(~p_valid | p_ready)
+        with m.If(s0_valid & s0_ready):
+            m.d.sync += [p_valid.eq(1), p_saturated.eq(s0_saturated), p_last.eq(s0_last)]
+            for lane in range(p.lanes):
+                m.d.sync += p_products[lane].eq(s0_values[lane] * s0_alphas[lane])
+        with m.Elif(p_ready):
+            m.d.sync += p_valid.eq(0)
+
+        # -- stage 1b: a copy of the products, so the multiplier's outputs see a register
+        # with no other load (placed beside the DSP block) --------------------------------
         s1_valid = Signal()
         s1_ready = Signal()
-        s1_products = Signal(data.ArrayLayout(signed(p.width + p.gain_bits), p.lanes), reset_less=True)
-        s1_saturated = Signal(p.lanes, reset_less=True)
-        s1_last = Signal(reset_less=True)
-        m.d.comb += s0_ready.eq(~s1_valid | s1_ready)
-        with m.If(s0_valid & s0_ready):
-            m.d.sync += [s1_valid.eq(1), s1_saturated.eq(s0_saturated), s1_last.eq(s0_last)]
-            for lane in range(p.lanes):
-                m.d.sync += s1_products[lane].eq(s0_values[lane] * s0_alphas[lane])
+        s1_products = Signal.like(p_products)
+        s1_saturated = Signal.like(p_saturated)
+        s1_last = Signal.like(p_last)
+        m.d.comb += p_ready.eq(~s1_valid | s1_ready)
+        with m.If(p_valid & p_ready):
+            m.d.sync += [s1_valid.eq(1), s1_products.eq(p_products), s1_saturated.eq(p_saturated),
+                         s1_last.eq(p_last)]
         with m.Elif(s1_ready):
             m.d.sync += s1_valid.eq(0)
 
