@@ -10,6 +10,7 @@ from neurophase.models.crossbar_emulator import (
 )
 from neurophase.rtl.adc_interface import AdcPortSignature
 from neurophase.rtl.interfaces import ParamReadSignature
+from neurophase.rtl.saturation import saturate_signed
 
 #: Cycles from ``weight_rd.addr`` to its data (block RAM plus output register, as
 #: :class:`neurophase.fpga.weight_memory.WeightMemory` delivers it); INPUT reads take one.
@@ -54,7 +55,8 @@ class CrossbarEmulator(wiring.Component):
     scale : In(SCALE_BITS)
         Unsigned drift x range factor, ``2**SCALE_FRAC_BITS`` is 1.0.
     noise_bits : In(4)
-        Noise width n (0: no noise; values above NOISE_MAX_BITS act as NOISE_MAX_BITS).
+        Noise width n (0: no noise; values above NOISE_MAX_BITS act as NOISE_MAX_BITS);
+        decoded into a register, so a change applies from the next cycle.
     seed : In(16)
         Noise seed loaded by ``reseed``.
     reseed : In(1)
@@ -109,12 +111,14 @@ class CrossbarEmulator(wiring.Component):
                 m.d.sync += state.eq(Cat(state[1:], Const(0, 1)) ^ Mux(state[0], LFSR_TAPS, 0))
         noise_bits = Signal(range(NOISE_MAX_BITS + 1))
         m.d.comb += noise_bits.eq(Mux(self.noise_bits > NOISE_MAX_BITS, NOISE_MAX_BITS, self.noise_bits))
+        # registered: derived from a register the host sets between conversions (the
+        # noise is sampled in LOAD, many cycles after a conversion starts)
         noise_mask = Signal(NOISE_MAX_BITS)
         noise_half = Signal(NOISE_MAX_BITS)
         with m.Switch(noise_bits):
             for bits in range(NOISE_MAX_BITS + 1):
                 with m.Case(bits):
-                    m.d.comb += [noise_mask.eq((1 << bits) - 1), noise_half.eq((1 << bits) >> 1)]
+                    m.d.sync += [noise_mask.eq((1 << bits) - 1), noise_half.eq((1 << bits) >> 1)]
 
         # -- conversion request ----------------------------------------------------------
         slice_ = Signal.like(adc.slice)
@@ -155,7 +159,6 @@ class CrossbarEmulator(wiring.Component):
         scale_q = Signal(SCALE_BITS)
         collected = Signal(range(n + 1))
         codes = Signal(data.ArrayLayout(signed(p.adc_bits), n))
-        half = 1 << (p.adc_bits - 1)
 
         # multiplier, then rounding, then saturation: one register after each (100 MHz)
         rounded = Signal(signed(p.sum_bits + SCALE_BITS + 1 - SCALE_FRAC_BITS))
@@ -165,9 +168,10 @@ class CrossbarEmulator(wiring.Component):
             product_valid.eq(mult_valid),
             product.eq(mult_a * scale_q),
             rounded_valid.eq(product_valid),
-            rounded.eq((product + (1 << (SCALE_FRAC_BITS - 1))) >> SCALE_FRAC_BITS),
+            # floor(x / 2**F + 1/2) = (x >> F) + bit F-1 of x
+            rounded.eq((product >> SCALE_FRAC_BITS) + product[SCALE_FRAC_BITS - 1]),
         ]
-        code = Mux(rounded > half - 1, half - 1, Mux(rounded < -half, -half, rounded))
+        code, _ = saturate_signed(m, rounded, p.adc_bits, "code")
         scaling = Signal()
         with m.If(rounded_valid & scaling):
             m.d.sync += [codes.as_value().eq(Cat(codes.as_value()[p.adc_bits:], code.as_signed()[:p.adc_bits])),
@@ -184,8 +188,10 @@ class CrossbarEmulator(wiring.Component):
             with m.If(start):
                 m.d.sync += [slice_.eq(adc.slice), plane.eq(adc.plane), phase.eq(adc.phase), row.eq(0),
                              read_valid.eq(0), collected.eq(0), feed.eq(0), scale_q.eq(self.scale)]
-                m.d.sync += [s.eq(0) for s in sums]
                 m.next = "ROWS"
+            # the column sums are cleared in every state that can accept a request, whether or
+            # not one comes (they were copied out in LOAD), so clearing them needs no `start`
+            m.d.sync += [s.eq(0) for s in sums]
 
         with m.FSM(name="emulator_fsm"):
             with m.State("IDLE"):

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from neurophase.models.adc_interface import TIMEOUT_BITS, AdcInterfaceParams
 from neurophase.rtl.interfaces import ParamReadSignature
+from neurophase.rtl.saturation import saturate_signed
 
 __all__ = ["AdcPortSignature", "AdcInterface", "adc_codes_layout"]
 
@@ -71,7 +72,8 @@ class AdcInterface(wiring.Component):
     conversion are captured into one of two plane buffers; when a plane's last
     conversion is in, the buffer streams out in column groups of ``lanes`` codes while
     the ADCs already convert the next plane into the other buffer (double buffering).
-    Each code leaves trimmed: ``sat(code - trim[col])`` to ``adc_bits``. The next
+    Each code leaves trimmed: ``sat(code - trim[col])`` to ``adc_bits``, through an
+    output register (a group leaves the cycle after it is selected). The next
     conversion starts in the same cycle as the previous one's ``done`` when its buffer is
     free, so the ADCs are the only bound on throughput.
 
@@ -130,9 +132,9 @@ class AdcInterface(wiring.Component):
         p = self.params
         M = p.columns_per_adc
         code = signed(p.adc_bits)
-        lo, hi = p.code_range
         plane_buffer = data.ArrayLayout(data.ArrayLayout(code, p.lanes), p.groups)
-        buffers = [Signal(plane_buffer, name=f"buffer_{i}") for i in range(2)]
+        # reset-less: a flush clears the full flags only (keeps the reset nets small)
+        buffers = [Signal(plane_buffer, name=f"buffer_{i}", reset_less=True) for i in range(2)]
         full = [Signal(name=f"full_{i}") for i in range(2)]
 
         # -- request side ------------------------------------------------------------
@@ -210,7 +212,8 @@ class AdcInterface(wiring.Component):
 
         # Capture: conversion `phase` writes columns i*M + phase of the fill buffer.
         for b in range(2):
-            with m.If(done_now & ~flush & (fill == b)):
+            # (a capture during a flush is harmless: the buffer is written again before it is full)
+            with m.If(done_now & (fill == b)):
                 for k in range(M):
                     with m.If(held_phase == k):
                         for i in range(p.codes_per_conversion):
@@ -218,46 +221,66 @@ class AdcInterface(wiring.Component):
                             m.d.sync += buffers[b][col // p.lanes][col % p.lanes].eq(self.adc.codes[i])
 
         # -- drain side --------------------------------------------------------------
-        # The trim port is addressed with the group the drain will show next cycle, so
-        # its data always belongs to the group on the output (a buffer fills at least
-        # three cycles after any reset or flush, long after the first read).
+        # The trim port is addressed with the group the drain will select next cycle, so
+        # its data always belongs to the selected group (a buffer fills at least three
+        # cycles after any reset or flush, long after the first read). The trimmed codes
+        # of the selected group (group 0 of the draining buffer, which shifts as it drains)
+        # move into the output register when it is free.
         drain = Signal()
         group = Signal(range(max(p.groups, 2)))
         group_next = Signal.like(group)
-        transfer = Signal()
+        take = Signal()
         last_group = group == p.groups - 1
         selected = Signal(data.ArrayLayout(code, p.lanes))
+        out = self.o_stream
         m.d.comb += [
-            self.o_stream.valid.eq(Mux(drain, full[1], full[0])),
-            transfer.eq(self.o_stream.valid & self.o_stream.ready),
-            selected.eq(Mux(drain, buffers[1][group], buffers[0][group])),
-            group_next.eq(Mux(flush, 0, Mux(transfer, Mux(last_group, 0, group + 1), group))),
+            take.eq(Mux(drain, full[1], full[0]) & (~out.valid | out.ready)),
+            selected.eq(Mux(drain, buffers[1][0], buffers[0][0])),
+            group_next.eq(Mux(flush, 0, Mux(take, Mux(last_group, 0, group + 1), group))),
             self.trim.addr.eq(group_next),
         ]
         m.d.sync += group.eq(group_next)
         with m.If(flush):
             m.d.sync += drain.eq(0)
-        with m.Elif(transfer & last_group):
+        with m.Elif(take & last_group):
             m.d.sync += drain.eq(~drain)
+        for b in range(2):
+            # the draining buffer moves down a group per beat: the output reads group 0 only
+            # (every column of a buffer is written again before it is full the next time)
+            with m.If(take & (drain == b)):
+                m.d.sync += [buffers[b][g].eq(buffers[b][g + 1]) for g in range(p.groups - 1)]
         for b in range(2):
             with m.If(flush):
                 m.d.sync += full[b].eq(0)
             with m.Else():
                 with m.If(plane_complete & (fill == b)):
                     m.d.sync += full[b].eq(1)
-                with m.If(transfer & last_group & (drain == b)):
+                with m.If(take & last_group & (drain == b)):
                     m.d.sync += full[b].eq(0)
+        self._output_register(m, selected, take, flush)
+        m.d.comb += self.busy.eq(running | full[0] | full[1] | out.valid)
+        return m
 
+    def _output_register(self, m, selected, take, flush) -> None:
+        """``o_stream``: the trimmed, saturated codes of ``selected``, loaded on ``take``;
+        ``trim_saturated`` is or'ed from registered per-lane clip bits as the beat leaves."""
+        p = self.params
+        out = self.o_stream
+        codes = Signal(out.payload.shape(), reset_less=True)
+        m.d.comb += out.payload.eq(codes)
         clipped = Signal(p.lanes)
+        clipped_q = Signal(p.lanes, reset_less=True)
         for lane in range(p.lanes):
             diff = Signal(signed(p.adc_bits + 1), name=f"trimmed_{lane}")
-            m.d.comb += [
-                diff.eq(selected[lane] - self.trim.data[lane]),
-                self.o_stream.payload.codes[lane].eq(Mux(diff > hi, hi, Mux(diff < lo, lo, diff))),
-                clipped[lane].eq((diff > hi) | (diff < lo)),
-            ]
-        m.d.comb += [
-            self.trim_saturated.eq(transfer & clipped.any()),
-            self.busy.eq(running | full[0] | full[1]),
-        ]
-        return m
+            m.d.comb += diff.eq(selected[lane] - self.trim.data[lane])
+            trimmed, clipped_lane = saturate_signed(m, diff, p.adc_bits, f"trimmed_{lane}")
+            m.d.comb += clipped[lane].eq(clipped_lane)
+            with m.If(take):
+                m.d.sync += codes.codes[lane].eq(trimmed)
+        with m.If(flush):
+            m.d.sync += out.valid.eq(0)
+        with m.Elif(take):
+            m.d.sync += [out.valid.eq(1), clipped_q.eq(clipped)]
+        with m.Elif(out.ready):
+            m.d.sync += out.valid.eq(0)
+        m.d.comb += self.trim_saturated.eq(out.valid & out.ready & clipped_q.any())

@@ -1,12 +1,13 @@
 """Batch-norm: folded per-column scale and bias, optional ReLU, requantisation."""
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from neurophase.models.batch_norm import BatchNormParams
 from neurophase.rtl.drift_gain import column_values_layout
 from neurophase.rtl.interfaces import ParamReadSignature
+from neurophase.rtl.saturation import add_with_carry, saturate_signed
 
 __all__ = ["BatchNorm"]
 
@@ -18,11 +19,14 @@ class BatchNorm(wiring.Component):
     ``S`` (signed ``scale_bits``, ``Fs = scale_frac_bits`` fractional bits) and bias
     ``beta`` (signed ``bias_bits`` integer), both read per column group through parameter
     ports addressed with the group of the next beat; stage 1 registers the products
-    ``S*y`` and the bias, stage 2 adds the bias, rounds and saturates. Stage 3:
+    ``S*y`` and the bias (a second register copies them, so the multiplier's outputs
+    see a register with no other load), stage 2 adds the bias, rounds and saturates.
+    Stages 3 and 4:
     ``r = max(z, 0)`` when ``relu``, then ``q = sat_A(floor(r / 2**shift + 1/2))`` (an
     arithmetic right shift rounding half up; ``shift`` values above the accumulator
-    width ``W`` act as ``W``). Three register stages, a beat per cycle; the first beat
-    may arrive from the second cycle after reset.
+    width ``W`` act as ``W``): stage 3 registers ``floor(r / 2**shift)`` and the rounding
+    bit, stage 4 adds them and saturates. Five register stages, a beat per cycle; the
+    first beat may arrive from the second cycle after reset.
 
     Parameters
     ----------
@@ -42,7 +46,7 @@ class BatchNorm(wiring.Component):
         Apply ReLU before requantisation; sampled with each beat entering stage 1.
     bn_clipped, requant_clipped : Out(1)
         Strobes: the beat leaving this cycle had a lane clipped by the batch-norm
-        saturation (stage 2) / the requantisation (stage 3).
+        saturation (stage 2) / the requantisation (stage 4).
     """
 
     def __init__(self, params: BatchNormParams):
@@ -62,117 +66,152 @@ class BatchNorm(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        p = self.params
-        W, A, Fs = p.width, p.out_bits, p.scale_frac_bits
-        z_lo, z_hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
-        q_lo, q_hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
+        s0 = self._stage1(m)
+        s1 = self._stage2(m, self._retime(m, "p0", s0))
+        s2 = self._stage3(m, s1)
+        self._stage4(m, s2)
+        return m
 
-        # -- stage 1: products (the scale and bias are read as the beat enters) -----------
-        accept = Signal()
-        s0_valid = Signal()
-        s0_ready = Signal()
-        s0_products = Signal(data.ArrayLayout(signed(W + p.scale_bits), p.lanes))
-        s0_bias = Signal(data.ArrayLayout(signed(p.bias_bits), p.lanes))
-        s0_saturated = Signal(p.lanes)
-        s0_last = Signal()
-        s0_shift = Signal(range(W + 1))
-        s0_relu = Signal()
+    @staticmethod
+    def _registers(name: str, **shapes) -> dict:
+        """The registers of a stage by role, plus its ``valid`` and ``ready`` (the stage may
+        hand its beat on; driven by the next stage)."""
+        regs = {"valid": Signal(name=f"{name}_valid"), "ready": Signal(name=f"{name}_ready")}
+        # reset-less: a reset clears the valid bits only, which keeps the reset net small
+        regs.update({role: Signal(shape, name=f"{name}_{role}", reset_less=True) for role, shape in shapes.items()})
+        return regs
+
+    @staticmethod
+    def _take(m, prev: dict, valid, ready):
+        """Handshake of the stage whose ``valid``/``ready`` are given with the stage before:
+        returns ``load``, high when the stage takes ``prev``'s beat this cycle."""
+        load = Signal(name=f"{prev['valid'].name}_taken")
+        m.d.comb += [prev["ready"].eq(~valid | ready), load.eq(prev["valid"] & prev["ready"])]
+        with m.If(load):
+            m.d.sync += valid.eq(1)
+        with m.Elif(ready):
+            m.d.sync += valid.eq(0)
+        return load
+
+    def _stage1(self, m) -> dict:
+        """Products ``S*y`` and the bias (read per column group as the beat enters)."""
+        p = self.params
+        W = p.width
+        s = self._registers("s0", products=data.ArrayLayout(signed(W + p.scale_bits), p.lanes),
+                            bias=data.ArrayLayout(signed(p.bias_bits), p.lanes), saturated=p.lanes, last=1,
+                            shift=range(W + 1), relu=1)
+        beat = self.i_stream
         group = Signal(range(max(p.groups, 2)))
         group_next = Signal.like(group)
+        accept = Signal()
         m.d.comb += [
-            self.i_stream.ready.eq(~s0_valid | s0_ready),
-            accept.eq(self.i_stream.valid & self.i_stream.ready),
-            group_next.eq(Mux(accept, Mux(self.i_stream.payload.last | (group == p.groups - 1), 0, group + 1),
-                              group)),
+            beat.ready.eq(~s["valid"] | s["ready"]),
+            accept.eq(beat.valid & beat.ready),
+            group_next.eq(Mux(accept, Mux(beat.payload.last | (group == p.groups - 1), 0, group + 1), group)),
             self.scale.addr.eq(group_next),
             self.bias.addr.eq(group_next),
         ]
         m.d.sync += group.eq(group_next)
-
         with m.If(accept):
             m.d.sync += [
-                s0_valid.eq(1),
-                s0_bias.eq(self.bias.data),
-                s0_saturated.eq(self.i_stream.payload.saturated),
-                s0_last.eq(self.i_stream.payload.last),
-                s0_shift.eq(Mux(self.shift > W, W, self.shift) if (1 << p.shift_bits) - 1 > W else self.shift),
-                s0_relu.eq(self.relu),
+                s["valid"].eq(1),
+                s["bias"].eq(self.bias.data),
+                s["saturated"].eq(beat.payload.saturated),
+                s["last"].eq(beat.payload.last),
+                s["shift"].eq(Mux(self.shift > W, W, self.shift) if (1 << p.shift_bits) - 1 > W else self.shift),
+                s["relu"].eq(self.relu),
             ]
             for lane in range(p.lanes):
-                m.d.sync += s0_products[lane].eq(self.i_stream.payload.data[lane] * self.scale.data[lane])
-        with m.Elif(s0_ready):
-            m.d.sync += s0_valid.eq(0)
+                m.d.sync += s["products"][lane].eq(beat.payload.data[lane] * self.scale.data[lane])
+        with m.Elif(s["ready"]):
+            m.d.sync += s["valid"].eq(0)
+        return s
 
-        # -- stage 2: bias, rounding and saturation -----------------------------------------
-        s1_valid = Signal()
-        s1_ready = Signal()
-        s1_z = Signal(data.ArrayLayout(signed(W), p.lanes))
-        s1_saturated = Signal(p.lanes)
-        s1_clipped = Signal(p.lanes)
-        s1_last = Signal()
-        s1_shift = Signal(range(W + 1))
-        s1_relu = Signal()
-        m.d.comb += s0_ready.eq(~s1_valid | s1_ready)
+    def _retime(self, m, name: str, prev: dict) -> dict:
+        """A copy of ``prev``'s registers one cycle later: after a multiplier, so its
+        products have a register with no other load (placed beside the DSP block)."""
+        shapes = {role: sig.shape() for role, sig in prev.items() if role not in ("valid", "ready")}
+        s = self._registers(name, **shapes)
+        load = self._take(m, prev, s["valid"], s["ready"])
+        with m.If(load):
+            m.d.sync += [s[role].eq(prev[role]) for role in shapes]
+        return s
 
-        z = Signal(data.ArrayLayout(signed(W), p.lanes))
-        z_clipped = Signal(p.lanes)
-        half = 1 << (Fs - 1) if Fs else 0
-        wide = signed(max(W + p.scale_bits, p.bias_bits + Fs) + 2)
+    def _stage2(self, m, s0: dict) -> dict:
+        """``z = sat_W(floor(S*y / 2**Fs + 1/2) + beta)``, computed as
+        ``(S*y >> Fs) + beta + bit Fs-1 of S*y`` (a single carry chain) and saturated by bit tests."""
+        p = self.params
+        W, Fs = p.width, p.scale_frac_bits
+        s = self._registers("s1", z=data.ArrayLayout(signed(W), p.lanes), saturated=p.lanes, clipped=p.lanes,
+                            last=1, shift=range(W + 1), relu=1)
+        load = self._take(m, s0, s["valid"], s["ready"])
+        wide = signed(max(W + p.scale_bits - Fs, p.bias_bits) + 2)
+        clipped = Signal(p.lanes)
+        with m.If(load):
+            m.d.sync += [s[role].eq(s0[role]) for role in ("last", "shift", "relu")]
+            m.d.sync += [s["saturated"].eq(s0["saturated"] | clipped), s["clipped"].eq(clipped)]
         for lane in range(p.lanes):
+            products = s0["products"][lane]
             total = Signal(wide, name=f"scaled_{lane}")
-            m.d.comb += [
-                total.eq((s0_products[lane] + (s0_bias[lane] << Fs) + half) >> Fs),
-                z[lane].eq(Mux(total > z_hi, z_hi, Mux(total < z_lo, z_lo, total))),
-                z_clipped[lane].eq((total > z_hi) | (total < z_lo)),
-            ]
-        with m.If(s0_valid & s0_ready):
-            m.d.sync += [
-                s1_valid.eq(1),
-                s1_z.eq(z),
-                s1_saturated.eq(s0_saturated | z_clipped),
-                s1_clipped.eq(z_clipped),
-                s1_last.eq(s0_last),
-                s1_shift.eq(s0_shift),
-                s1_relu.eq(s0_relu),
-            ]
-        with m.Elif(s1_ready):
-            m.d.sync += s1_valid.eq(0)
+            m.d.comb += total.eq(add_with_carry(products >> Fs, s0["bias"][lane], products[Fs - 1] if Fs else 0))
+            z, clipped_lane = saturate_signed(m, total, W, f"scaled_{lane}")
+            m.d.comb += clipped[lane].eq(clipped_lane)
+            with m.If(load):
+                m.d.sync += s["z"][lane].eq(z)
+        return s
 
-        # -- stage 3: ReLU and requantisation -------------------------------------------
-        advance = Signal()
-        m.d.comb += [
-            s1_ready.eq(~self.o_stream.valid | self.o_stream.ready),
-            advance.eq(s1_valid & s1_ready),
-        ]
-        shift = s1_shift
-        # padded to a power of two so every value of `shift` selects an entry (lint: complete case)
-        halves = Array(Const((1 << min(s, W)) >> 1, W + 1) for s in range(2 ** shift.shape().width))
-        q = Signal(data.ArrayLayout(signed(A), p.lanes))
-        q_clipped = Signal(p.lanes)
+    def _stage3(self, m, s1: dict) -> dict:
+        """ReLU, then ``floor(r / 2**shift)`` and the rounding bit (bit ``shift-1`` of ``r``):
+        ``floor(r / 2**shift + 1/2)`` is their sum."""
+        p = self.params
+        W = p.width
+        s = self._registers("s2", shifted=data.ArrayLayout(signed(W), p.lanes), round=p.lanes, saturated=p.lanes,
+                            bn_clipped=1, last=1)
+        load = self._take(m, s1, s["valid"], s["ready"])
+        with m.If(load):
+            m.d.sync += [s["saturated"].eq(s1["saturated"]), s["last"].eq(s1["last"]),
+                         s["bn_clipped"].eq(s1["clipped"].any())]
         for lane in range(p.lanes):
-            rectified = Mux(s1_relu & (s1_z[lane] < 0), 0, s1_z[lane])
-            shifted = Signal(signed(W + 2), name=f"requant_{lane}")
-            m.d.comb += [
-                shifted.eq((rectified + halves[shift]) >> shift),
-                q[lane].eq(Mux(shifted > q_hi, q_hi, Mux(shifted < q_lo, q_lo, shifted))),
-                q_clipped[lane].eq((shifted > q_hi) | (shifted < q_lo)),
-            ]
-        out_bn_clipped = Signal()
-        out_requant_clipped = Signal()
-        with m.If(advance):
+            z = s1["z"][lane]
+            rectified = Signal(signed(W), name=f"rectified_{lane}")
+            m.d.comb += rectified.eq(Mux(s1["relu"] & z[W - 1], 0, z))
+            with m.If(load):
+                m.d.sync += [
+                    s["shifted"][lane].eq(rectified >> s1["shift"]),
+                    # bit shift-1 of r, 0 for shift 0
+                    s["round"][lane].eq(Cat(Const(0, 1), rectified).bit_select(s1["shift"], 1)),
+                ]
+        return s
+
+    def _stage4(self, m, s2: dict) -> None:
+        """``q = sat_A(shifted + round)`` into the output registers; the clip strobes are
+        or'ed from registered per-lane bits as the beat leaves."""
+        p = self.params
+        W, A = p.width, p.out_bits
+        out = self.o_stream
+        payload = Signal(out.payload.shape(), reset_less=True)
+        m.d.comb += out.payload.eq(payload)
+        requant_lanes = Signal(p.lanes, reset_less=True)
+        bn_clipped = Signal(reset_less=True)
+        load = self._take(m, s2, out.valid, out.ready)
+        clipped = Signal(p.lanes)
+        with m.If(load):
             m.d.sync += [
-                self.o_stream.valid.eq(1),
-                self.o_stream.payload.data.eq(q),
-                self.o_stream.payload.saturated.eq(s1_saturated | q_clipped),
-                self.o_stream.payload.last.eq(s1_last),
-                out_bn_clipped.eq(s1_clipped.any()),
-                out_requant_clipped.eq(q_clipped.any()),
+                payload.saturated.eq(s2["saturated"] | clipped),
+                payload.last.eq(s2["last"]),
+                requant_lanes.eq(clipped),
+                bn_clipped.eq(s2["bn_clipped"]),
             ]
-        with m.Elif(self.o_stream.ready):
-            m.d.sync += self.o_stream.valid.eq(0)
-        transfer = self.o_stream.valid & self.o_stream.ready
+        for lane in range(p.lanes):
+            rounded = Signal(signed(W + 1), name=f"requant_{lane}")
+            m.d.comb += rounded.eq(s2["shifted"][lane] + s2["round"][lane])
+            q, clipped_lane = saturate_signed(m, rounded, A, f"requant_{lane}")
+            m.d.comb += clipped[lane].eq(clipped_lane)
+            with m.If(load):
+                m.d.sync += payload.data[lane].eq(q)
+        transfer = out.valid & out.ready
         m.d.comb += [
-            self.bn_clipped.eq(transfer & out_bn_clipped),
-            self.requant_clipped.eq(transfer & out_requant_clipped),
+            self.bn_clipped.eq(transfer & bn_clipped),
+            self.requant_clipped.eq(transfer & requant_lanes.any()),
         ]
-        return m
+

@@ -96,17 +96,18 @@ class CsrBank(wiring.Component):
         self._byte_mask = Cat(bus.sel[i].replicate(8) for i in range(WORD_BYTES))
 
         self._refuse = Signal()
-        self._write = Signal()
         reg_hits = {r.name: bus.adr == a // WORD_BYTES for a, r in self.regmap.registers}
         arrays = [_ArrayDecode(m, self, a, arr) for a, arr in self.regmap.arrays]
         mapped = Cat(*reg_hits.values(), *(a.hit for a in arrays)).any()
         bad_write = Cat(*(_refused_write(self.regmap.register(name), hit, self._full_word)
                           for name, hit in reg_hits.items()),
                         *(a.hit & ~self._full_word for a in arrays)).any()
-        m.d.comb += [
-            self._refuse.eq(self._access & (~mapped | (bus.we & bad_write))),
-            self._write.eq(self._access & bus.we & ~self._refuse),
-        ]
+        m.d.comb += self._refuse.eq(self._access & (~mapped | (bus.we & bad_write)))
+        # the write strobe of one register or array: its own hit and refusal only (an access
+        # hits at most one of them), so the or over the whole map stays off the enables
+        self._writable = {name: self._access & bus.we & hit
+                          & ~_refused_write(self.regmap.register(name), hit, self._full_word)
+                          for name, hit in reg_hits.items()}
 
         values = self._field_values(m, reg_hits)
         reg_rdata = self._register_read_mux(m, reg_hits, values)
@@ -134,7 +135,7 @@ class CsrBank(wiring.Component):
         name = f"{register.name.lower()}_{f.name}"
         written = self.bus.dat_w[f.offset:f.offset + f.width]
         mask = self._byte_mask[f.offset:f.offset + f.width]
-        write = self._write & hit
+        write = self._writable[register.name]
         if f.access is Access.CONST:
             return Const(f.reset, signed(f.width) if f.signed else unsigned(f.width))
         if f.source is Source.BUS_ERROR_COUNT:
@@ -215,7 +216,7 @@ class _ArrayDecode:
 
     def _bus_write(self, m, bank, mem, group, lane) -> None:
         port = mem.write_port(granularity=1)
-        write = bank._write & self.hit
+        write = bank._access & bank.bus.we & self.hit & bank._full_word  # its own hit only (see _writable)
         m.d.comb += [port.addr.eq(group), port.en.eq(Mux(write, (Const(1, self.array.lanes) << lane)[:self.array.lanes], 0))]
         for i in range(self.array.lanes):
             m.d.comb += port.data[i].eq(bank.bus.dat_w[:self.array.width])

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from neurophase.models.drift_gain import DriftGainParams
 from neurophase.rtl.interfaces import ParamReadSignature
+from neurophase.rtl.saturation import saturate_signed
 
 __all__ = ["DriftGain", "column_values_layout"]
 
@@ -28,8 +29,10 @@ class DriftGain(wiring.Component):
     With ``per_column`` high the gain is read per column group through ``gain`` (a
     :class:`ParamReadSignature` port addressed with the group of the next beat); with it
     low every column uses ``tile_gain``. ``per_column`` resets to ``params.per_column``.
-    Two register stages: the first holds the products ``alpha * y`` (the gain is read
-    and selected as the beat enters), the second the rounded and saturated values; a beat
+    Four register stages: the first holds the operands ``y`` and ``alpha`` (the gain is
+    read and selected as the beat enters), the second the products ``alpha * y`` (so the
+    multiplier has registers on both sides), the third a copy of them (a register with no
+    other load beside the DSP block), the fourth the rounded and saturated values; a beat
     per cycle; ``last`` is passed through and the group count restarts after it. The
     first beat may arrive from the second cycle after reset (the gain read of group 0
     needs one cycle).
@@ -71,20 +74,19 @@ class DriftGain(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        lo, hi = p.value_range
-        half = 1 << (p.gain_frac_bits - 1) if p.gain_frac_bits else 0
 
-        # -- stage 1: the products ------------------------------------------------------
+        # -- stage 0: the operands (the gain is read and selected as the beat enters) -----
         accept = Signal()
-        s1_valid = Signal()
-        s1_ready = Signal()
-        s1_products = Signal(data.ArrayLayout(signed(p.width + p.gain_bits), p.lanes))
-        s1_saturated = Signal(p.lanes)
-        s1_last = Signal()
+        s0_valid = Signal()
+        s0_ready = Signal()
+        s0_values = Signal(data.ArrayLayout(signed(p.width), p.lanes), reset_less=True)
+        s0_alphas = Signal(data.ArrayLayout(signed(p.gain_bits), p.lanes), reset_less=True)
+        s0_saturated = Signal(p.lanes, reset_less=True)
+        s0_last = Signal(reset_less=True)
         group = Signal(range(max(p.groups, 2)))
         group_next = Signal.like(group)
         m.d.comb += [
-            self.i_stream.ready.eq(~s1_valid | s1_ready),
+            self.i_stream.ready.eq(~s0_valid | s0_ready),
             accept.eq(self.i_stream.valid & self.i_stream.ready),
             group_next.eq(Mux(accept, Mux(self.i_stream.payload.last | (group == p.groups - 1), 0, group + 1),
                               group)),
@@ -94,13 +96,41 @@ class DriftGain(wiring.Component):
 
         with m.If(accept):
             m.d.sync += [
-                s1_valid.eq(1),
-                s1_saturated.eq(self.i_stream.payload.saturated),
-                s1_last.eq(self.i_stream.payload.last),
+                s0_valid.eq(1),
+                s0_values.eq(self.i_stream.payload.data),
+                s0_saturated.eq(self.i_stream.payload.saturated),
+                s0_last.eq(self.i_stream.payload.last),
             ]
             for lane in range(p.lanes):
-                alpha = Mux(self.per_column, self.gain.data[lane], self.tile_gain)
-                m.d.sync += s1_products[lane].eq(self.i_stream.payload.data[lane] * alpha)
+                m.d.sync += s0_alphas[lane].eq(Mux(self.per_column, self.gain.data[lane], self.tile_gain))
+        with m.Elif(s0_ready):
+            m.d.sync += s0_valid.eq(0)
+
+        # -- stage 1: the products (registered operands in, registered products out) -------
+        p_valid = Signal()
+        p_ready = Signal()
+        p_products = Signal(data.ArrayLayout(signed(p.width + p.gain_bits), p.lanes), reset_less=True)
+        p_saturated = Signal(p.lanes, reset_less=True)
+        p_last = Signal(reset_less=True)
+        m.d.comb += s0_ready.eq(~p_valid | p_ready)
+        with m.If(s0_valid & s0_ready):
+            m.d.sync += [p_valid.eq(1), p_saturated.eq(s0_saturated), p_last.eq(s0_last)]
+            for lane in range(p.lanes):
+                m.d.sync += p_products[lane].eq(s0_values[lane] * s0_alphas[lane])
+        with m.Elif(p_ready):
+            m.d.sync += p_valid.eq(0)
+
+        # -- stage 1b: a copy of the products, so the multiplier's outputs see a register
+        # with no other load (placed beside the DSP block) --------------------------------
+        s1_valid = Signal()
+        s1_ready = Signal()
+        s1_products = Signal.like(p_products)
+        s1_saturated = Signal.like(p_saturated)
+        s1_last = Signal.like(p_last)
+        m.d.comb += p_ready.eq(~s1_valid | s1_ready)
+        with m.If(p_valid & p_ready):
+            m.d.sync += [s1_valid.eq(1), s1_products.eq(p_products), s1_saturated.eq(p_saturated),
+                         s1_last.eq(p_last)]
         with m.Elif(s1_ready):
             m.d.sync += s1_valid.eq(0)
 
@@ -112,24 +142,29 @@ class DriftGain(wiring.Component):
         ]
         clipped_lanes = Signal(p.lanes)
         result = Signal(data.ArrayLayout(signed(p.width), p.lanes))
+        F = p.gain_frac_bits
         for lane in range(p.lanes):
+            # floor(x / 2**F + 1/2) = (x >> F) + bit F-1 of x: one carry chain over the high bits
             rounded = Signal(signed(p.width + p.gain_bits + 1), name=f"rounded_{lane}")
-            m.d.comb += [
-                rounded.eq((s1_products[lane] + half) >> p.gain_frac_bits),
-                result[lane].eq(Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))),
-                clipped_lanes[lane].eq((rounded > hi) | (rounded < lo)),
-            ]
+            product = s1_products[lane]
+            m.d.comb += rounded.eq((product >> F) + (product[F - 1] if F else 0))
+            value, clipped = saturate_signed(m, rounded, p.width, f"rounded_{lane}")
+            m.d.comb += [result[lane].eq(value), clipped_lanes[lane].eq(clipped)]
 
-        stage_clipped = Signal()
+        # the strobe is or'ed from registered per-lane bits as the beat leaves; data
+        # registers are reset-less (a reset clears the valid bits), keeping reset nets small
+        stage_clipped = Signal(p.lanes, reset_less=True)
+        payload = Signal(self.o_stream.payload.shape(), reset_less=True)
+        m.d.comb += self.o_stream.payload.eq(payload)
         with m.If(advance):
             m.d.sync += [
                 self.o_stream.valid.eq(1),
-                self.o_stream.payload.data.eq(result),
-                self.o_stream.payload.saturated.eq(s1_saturated | clipped_lanes),
-                self.o_stream.payload.last.eq(s1_last),
-                stage_clipped.eq(clipped_lanes.any()),
+                payload.data.eq(result),
+                payload.saturated.eq(s1_saturated | clipped_lanes),
+                payload.last.eq(s1_last),
+                stage_clipped.eq(clipped_lanes),
             ]
         with m.Elif(self.o_stream.ready):
             m.d.sync += self.o_stream.valid.eq(0)
-        m.d.comb += self.clipped.eq(self.o_stream.valid & self.o_stream.ready & stage_clipped)
+        m.d.comb += self.clipped.eq(self.o_stream.valid & self.o_stream.ready & stage_clipped.any())
         return m

@@ -5,6 +5,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from neurophase.models.shift_add import ShiftAddParams
+from neurophase.rtl.saturation import saturate_signed
 
 __all__ = ["ShiftAdd", "shift_add_layouts"]
 
@@ -74,7 +75,6 @@ class ShiftAdd(wiring.Component):
         steps = p.slices * p.planes
         weights = [p.weight(s, b) for s in range(p.slices) for b in range(p.planes)]
         weight_shape = signed(max(abs(w) for w in weights).bit_length() + 1)
-        lo, hi = p.out_range
         wide = signed(max(p.width, p.adc_bits + weight_shape.width) + 1)
 
         word = data.StructLayout({
@@ -96,21 +96,23 @@ class ShiftAdd(wiring.Component):
         # stage B: the beat's codes and weight; the accumulator word is read here (the read
         # sees a write-back of stage C in the same cycle: the port is transparent)
         b_valid = Signal()
-        b_codes = Signal(data.ArrayLayout(signed(p.adc_bits), p.lanes))
-        b_weight = Signal(weight_shape)
-        b_group = Signal(range(depth))
-        b_first = Signal()
-        b_last = Signal()
+        b_codes = Signal(data.ArrayLayout(signed(p.adc_bits), p.lanes), reset_less=True)
+        b_weight = Signal(weight_shape, reset_less=True)
+        b_group = Signal(range(depth), reset_less=True)
+        b_first = Signal(reset_less=True)
+        b_last = Signal(reset_less=True)
         b_advance = Signal()
         # stage C: the products; add to the accumulator word, saturate, write back or emit
         c_valid = Signal()
-        c_products = Signal(data.ArrayLayout(signed(p.adc_bits + weight_shape.width), p.lanes))
-        c_group = Signal(range(depth))
-        c_first = Signal()
-        c_last = Signal()
+        c_products = Signal(data.ArrayLayout(signed(p.adc_bits + weight_shape.width), p.lanes), reset_less=True)
+        c_group = Signal(range(depth), reset_less=True)
+        c_first = Signal(reset_less=True)
+        c_last = Signal(reset_less=True)
         c_done = Signal()
-        # output register: the result beat of a column group
+        # output register: the result beat of a column group (data registers are reset-less:
+        # a restart or the tile's flush clears only the valid bits, which keeps those nets small)
         o_valid = Signal()
+        o_payload = Signal(self.o_stream.payload.shape(), reset_less=True)
         o_free = Signal()
         accept = Signal()
 
@@ -162,10 +164,10 @@ class ShiftAdd(wiring.Component):
             prev = Mux(c_first, 0, rd.data.acc[lane])
             total = Signal(wide, name=f"total_{lane}")
             m.d.comb += total.eq(prev + c_products[lane])
-            clipped = Mux(total > hi, hi, Mux(total < lo, lo, total))
+            value, clipped = saturate_signed(m, total, p.width, f"total_{lane}")
             m.d.comb += [
-                result.acc[lane].eq(clipped),
-                result.sat[lane].eq((~c_first & rd.data.sat[lane]) | (total > hi) | (total < lo)),
+                result.acc[lane].eq(value),
+                result.sat[lane].eq((~c_first & rd.data.sat[lane]) | clipped),
             ]
 
         m.d.comb += [
@@ -178,11 +180,11 @@ class ShiftAdd(wiring.Component):
         with m.Elif(c_valid & c_last & o_free):
             m.d.sync += [
                 o_valid.eq(1),
-                self.o_stream.payload.data.eq(result.acc),
-                self.o_stream.payload.saturated.eq(result.sat),
-                self.o_stream.payload.last.eq(c_group == p.groups - 1),
+                o_payload.data.eq(result.acc),
+                o_payload.saturated.eq(result.sat),
+                o_payload.last.eq(c_group == p.groups - 1),
             ]
         with m.Elif(self.o_stream.ready):
             m.d.sync += o_valid.eq(0)
-        m.d.comb += self.o_stream.valid.eq(o_valid & ~self.restart)
+        m.d.comb += [self.o_stream.valid.eq(o_valid & ~self.restart), self.o_stream.payload.eq(o_payload)]
         return m

@@ -14,8 +14,12 @@ class WishboneDecoder(wiring.Component):
 
     Window ``name`` covers the byte addresses ``base .. base + 4 * 2**addr_width - 1``;
     ``base`` must be aligned to that size. The slave sees the word address within its
-    window. An access outside every window is answered with ``err`` one cycle after it is
-    seen, so the master never waits forever.
+    window. A slave's answer (``ack`` or ``err``, and ``dat_r``) is registered here and
+    shown to the master one cycle later, so the slaves' read multiplexers and this
+    decoder's window multiplexer are in different cycles; the slave's ``stb`` is held low
+    while its registered answer is shown, so it never sees the access twice. An access
+    outside every window is answered with ``err`` one cycle after it is seen, so the
+    master never waits forever.
 
     Parameters
     ----------
@@ -62,6 +66,8 @@ class WishboneDecoder(wiring.Component):
         m = Module()
         bus = self.bus
         hits = []
+        showing = Signal()   # a registered answer is on the master's bus this cycle
+        m.d.sync += showing.eq(0)
         for name, base, width in self.windows:
             slave = getattr(self, f"{name}_bus")
             hit = Signal(name=f"{name}_hit")
@@ -73,10 +79,9 @@ class WishboneDecoder(wiring.Component):
                 slave.sel.eq(bus.sel),
                 slave.we.eq(bus.we),
                 slave.cyc.eq(bus.cyc & hit),
-                slave.stb.eq(bus.stb & hit),
+                slave.stb.eq(bus.stb & hit & ~showing),
             ]
-            with m.If(hit):
-                m.d.comb += [bus.dat_r.eq(slave.dat_r), bus.ack.eq(slave.ack), bus.err.eq(slave.err)]
+            self._register_answer(m, name, slave, bus, showing)
         unmapped = Signal()
         answered = Signal()
         m.d.comb += unmapped.eq(bus.cyc & bus.stb & ~_any(hits))
@@ -84,6 +89,18 @@ class WishboneDecoder(wiring.Component):
         with m.If(~_any(hits)):
             m.d.comb += bus.err.eq(answered & bus.cyc & bus.stb)
         return m
+
+    @staticmethod
+    def _register_answer(m, name, slave, bus, showing) -> None:
+        """Registers the answer of ``slave`` and shows it to the master the next cycle."""
+        ack, err = Signal(name=f"{name}_ack_q"), Signal(name=f"{name}_err_q")
+        dat_r = Signal.like(slave.dat_r, name=f"{name}_dat_r_q")
+        answer = slave.cyc & slave.stb & (slave.ack | slave.err)
+        m.d.sync += [ack.eq(answer & slave.ack), err.eq(answer & ~slave.ack & slave.err)]
+        with m.If(answer):
+            m.d.sync += [dat_r.eq(slave.dat_r), showing.eq(1)]
+        with m.If(ack | err):
+            m.d.comb += [bus.dat_r.eq(dat_r), bus.ack.eq(ack & bus.cyc & bus.stb), bus.err.eq(err & bus.cyc & bus.stb)]
 
 
 def _any(signals):

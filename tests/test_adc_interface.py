@@ -109,7 +109,9 @@ def simulate(params, cases, seed, latency=3, stall=0.3, timeout_cycles=1000, sil
         async for _, _, addr, valid, ready in ctx.tick().sample(dut.trim.addr, dut.o_stream.valid, dut.o_stream.ready):
             if valid and ready:
                 state["beats"] += 1
-            table = cases[min(state["beats"] // beats_per_mvm, len(cases) - 1)][2].reshape(-1, params.lanes)
+            # the data meets the next beat to enter the output register: count the one waiting there
+            entered = state["beats"] + ctx.get(dut.o_stream.valid)
+            table = cases[min(entered // beats_per_mvm, len(cases) - 1)][2].reshape(-1, params.lanes)
             ctx.set(dut.trim.data.as_value(), pack(trim_layout, [int(v) for v in table[int(addr) % len(table)]]))
 
     async def consumer(ctx):
@@ -135,7 +137,7 @@ def simulate(params, cases, seed, latency=3, stall=0.3, timeout_cycles=1000, sil
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_process(adc)
-    sim.add_process(trims)
+    sim.add_testbench(trims, background=True)
     sim.add_process(consumer)
     sim.add_testbench(control)
     sim.run()

@@ -131,7 +131,8 @@ def test_truncated_frame_times_out_and_the_bridge_recovers(cut):
     counts it, and the next frame works. Bytes of the cut frame write nothing partial."""
     async def script(ctx, bridge, send, received):
         await send(ctx, frame(CMD_WRITE_INCR, 4, [0xCAFEF00D, 0x12345678])[:cut])
-        await ctx.tick().repeat(TIMEOUT + 4)
+        # the timeout, plus the bus access of a complete word (the decoder registers answers)
+        await ctx.tick().repeat(TIMEOUT + 8)
         assert counters(ctx, bridge)["frame_timeouts"] == 1
         words = await read_words(ctx, send, received, 4, 2)
         assert words == [0xCAFEF00D if cut >= 10 else 0, 1]

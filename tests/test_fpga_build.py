@@ -139,11 +139,6 @@ def test_bitstream_build_writes_bitstream_and_report(built):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the batch-norm requantisation stage (rtl/batch_norm.py: variable rounding shift, saturation and the "
-    "lanes' clip flags in one cycle) limits the tile to about 47 MHz on the ECP5-85F; the FPGA's own "
-    "blocks are not on the critical path. Strict: passes once the tile reaches 100 MHz, then this mark "
-    "must go"))
 def test_fpga_top_meets_100_mhz(built):
     _, report, _ = built
     assert report["fmax_mhz"] >= 100.0 and report["timing_met"]

@@ -42,7 +42,7 @@ class AdcInterfaceBench:
         self.adc = AdcResponder(dut, dut.clk, params, latency)
         self.trims = ParamPortResponder(dut, "trim", dut.clk, signed(params.adc_bits), params.lanes,
                                         lambda: bool(dut.o_stream__valid.value and dut.o_stream__ready.value),
-                                        self.beats_per_mvm)
+                                        self.beats_per_mvm, held=lambda: bool(dut.o_stream__valid.value))
         self.sink = StreamSink(dut, "o_stream", layout, dut.clk, rng=self.rng, stall=stall)
         self.scoreboard = Scoreboard("adc_interface")
         self.monitor = StreamMonitor(dut, "o_stream", layout, dut.clk, self.on_beat)
