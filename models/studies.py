@@ -54,13 +54,10 @@ def drift_study(cfg: ChipConfig, seed: int, batch: int = 256, times=STUDY_TIMES_
     for t in times:
         alpha, r0 = calibrate(tile, t, rng, r0=r0)
         y = digital_result(cfg, tile.adc_codes(x, t, rng)).astype(np.float64)
-        rows.append({
-            "t_s": float(t),
-            "error_raw": float(np.sqrt(np.mean((y - ideal) ** 2)) / norm),
-            "error_gdc": float(np.sqrt(np.mean((alpha * y - ideal) ** 2)) / norm),
-            "alpha_mean": float(np.mean(alpha)),
-        })
-        rows[-1]["improvement"] = rows[-1]["error_raw"] / rows[-1]["error_gdc"]
+        error_raw = float(np.sqrt(np.mean((y - ideal) ** 2)) / norm)
+        error_gdc = float(np.sqrt(np.mean((alpha * y - ideal) ** 2)) / norm)
+        rows.append({"t_s": float(t), "error_raw": error_raw, "error_gdc": error_gdc,
+                     "improvement": error_raw / error_gdc, "alpha_mean": float(np.mean(alpha))})
     return rows
 
 
