@@ -11,6 +11,15 @@ thin shell that keeps every per-cycle activity in HDL, so the Python half of the
   a ``start`` sampled in cycle c gives ``done`` in cycle c + latency; ``cancel`` drops it.
 * a **result capture**: every ``o_stream`` transfer is stored by beat index; the final beat
   (``last``) pulses ``result_strobe`` and increments ``result_count``.
+* its **own clock** (:data:`SIM_CLOCK_MODULE`, an output ``clk``): the simulator toggles it
+  without waking cocotb's scheduler, which halves the cost of a simulated cycle against a
+  clock driven from Python through the GPI.
+* **registered inputs**: logic fed by a top-level input is re-evaluated by Verilator on
+  every evaluation (its input-combinational region), and every register's next value
+  depends on the reset; a register in front of the input cuts that cone. Reset,
+  ``o_stream__ready`` and the external ADC port therefore act one cycle after Python
+  changes them. Not registered: the CSR bus (a register would break its handshake) and
+  ``mvm_codes`` (the bridge writes it just before the MVM starts).
 
 With ``adc_external`` high the ADC server is bypassed and the tile's ADC port is answered
 through the harness ports ``adc__done`` / ``adc__codes`` instead: the naive, per-cycle
@@ -19,7 +28,7 @@ Python bridge (:mod:`neurophase.cosim.naive_bridge`) uses that, in the same buil
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,7 +38,21 @@ from neurophase.rtl.drift_gain import column_values_layout
 from neurophase.rtl.tile import Tile
 from neurophase.rtl.wishbone import WishboneSignature
 
-__all__ = ["TileCosimHarness", "mvm_codes_layout"]
+__all__ = ["TileCosimHarness", "mvm_codes_layout", "CLOCK_PERIOD_NS", "SIM_CLOCK_MODULE", "sim_clock_verilog"]
+
+#: Period of the clock the harness generates itself, ns.
+CLOCK_PERIOD_NS = 10
+#: Name of the Verilog module that generates the harness clock.
+SIM_CLOCK_MODULE = "neurophase_sim_clock"
+
+
+def sim_clock_verilog(period_ns: int = CLOCK_PERIOD_NS) -> str:
+    """The clock generator instantiated by the harness (simulation only: a delay loop, so
+    Verilator builds it with ``--timing``; time unit 1 ns from the build's timescale)."""
+    if period_ns < 2 or period_ns % 2:
+        raise ValueError(f"period_ns must be an even number of ns >= 2, not {period_ns!r}")
+    return (f"module {SIM_CLOCK_MODULE}(clk);\n  output reg clk;\n  initial clk = 1'b0;\n"
+            f"  always #{period_ns // 2} clk = ~clk;\nendmodule\n")
 
 
 def mvm_codes_layout(cfg: ChipConfig) -> data.ArrayLayout:
@@ -49,14 +72,19 @@ class TileCosimHarness(wiring.Component):
 
     Members
     -------
+    clk : Out(1)
+        The harness clock (period :data:`CLOCK_PERIOD_NS`), generated inside the model.
+    rst : In(1)
+        Synchronous reset of everything behind it, registered (acts one cycle later).
     bus : In(WishboneSignature(regmap.addr_width))
         The tile's CSR bus.
     irq : Out(1)
         The tile's interrupt.
     adc : Out(AdcPortSignature)
-        The tile's ADC port; ``done``/``codes`` are used only when ``adc_external`` is high.
+        The tile's ADC port; ``done``/``codes`` are used only when ``adc_external`` is high,
+        and registered (the tile sees them one cycle after Python writes them).
     adc_external : In(1)
-        1: Python answers the ADC port (naive bridge); 0: the HDL ADC server does.
+        1: Python answers the ADC port (naive bridge); 0: the HDL ADC server does. Registered.
     mvm_codes : In(mvm_codes_layout(cfg))
         Codes of the MVM in progress, for the HDL ADC server.
     o_stream : Out(stream.Signature(column_values_layout(activation_bits, lanes)))
@@ -77,6 +105,8 @@ class TileCosimHarness(wiring.Component):
         params = self.tile.params
         self.beat_layout = column_values_layout(params.batch_norm.out_bits, params.lanes)
         super().__init__({
+            "clk": Out(1),
+            "rst": In(1),
             "bus": In(WishboneSignature(self.tile.regmap.addr_width)),
             "irq": Out(1),
             "adc": Out(AdcPortSignature(params.adc)),
@@ -91,13 +121,29 @@ class TileCosimHarness(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        self._clock_and_reset(m)
         m.submodules.tile = tile = self.tile
         wiring.connect(m, wiring.flipped(self.bus), tile.bus)
-        wiring.connect(m, tile.o_stream, wiring.flipped(self.o_stream))
-        m.d.comb += self.irq.eq(tile.irq)
+        m.d.comb += [
+            self.o_stream.payload.eq(tile.o_stream.payload),
+            self.o_stream.valid.eq(tile.o_stream.valid),
+            self.irq.eq(tile.irq),
+        ]
+        m.d.inputs += tile.o_stream.ready.eq(self.o_stream.ready)
         self._adc_server(m, tile.adc)
         self._result_capture(m, tile.o_stream)
         return m
+
+    def _clock_and_reset(self, m: Module) -> None:
+        """``sync`` (the tile's domain) and the reset-less ``inputs`` domain that registers
+        top-level inputs, both on the generated clock; ``sync`` reset by the registered ``rst``."""
+        clock, reset = Signal(), Signal()
+        m.submodules.clock = Instance(SIM_CLOCK_MODULE, o_clk=clock)
+        m.domains.inputs = ClockDomain("inputs", reset_less=True, local=True)
+        m.domains.sync = ClockDomain("sync", local=True)
+        m.d.comb += [ClockSignal("inputs").eq(clock), ClockSignal("sync").eq(clock), ResetSignal("sync").eq(reset),
+                     self.clk.eq(clock)]
+        m.d.inputs += reset.eq(self.rst)
 
     def _adc_server(self, m: Module, port) -> None:
         p = self.tile.params.adc
@@ -106,6 +152,9 @@ class TileCosimHarness(wiring.Component):
         remaining = Signal(range(latency + 1))
         served_done = Signal()
         served_codes = Signal.like(port.codes)
+        external, external_done, external_codes = Signal(), Signal(), Signal.like(port.codes)
+        m.d.inputs += [external.eq(self.adc_external), external_done.eq(self.adc.done),
+                       external_codes.eq(self.adc.codes)]
         m.d.comb += [
             self.adc.start.eq(port.start),
             self.adc.cancel.eq(port.cancel),
@@ -113,12 +162,12 @@ class TileCosimHarness(wiring.Component):
             self.adc.plane.eq(port.plane),
             self.adc.phase.eq(port.phase),
             served_done.eq(pending & (remaining == 0)),
-            port.done.eq(Mux(self.adc_external, self.adc.done, served_done)),
-            port.codes.eq(Mux(self.adc_external, self.adc.codes, served_codes)),
+            port.done.eq(Mux(external, external_done, served_done)),
+            port.codes.eq(Mux(external, external_codes, served_codes)),
         ]
         with m.If(port.start):
             self._latch_codes(m, port, served_codes, p.columns_per_adc, p.codes_per_conversion)
-        with m.If(port.start & ~self.adc_external):
+        with m.If(port.start & ~external):
             m.d.sync += [pending.eq(1), remaining.eq(latency - 1), self.conversions.eq(self.conversions + 1)]
         with m.Elif(port.cancel | served_done):
             m.d.sync += pending.eq(0)

@@ -33,7 +33,11 @@ class NaiveAdcBridge:
     def __init__(self, dut, cfg: ChipConfig):
         self.dut, self.cfg = dut, cfg
         self.params = AdcInterfaceParams.from_config(cfg)
-        self.latency = cfg.adc.latency_cycles
+        if cfg.adc.latency_cycles < 2:
+            raise ValueError("the naive bridge needs adc.latency_cycles >= 2 (the harness registers the external "
+                             f"ADC port, so done is written one cycle ahead), not {cfg.adc.latency_cycles}")
+        # done is driven one cycle early: the harness registers it
+        self.latency = cfg.adc.latency_cycles - 1
         self.codes: np.ndarray | None = None
         self.served = 0
         dut.adc_external.value = 1

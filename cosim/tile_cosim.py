@@ -32,7 +32,7 @@ DRIFT_LABELS = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 30 * 86400.0: "1 mo
 def harness_verilog(cfg: ChipConfig, build_dir: str | Path) -> Path:
     """``build_dir/tile_cosim.v`` for ``cfg``, regenerated only when ``cfg`` or the HDL
     sources (``rtl/``, the harness) changed."""
-    from neurophase.cosim.harness import TileCosimHarness
+    from neurophase.cosim.harness import TileCosimHarness, sim_clock_verilog
     from neurophase.generate import convert
 
     build_dir = Path(build_dir)
@@ -41,7 +41,7 @@ def harness_verilog(cfg: ChipConfig, build_dir: str | Path) -> Path:
     wanted = json.dumps({"config": cfg.to_dict(), "sources": _hdl_sources_digest()}, sort_keys=True)
     if source.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
         return source
-    text = convert(TileCosimHarness(cfg), TOPLEVEL)
+    text = convert(TileCosimHarness(cfg), TOPLEVEL) + sim_clock_verilog()
     if not source.exists() or source.read_text(encoding="utf-8") != text:
         source.write_text(text, encoding="utf-8")
     stamp.write_text(wanted, encoding="utf-8")
@@ -72,7 +72,8 @@ def _run(cfg: ChipConfig, build_dir, bench: str, testcase: str, settings: dict, 
     run = run_cocotb(toplevel=TOPLEVEL, verilog=[source], test_module=f"neurophase.cosim.benches.{bench}",
                      build_dir=build_dir, params={"config": cfg.to_dict(), "results_json": str(results.resolve()),
                                                   **settings},
-                     seed=seed, waves=waves, simulator=simulator, testcase=[testcase], verbose=verbose)
+                     seed=seed, waves=waves, simulator=simulator, testcase=[testcase], verbose=verbose,
+                     timing=True)
     if not results.exists():
         where = run.log or run.results_xml
         raise SimulationError(f"the {testcase} test wrote no results (it stopped early); see {where}")

@@ -213,10 +213,10 @@ class TileTestbench:
         self.driver = MvmDriver(self.adc, self.firmware)
 
     async def reset(self) -> None:
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
+        self.dut.rst.value = 1  # the harness registers rst: it acts one cycle later
+        await ClockCycles(self.dut.clk, 3)
         self.dut.rst.value = 0
-        await ClockCycles(self.dut.clk, 1)
+        await ClockCycles(self.dut.clk, 2)
         await self.firmware.identify()
 
     def settings(self) -> DatapathSettings:
@@ -230,16 +230,17 @@ class TileTestbench:
         golden = datapath_batch(self.params, codes, self.settings())
         self.scoreboard.add_flags(golden["flags"])
         outputs = np.empty((len(inputs), self.cfg.tile.cols), dtype=np.int64)
+        served = self.adc.conversions()
         for i, mvm_codes in enumerate(codes):
             expected = {"result": golden["result"][i], "saturated": golden["saturated"][i]}
-            served = self.adc.conversions()
             await self.driver.send(mvm_codes)
             got = await self.monitor.receive()
-            assert self.adc.conversions() - served == self.params.adc.conversions_per_mvm, \
-                f"MVM {self.mvms}: {self.adc.conversions() - served} conversions"
             outputs[i] = self.scoreboard.check(f"MVM {self.mvms} at t={self.bridge.time_s:g} s", expected, got,
                                                ideal_out[i])
             self.mvms += 1
+        conversions = self.adc.conversions() - served
+        assert conversions == len(inputs) * self.params.adc.conversions_per_mvm, \
+            f"{len(inputs)} MVMs took {conversions} conversions, not {self.params.adc.conversions_per_mvm} each"
         return outputs
 
     async def configure(self, calibration: np.ndarray | None = None) -> np.ndarray:

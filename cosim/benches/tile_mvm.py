@@ -14,18 +14,18 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from neurophase.config import ChipConfig
 from neurophase.cosim.bridge import CrossbarBridge
+from neurophase.cosim.harness import CLOCK_PERIOD_NS
 from neurophase.cosim.tile_env import TileTestbench, predicted_error_pct
 from neurophase.models.crossbar import build_tile, input_range
 from neurophase.models.studies import study_weights
 
-#: Clock period of the simulation, ns.
-CLOCK_NS = 10
+#: Clock period of the simulation, ns (the harness generates its clock).
+CLOCK_NS = CLOCK_PERIOD_NS
 #: The measured RMS error may exceed the model's predicted one by at most this factor.
 BUDGET_TOLERANCE = 1.25
 #: Input vectors of the pure-numpy error prediction.
@@ -46,9 +46,8 @@ def random_inputs(cfg: ChipConfig, rng: np.random.Generator, count: int) -> np.n
 
 async def programmed_testbench(dut, cfg: ChipConfig, seed: int,
                                weights: str = "gaussian") -> tuple[TileTestbench, np.random.Generator]:
-    """Clock, a tile programmed with seeded weights of distribution ``weights``
+    """A tile programmed with seeded weights of distribution ``weights``
     (:func:`~neurophase.models.studies.study_weights`), reset, output stage set up."""
-    Clock(dut.clk, CLOCK_NS, unit="ns").start()
     rng = np.random.default_rng(seed)
     tile = build_tile(cfg, study_weights(weights, (cfg.tile.rows, cfg.tile.cols), rng), seed)
     bench = TileTestbench(dut, cfg, CrossbarBridge(tile, np.random.default_rng(seed + 1)))
