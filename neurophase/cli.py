@@ -199,6 +199,30 @@ def model_drift_command(config_path, out_path, seed, weights, as_json):
     console.print(f"plot: {out_path}")
 
 
+@model.command("floor")
+@config_option
+@click.option("--seeds", type=click.IntRange(1), default=4, show_default=True, help="Seeds 1..N (errors RMS over them).")
+@click.option("--t", "t_s", type=click.FloatRange(0.0), default=30 * 86400.0, show_default=True,
+              help="Time since programming, s.")
+@click.option("--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian", show_default=True,
+              help="Weight distribution.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decomposition as JSON.")
+@friendly_errors
+def model_floor_command(config_path, seeds, t_s, weights, as_json):
+    """Split the drift-compensated MVM error (the GDC floor) into its sources."""
+    from neurophase.models.studies import floor_decomposition
+
+    result = floor_decomposition(get_config(config_path), seeds=tuple(range(1, seeds + 1)), t_s=t_s, weights=weights)
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"t = {t_s:g} s, {weights} weights: compensated error {100 * result['total']:.2f} %  "
+                  f"(every source off: {100 * result['all_off']:.3f} %)")
+    for row in result["sources"]:
+        console.print(f"{row['source']:<38} without {100 * row['without']:6.2f} %   contribution "
+                      f"{100 * row['contribution']:6.2f} %   alone {100 * row['only']:6.2f} %")
+
+
 @sim.command("program-verify")
 @sim_options
 @friendly_errors
