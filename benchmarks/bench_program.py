@@ -22,7 +22,7 @@ import numpy as np
 from neurophase.config import ChipConfig
 from neurophase.cosim.runner import SimRun, run_cocotb
 from neurophase.models.devices import device_model_from_config
-from neurophase.models.mapping import WeightMapping, map_weights
+from neurophase.models.mapping import WeightMapping, expand_devices, map_weights
 from neurophase.models.program_verify import (
     default_policy, target_codes, to_physical, verify_lsb_us,
 )
@@ -83,7 +83,7 @@ def tile_job(cfg: ChipConfig, weights: np.ndarray | None = None, seed: int = BEN
         raise ValueError(f"weights must have shape (tile.rows, tile.cols) = {(cfg.tile.rows, cfg.tile.cols)}, "
                          f"not {weights.shape}")
     g_target, _, _ = map_weights(WeightMapping.from_config(cfg, device), weights)
-    g_target = to_physical(g_target, cfg.tile.cols)
+    g_target = to_physical(expand_devices(g_target, cfg.weights.devices_per_polarity), cfg.tile.cols)
     lsb = verify_lsb_us(device, cfg.adc.bits)
     return {"g_target": g_target, "targets": target_codes(g_target, lsb, cfg.adc.bits),
             "g_start": np.full(g_target.shape, device.g_min), "seed": np.int64(seed)}

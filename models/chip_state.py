@@ -36,7 +36,8 @@ class ChipState:
     Parameters
     ----------
     g_prog : float64 array, shape (2, slices, rows, cols + reference_columns)
-        Programmed conductances in µS; index 0 is G+, 1 is G-.
+        Programmed conductances in µS; index 0 is G+, 1 is G-. With
+        ``weights.devices_per_polarity`` P > 1 a trailing axis of P devices per side.
     nu : float64 array, same shape
         Drift exponents drawn at programming.
     rtn : bool array, same shape
@@ -86,8 +87,9 @@ class ChipState:
         for name in ("nu", "rtn", "pulses"):
             if getattr(self, name).shape != shape:
                 raise StateFileError(f"chip state {name} has shape {getattr(self, name).shape}, expected {shape}")
-        if len(shape) != 4 or shape[0] != 2:
-            raise StateFileError(f"chip state g_prog must have shape (2, slices, rows, columns), not {shape}")
+        if len(shape) not in (4, 5) or shape[0] != 2:
+            raise StateFileError(f"chip state g_prog must have shape (2, slices, rows, columns) or "
+                                 f"(2, slices, rows, columns, devices), not {shape}")
         rows, cols = self.w_int.shape
         if rows != shape[2] or cols + self.ref_w_int.shape[1] != shape[3] or self.scale.shape != (cols,):
             raise StateFileError(

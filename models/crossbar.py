@@ -15,7 +15,14 @@ Column signal and ADC
     I[c] = V_read * sum_r drive_r * (G+_rc(t) - G-_rc(t)), with G(t) the drifted, read-noisy
     conductances at time t since programming. The ADC converts
     ``code = clip(rint(I / I_lsb + offset_c + n_adc), -2**(bits-1), 2**(bits-1)-1)`` with
-    ``I_lsb = adc_full_scale * R * g_max * V_read * drive_max / 2**(bits-1)``.
+    ``I_lsb = P * adc_full_scale * R * g_max * V_read * drive_max / 2**(bits-1)``.
+
+Devices per polarity (``weights.devices_per_polarity = P``)
+    Each side of a pair is P devices programmed independently to the same target (own
+    programming noise, drift exponent, RTN, read noise); G+ and G- above are the sums over
+    the P devices. The ADC range, and so ``I_lsb``, grows by P: codes keep their units, the
+    signal grows P-fold and independent noise sqrt(P)-fold. :attr:`AnalogTile.lsb_us` is the
+    LSB referred to one device per polarity (the units of ``g_unit``), the same for every P.
 
 Read noise (``analog.read_noise = "output-referred"``, the default)
     Independent per-device Gaussian noise of variance (G_drift sigma_read)^2 sums, on each
@@ -41,7 +48,9 @@ import numpy as np
 from neurophase.config import ChipConfig, ConfigError
 from neurophase.models.chip_state import ChipState
 from neurophase.models.devices import DeviceModel, check_time, device_model_from_config
-from neurophase.models.mapping import WeightMapping, digits_to_conductances, map_weights, split_slices
+from neurophase.models.mapping import (
+    WeightMapping, digits_to_conductances, expand_devices, map_weights, split_slices, sum_devices,
+)
 from neurophase.models.shift_add import ShiftAddParams, shift_add
 
 __all__ = [
@@ -184,25 +193,37 @@ class AnalogTile:
         self.state = state
         self.device = DeviceModel(state.device["preset"], dict(state.device["params"]))
         self.mapping = WeightMapping.from_config(cfg, self.device)
-        expected = (2, cfg.weights.slices, cfg.tile.rows, cfg.tile.cols + cfg.analog.reference_columns)
+        devices = cfg.weights.devices_per_polarity
+        expected = (2, cfg.weights.slices, cfg.tile.rows, self.columns) + ((devices,) if devices > 1 else ())
         if state.g_prog.shape != expected:
             raise ConfigError(
                 f"chip state conductances have shape {state.g_prog.shape}; the configuration needs {expected} "
-                "(2, slices, rows, cols + analog.reference_columns)")
+                "(2, slices, rows, cols + analog.reference_columns[, weights.devices_per_polarity when > 1])")
         self._cache_key = None
         self._matrices = None
 
     # -- geometry --------------------------------------------------------------
     @property
+    def columns(self) -> int:
+        """Data plus reference columns."""
+        return self.cfg.tile.cols + self.cfg.analog.reference_columns
+
+    @property
     def lsb_us(self) -> float:
-        """ADC LSB as a conductance-times-drive sum in µS (multiply by V_read for µA)."""
+        """ADC LSB as a conductance-times-drive sum in µS, referred to one device per polarity
+        (the units of ``mapping.g_unit``; the same for every ``weights.devices_per_polarity``)."""
         cfg = self.cfg
         return cfg.analog.adc_full_scale * cfg.tile.rows * self.device.g_max * drive_max(cfg) / 2 ** (cfg.adc.bits - 1)
 
     @property
+    def column_lsb_us(self) -> float:
+        """ADC LSB of the summed column signal in µS: P x :attr:`lsb_us` for P devices per polarity."""
+        return self.cfg.weights.devices_per_polarity * self.lsb_us
+
+    @property
     def lsb_ua(self) -> float:
-        """ADC LSB current in µA."""
-        return self.lsb_us * self.cfg.analog.read_voltage_v
+        """ADC LSB current in µA (of the summed column signal)."""
+        return self.column_lsb_us * self.cfg.analog.read_voltage_v
 
     def column_offsets(self) -> np.ndarray:
         """Offset in LSB of every column (data columns, then reference columns), float32."""
@@ -213,7 +234,8 @@ class AnalogTile:
 
     # -- device reads ------------------------------------------------------------
     def conductances(self, t_s: float) -> np.ndarray:
-        """Noise-free conductances at ``t_s`` (drift and read disturb), (2, S, R, C+ref), µS."""
+        """Noise-free conductances at ``t_s`` (drift and read disturb), (2, S, R, C+ref), µS,
+        with a trailing axis of the P devices per polarity when P > 1."""
         t_s = check_time(t_s)
         if self.cfg.analog.drift == "off":
             return self.device.read_disturbed(self.state.g_prog, self._disturb_reads())
@@ -224,7 +246,8 @@ class AnalogTile:
         return self.state.reads if self.device.read_disturb_per_read else 0
 
     def read_matrices(self, t_s: float) -> np.ndarray:
-        """Per slice, [mean(G+ - G-) | var(G+) + var(G-)] in LSB units: float32 (S, R, 2 (C+ref)).
+        """Per slice, [mean(G+ - G-) | var(G+) + var(G-)] in LSB units: float32 (S, R, 2 (C+ref)),
+        G+ and G- summed over the P devices of each side.
 
         Cached per (time, read count that matters); computed once per read time, not per vector.
         """
@@ -234,9 +257,10 @@ class AnalogTile:
             g_prog = self.state.g_prog
             nu = self.state.nu if self.cfg.analog.drift == "on" else np.zeros_like(self.state.nu)
             mean, var = self.device.read_moments(g_prog, nu, t_s, self.state.rtn, self._disturb_reads())
+            mean, var = sum_devices(mean), sum_devices(var)
             if self.cfg.analog.read_noise != "output-referred":
                 var = np.zeros_like(var)
-            lsb = self.lsb_us
+            lsb = self.column_lsb_us
             self._matrices = np.concatenate(
                 [(mean[0] - mean[1]) / lsb, (var[0] + var[1]) / lsb**2], axis=-1).astype(np.float32)
             self._cache_key = key
@@ -261,7 +285,7 @@ class AnalogTile:
 
     def _output_referred(self, planes: np.ndarray, t_s: float, rng: np.random.Generator) -> np.ndarray:
         n_planes, batch, rows = planes.shape
-        cols = self.state.g_prog.shape[-1]
+        cols = self.columns
         matrices = self.read_matrices(t_s)
         flat = planes.reshape(n_planes * batch, rows)
         noisy = self.cfg.analog.read_noise == "output-referred"
@@ -284,12 +308,12 @@ class AnalogTile:
 
     def _per_device_outputs(self, planes: np.ndarray, t_s: float, rng: np.random.Generator) -> np.ndarray:
         n_planes, batch, _rows = planes.shape
-        state, lsb = self.state, self.lsb_us
+        state, lsb = self.state, self.column_lsb_us
         nu = state.nu if self.cfg.analog.drift == "on" else np.zeros_like(state.nu)
-        out = np.empty((state.g_prog.shape[1], n_planes, batch, state.g_prog.shape[-1]), dtype=np.float32)
+        out = np.empty((state.g_prog.shape[1], n_planes, batch, self.columns), dtype=np.float32)
         for p in range(n_planes):
             for b in range(batch):
-                g = self.device.read(state.g_prog, nu, t_s, rng, state.rtn, self._disturb_reads())
+                g = sum_devices(self.device.read(state.g_prog, nu, t_s, rng, state.rtn, self._disturb_reads()))
                 out[:, p, b] = np.einsum("r,src->sc", planes[p, b].astype(np.float64), g[0] - g[1]) / lsb
         return out
 
@@ -365,6 +389,7 @@ def build_tile(cfg: ChipConfig, weights: np.ndarray, seed: int, program_verify: 
     g_data, w_int, scale = map_weights(mapping, w)
     ref_w_int = reference_weights(cfg, mapping)
     g_target = np.concatenate([g_data, digits_to_conductances(mapping, split_slices(mapping, ref_w_int))], axis=-1)
+    g_target = expand_devices(g_target, cfg.weights.devices_per_polarity)
     g_prog, pulses = _program(cfg, device, g_target, rng, program_verify)
     nu = device.draw_drift_exponents(g_target, rng)
     rtn = device.rtn_mask(g_target.shape, rng)

@@ -146,6 +146,9 @@ class EmulatorParams:
 
     @classmethod
     def from_config(cls, cfg: ChipConfig) -> "EmulatorParams":
+        """Parameters of ``cfg``'s emulator. ``weights.devices_per_polarity`` does not enter:
+        an emulated pair of codes stands for the summed pair, and codes keep their units
+        for every number of devices per polarity (the analog model scales its ADC LSB)."""
         if cfg.input.mode != "bit-serial":
             raise ConfigError(f"input.mode must be 'bit-serial' for the FPGA crossbar emulator, not {cfg.input.mode!r}")
         return cls(rows=cfg.tile.rows, cols=cfg.tile.cols, slices=cfg.weights.slices, planes=cfg.input.planes,

@@ -16,8 +16,12 @@ Steps (all exact and invertible up to the first quantisation):
    devices at the equal low conductance ``g_min``. The largest |W| of each column (or tile)
    lands on g_max when it needs the top digit ``d_max``.
 
-The inverse (:func:`unmap_conductances`) reads ``d_s = rint((G+ - G-) / g_unit)`` and
-recombines; without noise it returns ``W_int`` exactly.
+4. Devices per polarity. With ``weights.devices_per_polarity`` P > 1 every side of a pair is
+   P devices programmed to the same target (:func:`expand_devices`), their currents summed on
+   the bit line: targets get a trailing device axis, shape (2, slices, rows, cols, P).
+
+The inverse (:func:`unmap_conductances`) reads ``d_s = rint((G+ - G-) / g_unit)`` (the mean over
+the P devices of a side) and recombines; without noise it returns ``W_int`` exactly.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import numpy as np
 from neurophase.config import ChipConfig, ConfigError
 from neurophase.models.devices import DeviceModel, check_finite
 
-__all__ = ["WeightMapping", "map_weights", "unmap_conductances", "split_slices", "join_slices"]
+__all__ = ["WeightMapping", "map_weights", "unmap_conductances", "split_slices", "join_slices", "expand_devices",
+           "sum_devices"]
 
 
 @dataclass(frozen=True)
@@ -145,10 +150,34 @@ def digits_to_conductances(mapping: WeightMapping, digits: np.ndarray) -> np.nda
     return np.stack([g_pos, g_neg])
 
 
+def expand_devices(g_target: np.ndarray, devices: int) -> np.ndarray:
+    """Targets of P = ``devices`` devices per polarity: (2, S, R, C) -> (2, S, R, C, P), every
+    device of a side at the pair's target; P = 1 returns ``g_target`` unchanged (4-D)."""
+    if isinstance(devices, bool) or not isinstance(devices, (int, np.integer)) or devices < 1:
+        raise ValueError(f"devices per polarity must be a positive integer, not {devices!r}")
+    g_target = np.asarray(g_target)
+    if g_target.ndim != 4:
+        raise ValueError(f"pair targets must have shape (2, slices, rows, cols), not {g_target.shape}")
+    if devices == 1:
+        return g_target
+    return np.repeat(g_target[..., None], devices, axis=-1)
+
+
+def sum_devices(values: np.ndarray) -> np.ndarray:
+    """Per-device values (2, S, R, C, P) summed over each side's P devices -> (2, S, R, C);
+    4-D values (one device per polarity) are returned unchanged."""
+    values = np.asarray(values)
+    return values.sum(axis=-1) if values.ndim == 5 else values
+
+
 def unmap_conductances(mapping: WeightMapping, g: np.ndarray) -> np.ndarray:
-    """Integer weights read back from (2, slices, rows, cols) conductances (exact without noise)."""
+    """Integer weights read back from (2, slices, rows, cols) conductances, or
+    (2, slices, rows, cols, P) with P devices per polarity (exact without noise)."""
     g = np.asarray(g, dtype=np.float64)
-    if g.ndim != 4 or g.shape[:2] != (2, mapping.slices):
-        raise ValueError(f"conductances must have shape (2, {mapping.slices}, rows, cols), not {g.shape}")
+    if g.ndim not in (4, 5) or g.shape[:2] != (2, mapping.slices):
+        raise ValueError(f"conductances must have shape (2, {mapping.slices}, rows, cols) or "
+                         f"(2, {mapping.slices}, rows, cols, devices), not {g.shape}")
+    if g.ndim == 5:
+        g = g.mean(axis=-1)
     digits = np.rint((g[0] - g[1]) / mapping.g_unit).astype(np.int64)
     return join_slices(mapping, digits)

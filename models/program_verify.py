@@ -8,15 +8,17 @@ controller's pulse and read ports.
 
 Physical device addressing
 --------------------------
-A weight is ``weights.slices`` (S) differential pairs; each device has its own physical
-column. Row ``r`` of a tile has ``P = 2 * S * cols`` devices; physical column
+A weight is ``weights.slices`` (S) differential pairs of ``weights.devices_per_polarity``
+(D) devices per side; each device has its own physical column, programmed on its own.
+Row ``r`` of a tile has ``P = 2 * S * D * cols`` devices; physical column
 
-    p = 2 * (s * cols + c) + side        side 0 = G+, side 1 = G-
+    p = (2 * (s * cols + c) + side) * D + k        side 0 = G+, side 1 = G-, device k < D
 
-holds slice ``s`` of weight column ``c`` (G+ and G- side by side, slice-major). Reference
-columns are not programmed by the controller. :func:`to_physical` / :func:`from_physical`
-convert between the (2, S, rows, cols) layout of :mod:`neurophase.models.crossbar` and the
-(rows, P) layout of the controller.
+holds device ``k`` of slice ``s`` of weight column ``c`` (G+ and G- side by side,
+slice-major; with D = 1, ``p = 2 * (s * cols + c) + side``). Reference columns are not
+programmed by the controller. :func:`to_physical` / :func:`from_physical` convert between
+the (2, S, rows, cols[, D]) layout of :mod:`neurophase.models.crossbar` and the (rows, P)
+layout of the controller.
 
 Verify-read scale
 -----------------
@@ -82,26 +84,32 @@ _WIDTH_MAX = (1 << WIDTH_BITS) - 1
 # -- geometry and scales -------------------------------------------------------------------------
 
 def physical_columns(cfg: ChipConfig) -> int:
-    """Devices per row the controller programs: 2 * slices * cols."""
-    return 2 * cfg.weights.slices * cfg.tile.cols
+    """Devices per row the controller programs: 2 * slices * devices_per_polarity * cols."""
+    return 2 * cfg.weights.slices * cfg.weights.devices_per_polarity * cfg.tile.cols
 
 
 def to_physical(g: np.ndarray, cols: int) -> np.ndarray:
-    """(2, S, rows, >= cols) conductances -> (rows, 2 * S * cols), p = 2 (s cols + c) + side."""
+    """(2, S, rows, >= cols[, D]) conductances -> (rows, 2 * S * D * cols),
+    p = (2 (s cols + c) + side) D + k."""
     g = np.asarray(g)
-    if g.ndim != 4 or g.shape[0] != 2 or g.shape[3] < cols:
-        raise ValueError(f"conductances must have shape (2, slices, rows, >= {cols}), not {g.shape}")
-    data = g[..., :cols]                      # (2, S, R, C)
-    return np.ascontiguousarray(data.transpose(2, 1, 3, 0).reshape(g.shape[2], -1))
+    if g.ndim not in (4, 5) or g.shape[0] != 2 or g.shape[3] < cols:
+        raise ValueError(f"conductances must have shape (2, slices, rows, >= {cols}) or "
+                         f"(2, slices, rows, >= {cols}, devices), not {g.shape}")
+    data = g[:, :, :, :cols]                  # (2, S, R, C[, D])
+    axes = (2, 1, 3, 0) + ((4,) if g.ndim == 5 else ())
+    return np.ascontiguousarray(data.transpose(axes).reshape(g.shape[2], -1))
 
 
-def from_physical(rows: np.ndarray, slices: int) -> np.ndarray:
-    """Inverse of :func:`to_physical`: (rows, 2 S cols) -> (2, S, rows, cols)."""
+def from_physical(rows: np.ndarray, slices: int, devices: int = 1) -> np.ndarray:
+    """Inverse of :func:`to_physical`: (rows, 2 S D cols) -> (2, S, rows, cols), or
+    (2, S, rows, cols, D) when ``devices`` D > 1."""
     rows = np.asarray(rows)
     n_rows, p = rows.shape
-    if p % (2 * slices):
-        raise ValueError(f"physical columns ({p}) must be a multiple of 2 * slices ({2 * slices})")
-    return np.ascontiguousarray(rows.reshape(n_rows, slices, p // (2 * slices), 2).transpose(3, 1, 0, 2))
+    group = 2 * slices * devices
+    if p % group:
+        raise ValueError(f"physical columns ({p}) must be a multiple of 2 * slices * devices ({group})")
+    g = rows.reshape(n_rows, slices, p // group, 2, devices).transpose(3, 1, 0, 2, 4)
+    return np.ascontiguousarray(g[..., 0] if devices == 1 else g)
 
 
 def verify_lsb_us(device: DeviceModel, adc_bits: int) -> float:

@@ -10,8 +10,8 @@ from neurophase.config import ChipConfig
 from neurophase.models.crossbar import build_tile, digital_result
 from neurophase.models.gdc import calibrate
 
-__all__ = ["STUDY_TIMES_S", "WEIGHT_DISTRIBUTIONS", "study_weights", "drift_study", "plot_drift_study",
-           "plot_error_vs_time"]
+__all__ = ["STUDY_TIMES_S", "WEIGHT_DISTRIBUTIONS", "FLOOR_SOURCES", "study_weights", "drift_study",
+           "best_alpha", "floor_decomposition", "plot_drift_study", "plot_error_vs_time"]
 
 #: 25 s, 1 h, 1 day, 1 week, 1 month, 1 year.
 STUDY_TIMES_S = (25.0, 3600.0, 86400.0, 7 * 86400.0, 30 * 86400.0, 365 * 86400.0)
@@ -35,10 +35,20 @@ def study_weights(kind: str, shape: tuple[int, int], rng: np.random.Generator) -
     return weights
 
 
+def best_alpha(y: np.ndarray, ideal: np.ndarray, per_column: bool) -> np.ndarray:
+    """The least-squares drift gain: the alpha minimising ||alpha y - ideal|| (one per column
+    or one for the tile), shape (cols,). What a perfect alpha estimate could reach."""
+    axis = 0 if per_column else None
+    num, den = np.sum(y * ideal, axis=axis), np.sum(y * y, axis=axis)
+    alpha = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    return np.broadcast_to(alpha, y.shape[1:]).astype(np.float64)
+
+
 def drift_study(cfg: ChipConfig, seed: int, batch: int = 256, times=STUDY_TIMES_S,
                 weights: str = "gaussian") -> list[dict]:
     """Relative RMS MVM error ||y - y_ideal|| / ||y_ideal|| at each time, raw and with GDC,
-    and their ratio ``improvement``.
+    and their ratio ``improvement``; ``error_best_alpha`` is the error with the
+    least-squares alpha (:func:`best_alpha`) instead of the estimated one.
 
     ``y_ideal`` is the exact x . W_int in the same units as the shift-and-add result
     (one unit digit = g_unit / LSB codes). Weights of distribution ``weights``
@@ -56,9 +66,77 @@ def drift_study(cfg: ChipConfig, seed: int, batch: int = 256, times=STUDY_TIMES_
         y = digital_result(cfg, tile.adc_codes(x, t, rng)).astype(np.float64)
         error_raw = float(np.sqrt(np.mean((y - ideal) ** 2)) / norm)
         error_gdc = float(np.sqrt(np.mean((alpha * y - ideal) ** 2)) / norm)
+        best = best_alpha(y, ideal, cfg.analog.gdc == "per-column")
+        error_best = float(np.sqrt(np.mean((best * y - ideal) ** 2)) / norm)
         rows.append({"t_s": float(t), "error_raw": error_raw, "error_gdc": error_gdc,
-                     "improvement": error_raw / error_gdc, "alpha_mean": float(np.mean(alpha))})
+                     "improvement": error_raw / error_gdc, "alpha_mean": float(np.mean(alpha)),
+                     "error_best_alpha": error_best})
     return rows
+
+
+#: Sources of the compensated error floor and the changes that switch each one off:
+#: configuration sections (``ChipConfig.replace``), device overrides, or the least-squares
+#: alpha in place of the estimated one. The ADC keeps its full scale at 16 bits (LSB / 2**(16-bits)).
+FLOOR_SOURCES = {
+    "programming noise": {"analog": {"programming_noise": "off"}},
+    "drift-exponent spread (sigma_nu)": {"overrides": {"nu_sigma_min": 0.0, "nu_sigma_max": 0.0}},
+    "drift-exponent mean vs G (mu_nu(g))": {"overrides": {"nu_mu_slope": 0.0, "nu_mu_offset": 0.049}},
+    "1/f read noise": {"analog": {"read_noise": "off"}},
+    "ADC quantisation": {"adc": {"bits": 16}},
+    "alpha estimation": {"best_alpha": True},
+}
+_MONTH_S = 30 * 86400.0
+
+
+def _without(cfg: ChipConfig, sources) -> tuple[ChipConfig, bool]:
+    """``cfg`` with ``sources`` (names of :data:`FLOOR_SOURCES`) switched off, and whether
+    the least-squares alpha replaces the estimated one."""
+    overrides, best = dict(cfg.device.overrides), False
+    for name in sources:
+        change = FLOOR_SOURCES[name]
+        best = best or change.get("best_alpha", False)
+        overrides.update(change.get("overrides", {}))
+        cfg = cfg.replace(**{key: value for key, value in change.items() if key in ("analog", "adc")})
+    return cfg.replace(device={"overrides": overrides}), best
+
+
+def _floor_error(cfg: ChipConfig, sources, seeds, t_s: float, batch: int, weights: str) -> float:
+    """RMS over ``seeds`` of the compensated error at ``t_s`` with ``sources`` switched off."""
+    cfg, best = _without(cfg, sources)
+    times = tuple(sorted(set(STUDY_TIMES_S) | {t_s}))
+    key = "error_best_alpha" if best else "error_gdc"
+    errors = [next(row[key] for row in drift_study(cfg, seed, batch, times, weights) if row["t_s"] == t_s)
+              for seed in seeds]
+    return float(np.sqrt(np.mean(np.square(errors))))
+
+
+def floor_decomposition(cfg: ChipConfig, seeds=(1,), t_s: float = _MONTH_S, batch: int = 256,
+                        weights: str = "gaussian") -> dict:
+    """Split the drift-compensated MVM error at ``t_s`` into its sources (:data:`FLOOR_SOURCES`).
+
+    For every source: ``without`` is the error with that source switched off and every other
+    one on; ``contribution = sign(d) sqrt(|d|)`` with ``d = total**2 - without**2`` its share in
+    quadrature (negative when switching the source off makes the error larger); ``only``
+    the error with that source alone (every other one off). The same study as
+    :func:`drift_study`; errors are RMS over ``seeds``.
+
+    Raises
+    ------
+    ConfigError
+        For device presets without the pcm-joshi drift-law parameters (pcm-hermes).
+    """
+    names = list(FLOOR_SOURCES)
+    total = _floor_error(cfg, (), seeds, t_s, batch, weights)
+    rows = []
+    for name in names:
+        without = _floor_error(cfg, (name,), seeds, t_s, batch, weights)
+        only = _floor_error(cfg, [other for other in names if other != name], seeds, t_s, batch, weights)
+        share = total**2 - without**2
+        rows.append({"source": name, "without": without, "only": only,
+                     "contribution": float(np.sign(share) * np.sqrt(abs(share)))})
+    none = _floor_error(cfg, names, seeds, t_s, batch, weights)
+    return {"t_s": float(t_s), "weights": weights, "seeds": list(seeds), "total": total, "all_off": none,
+            "sources": rows}
 
 
 def plot_error_vs_time(t_s, series, path: str | Path, *, ylabel: str, xlabel: str = "time since programming (s)",

@@ -182,21 +182,56 @@ def bench_datapath_command(config_path, as_json):
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of weights, programming and reads.")
 @click.option("--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian", show_default=True,
               help="Weight distribution (clipped: Gaussian clipped at +-2.5 sigma).")
+@click.option("--devices-per-polarity", "devices", type=int, default=None,
+              help="Override weights.devices_per_polarity of the configuration (1..4).")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @friendly_errors
-def model_drift_command(config_path, out_path, seed, weights, as_json):
+def model_drift_command(config_path, out_path, seed, weights, devices, as_json):
     """MVM error versus time since programming, with and without global drift compensation."""
     from neurophase.models.studies import drift_study, plot_drift_study
 
-    rows = drift_study(get_config(config_path), seed=seed, weights=weights)
+    cfg = get_config(config_path)
+    if devices is not None:
+        cfg = cfg.replace(weights={"devices_per_polarity": devices})
+    rows = drift_study(cfg, seed=seed, weights=weights)
     plot_drift_study(rows, out_path)
     if as_json:
-        emit_json({"seed": seed, "weights": weights, "plot": str(out_path), "rows": rows})
+        emit_json({"seed": seed, "weights": weights, "devices_per_polarity": cfg.weights.devices_per_polarity,
+                   "plot": str(out_path), "rows": rows})
         return
     for row in rows:
         console.print(f"t = {row['t_s']:>10.3g} s   error {row['error_raw']:.4f}   with GDC {row['error_gdc']:.4f}"
                       f"   ({row['improvement']:.2f}x)")
     console.print(f"plot: {out_path}")
+
+
+@model.command("floor")
+@config_option
+@click.option("--seeds", type=click.IntRange(1), default=4, show_default=True, help="Seeds 1..N (errors RMS over them).")
+@click.option("--t", "t_s", type=click.FloatRange(0.0), default=30 * 86400.0, show_default=True,
+              help="Time since programming, s.")
+@click.option("--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian", show_default=True,
+              help="Weight distribution.")
+@click.option("--devices-per-polarity", "devices", type=int, default=None,
+              help="Override weights.devices_per_polarity of the configuration (1..4).")
+@click.option("--json", "as_json", is_flag=True, help="Print the decomposition as JSON.")
+@friendly_errors
+def model_floor_command(config_path, seeds, t_s, weights, devices, as_json):
+    """Split the drift-compensated MVM error (the GDC floor) into its sources."""
+    from neurophase.models.studies import floor_decomposition
+
+    cfg = get_config(config_path)
+    if devices is not None:
+        cfg = cfg.replace(weights={"devices_per_polarity": devices})
+    result = floor_decomposition(cfg, seeds=tuple(range(1, seeds + 1)), t_s=t_s, weights=weights)
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"t = {t_s:g} s, {weights} weights: compensated error {100 * result['total']:.2f} %  "
+                  f"(every source off: {100 * result['all_off']:.3f} %)")
+    for row in result["sources"]:
+        console.print(f"{row['source']:<38} without {100 * row['without']:6.2f} %   contribution "
+                      f"{100 * row['contribution']:6.2f} %   alone {100 * row['only']:6.2f} %")
 
 
 @sim.command("program-verify")
@@ -208,11 +243,12 @@ def sim_program_verify(config_path, seed, length, waves, simulator, build_dir, v
     A random row is about a hundred transactions (reads and pulse commands), so --length N
     programs N // 100 random rows (at least one) besides the corner cases."""
     from neurophase.cosim.regressions import run_program_verify
+    from neurophase.models.program_verify import physical_columns
 
     cfg = get_config(config_path)
     length = max(1, length // 100)
     build_dir = build_dir or Path("out/sim/program_verify_regression")
-    console.print(f"program-verify: {2 * cfg.weights.slices * cfg.tile.cols} devices per row, "
+    console.print(f"program-verify: {physical_columns(cfg)} devices per row, "
                   f"{cfg.datapath.lanes} lanes; {length} random rows + corner cases")
     run = run_program_verify(cfg, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
                              verbose=verbose)

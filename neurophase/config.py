@@ -185,12 +185,17 @@ class WeightConfig(_Section):
         Factor F between consecutive slices: W = sum_s F**s * (G+_s - G-_s).
     scaling : str
         ``"per-column"`` or ``"per-tile"`` scaling of weights onto g_max.
+    devices_per_polarity : int
+        Devices P programmed to the same target on each side of a differential pair, their
+        currents summed on the same bit line (the 2023 Nature speech chip: 2 per polarity,
+        4 per weight). The ADC range grows with P, so codes keep their units.
     """
 
     _section = "weights"
     slices: int = _int_field(1, 1, 8, "differential pairs per weight")
     significance_factor: int = _int_field(8, 2, 256, "factor between consecutive slices")
     scaling: str = _choice_field("per-column", ("per-column", "per-tile"), "scaling of weights onto g_max")
+    devices_per_polarity: int = _int_field(1, 1, 4, "devices per polarity, currents summed on one bit line")
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,10 @@ def test_load_partial_toml_keeps_defaults(tmp_path):
     ({"tiles": {}}, "unknown section or field 'tiles'"),
     ({"adc": 8}, "[adc] must be a table of fields, not 8"),
     ({"weights": {"slices": 8, "significance_factor": 256}}, "needs a 72-bit accumulator; at most 62 bits"),
+    ({"weights": {"devices_per_polarity": 0}}, "weights.devices_per_polarity must be an integer from 1 to 4, not 0"),
+    ({"weights": {"devices_per_polarity": 5}}, "weights.devices_per_polarity must be an integer from 1 to 4, not 5"),
+    ({"weights": {"devices_per_polarity": 2.0}},
+     "weights.devices_per_polarity must be an integer from 1 to 4, not 2.0"),
 ])
 def test_invalid_values_are_named(data, message):
     with pytest.raises(ConfigError) as info:
@@ -73,3 +77,11 @@ def test_bad_toml_file_names_the_file(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match=r"cannot read configuration file .*missing.toml"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_devices_per_polarity_defaults_to_one_and_round_trips(tmp_path):
+    assert ChipConfig().weights.devices_per_polarity == 1
+    cfg = ChipConfig().replace(weights={"devices_per_polarity": 2})
+    path = tmp_path / "p2.toml"
+    path.write_text(cfg.to_toml())
+    assert load_config(path) == cfg and load_config(path).weights.devices_per_polarity == 2

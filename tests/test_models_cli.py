@@ -29,3 +29,13 @@ def test_model_drift_cli(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["rows"]
     assert out.stat().st_size > 0 and rows[-1]["error_gdc"] < rows[-1]["error_raw"]
+
+
+def test_model_floor_cli(tmp_path):
+    config = tmp_path / "small.toml"
+    config.write_text("[tile]\nrows = 32\ncols = 16\n[datapath]\nlanes = 16\n")
+    result = CliRunner().invoke(main, ["model", "floor", "--config", str(config), "--seeds", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["t_s"] == 30 * 86400.0 and len(figures["sources"]) == 6
+    assert figures["all_off"] < figures["total"]

@@ -75,3 +75,19 @@ def test_gdc_improvement_grows_as_weights_fill_the_conductance_range():
     assert 1.5 < gain["gaussian"] < gain["clipped"] < gain["uniform"], gain
     with pytest.raises(ValueError, match=r"^weights must be one of 'gaussian', 'clipped', 'uniform', not 'laplace'$"):
         study_weights("laplace", (2, 2), np.random.default_rng(0))
+
+
+def test_floor_decomposition_sources_add_in_quadrature():
+    """Every source switched off leaves (almost) nothing; the sources alone add up, in
+    quadrature, to about the total; programming noise, nu spread and read noise each matter."""
+    from neurophase.models.studies import FLOOR_SOURCES, floor_decomposition
+
+    cfg = ChipConfig().replace(tile={"rows": 64, "cols": 32}, datapath={"lanes": 16})
+    result = floor_decomposition(cfg, seeds=(3,), batch=64)
+    rows = {row["source"]: row for row in result["sources"]}
+    assert list(rows) == list(FLOOR_SOURCES)
+    assert result["all_off"] < 0.01 < result["total"]
+    alone = np.sqrt(sum(row["only"] ** 2 for row in rows.values()))
+    assert alone == pytest.approx(result["total"], rel=0.2)
+    for name in ("programming noise", "drift-exponent spread (sigma_nu)", "1/f read noise"):
+        assert rows[name]["without"] < result["total"] and rows[name]["only"] > 0.03, rows[name]

@@ -89,7 +89,8 @@ def test_physical_layout_round_trip_and_addressing():
     s, c, side, r = 1, 5, 1, 6
     assert phys[r, 2 * (s * cfg.tile.cols + c) + side] == g[side, s, r, c]
     assert np.array_equal(from_physical(phys, 2), g[..., : cfg.tile.cols])
-    with pytest.raises(ValueError, match=r"conductances must have shape \(2, slices, rows, >= 8\), not \(8, 8\)"):
+    with pytest.raises(ValueError, match=r"conductances must have shape \(2, slices, rows, >= 8\) or "
+                       r"\(2, slices, rows, >= 8, devices\), not \(8, 8\)"):
         to_physical(np.zeros((8, 8)), 8)
 
 
