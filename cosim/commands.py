@@ -58,15 +58,21 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
                   default=Path("out/sim/drift.png"), show_default=True, help="Plot file (PNG).")
     @click.option("--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian",
                   show_default=True, help="Distribution of the programmed weights (clipped: Gaussian at +-2.5 sigma).")
+    @click.option("--devices-per-polarity", "devices", type=int, default=None,
+                  help="Override weights.devices_per_polarity of the configuration (1..4; 2: the 4-device "
+                       "weights of the 2023 speech chip).")
     @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
     @friendly_errors
-    def sim_drift(config_path, seed, length, waves, simulator, build_dir, verbose, out_path, weights, as_json):
+    def sim_drift(config_path, seed, length, waves, simulator, build_dir, verbose, out_path, weights, devices,
+                  as_json):
         """Drift scenario: program a tile, step model time 1 s .. 1 year; at each point the
         firmware recalibrates over the CSR bus. MVM error with no, per-tile and per-column
         GDC (--length evaluation MVMs per point and mode)."""
         from neurophase.cosim.tile_cosim import improvement, plot_drift, run_drift_cosim
 
         cfg = get_config(config_path)
+        if devices is not None:
+            cfg = cfg.replace(weights={"devices_per_polarity": devices})
         build_dir = build_dir or Path("out/sim/tile_cosim")
         run, res = run_drift_cosim(cfg, build_dir, count=length, seed=seed, waves=waves, simulator=simulator,
                                    verbose=verbose, weights=weights)
@@ -77,11 +83,12 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
             if any(r["t_s"] == month for r in rows) else {}
         if as_json:
             emit_json({**res, "sim_seed": run.seed, "plot": str(out_path), "ok": run.ok,
-                       "month_improvement": factors})
+                       "devices_per_polarity": cfg.weights.devices_per_polarity, "month_improvement": factors})
             sys.exit(0 if run.ok else 1)
         from rich.table import Table
 
-        table = Table(title=f"MVM error, RMS % of full scale (RTL + analog model, {weights} weights)")
+        table = Table(title=f"MVM error, RMS % of full scale (RTL + analog model, {weights} weights, "
+                            f"{cfg.weights.devices_per_polarity} device(s) per polarity)")
         for name in ("time", "no compensation", "per-tile GDC", "per-column GDC", "tile alpha"):
             table.add_column(name, justify="right")
         for row in rows:
