@@ -19,8 +19,8 @@ def _time_label(t_s: float) -> str:
 
 def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
     """Add ``mvm`` and ``drift`` to ``sim`` and ``cosim`` to ``bench``."""
-    from neurophase.cli import (config_option, console, emit_json, friendly_errors, get_config, print_sim_summary,
-                                sim_options)
+    from neurophase.cli import (config_option, console, devices_option, emit_json, friendly_errors, get_config,
+                                print_sim_summary, sim_options)
 
     @sim.command("mvm")
     @sim_options
@@ -58,9 +58,7 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
                   default=Path("out/sim/drift.png"), show_default=True, help="Plot file (PNG).")
     @click.option("--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian",
                   show_default=True, help="Distribution of the programmed weights (clipped: Gaussian at +-2.5 sigma).")
-    @click.option("--devices-per-polarity", "devices", type=int, default=None,
-                  help="Override weights.devices_per_polarity of the configuration (1..4; 2: the 4-device "
-                       "weights of the 2023 speech chip).")
+    @devices_option
     @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
     @friendly_errors
     def sim_drift(config_path, seed, length, waves, simulator, build_dir, verbose, out_path, weights, devices,
@@ -70,9 +68,7 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         GDC (--length evaluation MVMs per point and mode)."""
         from neurophase.cosim.tile_cosim import improvement, plot_drift, run_drift_cosim
 
-        cfg = get_config(config_path)
-        if devices is not None:
-            cfg = cfg.replace(weights={"devices_per_polarity": devices})
+        cfg = get_config(config_path, devices)
         build_dir = build_dir or Path("out/sim/tile_cosim")
         run, res = run_drift_cosim(cfg, build_dir, count=length, seed=seed, waves=waves, simulator=simulator,
                                    verbose=verbose, weights=weights)

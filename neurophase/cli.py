@@ -37,8 +37,18 @@ def friendly_errors(func):
     return wrapper
 
 
-def get_config(path: Path | None) -> ChipConfig:
-    return load_config(path)
+def get_config(path: Path | None, devices_per_polarity: int | None = None) -> ChipConfig:
+    """The configuration at ``path`` (the default chip when None), with
+    ``weights.devices_per_polarity`` overridden when given."""
+    cfg = load_config(path)
+    return cfg if devices_per_polarity is None else cfg.replace(weights={"devices_per_polarity": devices_per_polarity})
+
+
+devices_option = click.option(
+    "--devices-per-polarity", "devices", type=int, default=None,
+    help="Override weights.devices_per_polarity of the configuration (1..4; 2: the 4-device weights of the "
+         "2023 speech chip).",
+)
 
 
 @click.group()
@@ -182,17 +192,14 @@ def bench_datapath_command(config_path, as_json):
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of weights, programming and reads.")
 @click.option("--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian", show_default=True,
               help="Weight distribution (clipped: Gaussian clipped at +-2.5 sigma).")
-@click.option("--devices-per-polarity", "devices", type=int, default=None,
-              help="Override weights.devices_per_polarity of the configuration (1..4).")
+@devices_option
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @friendly_errors
 def model_drift_command(config_path, out_path, seed, weights, devices, as_json):
     """MVM error versus time since programming, with and without global drift compensation."""
     from neurophase.models.studies import drift_study, plot_drift_study
 
-    cfg = get_config(config_path)
-    if devices is not None:
-        cfg = cfg.replace(weights={"devices_per_polarity": devices})
+    cfg = get_config(config_path, devices)
     rows = drift_study(cfg, seed=seed, weights=weights)
     plot_drift_study(rows, out_path)
     if as_json:
@@ -212,17 +219,14 @@ def model_drift_command(config_path, out_path, seed, weights, devices, as_json):
               help="Time since programming, s.")
 @click.option("--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian", show_default=True,
               help="Weight distribution.")
-@click.option("--devices-per-polarity", "devices", type=int, default=None,
-              help="Override weights.devices_per_polarity of the configuration (1..4).")
+@devices_option
 @click.option("--json", "as_json", is_flag=True, help="Print the decomposition as JSON.")
 @friendly_errors
 def model_floor_command(config_path, seeds, t_s, weights, devices, as_json):
     """Split the drift-compensated MVM error (the GDC floor) into its sources."""
     from neurophase.models.studies import floor_decomposition
 
-    cfg = get_config(config_path)
-    if devices is not None:
-        cfg = cfg.replace(weights={"devices_per_polarity": devices})
+    cfg = get_config(config_path, devices)
     result = floor_decomposition(cfg, seeds=tuple(range(1, seeds + 1)), t_s=t_s, weights=weights)
     if as_json:
         emit_json(result)

@@ -111,7 +111,8 @@ def test_per_tile_gdc_cuts_the_one_month_error_as_the_model_predicts(default_bui
 def test_bench_cosim_reports_both_bridges(default_build, seed):
     run, figures = run_cosim_bench(DEFAULT, default_build, count=4, seed=seed)
     assert run.ok and figures["exact"] == 8
-    for key in ("mvm_per_s", "naive_mvm_per_s", "speedup_vs_naive", "rtl_cycles_per_s"):
+    for key in ("mvm_per_s", "naive_mvm_per_s", "speedup_vs_naive", "rtl_cycles_per_s", "idle_rtl_cycles_per_s",
+                "speedup_ceiling", "model_read_s_per_mvm", "speedup_bound_with_model"):
         assert figures[key] > 0, key
     assert figures["fast_cycles"] == figures["naive_cycles"], "both bridges must simulate the same cycles"
 

@@ -87,9 +87,11 @@ def test_column_sharing_order_and_shared_offsets(seed):
     assert np.all(offsets == offsets[:, :1]) and len(np.unique(offsets[:, 0])) == 4
 
 
-def test_output_referred_noise_matches_per_device_noise(seed):
+@pytest.mark.parametrize("devices", [1, 2])
+def test_output_referred_noise_matches_per_device_noise(seed, devices):
     """Same mean and variance per output as drawing every device at every read."""
-    cfg = small_config(rows=32, cols=8, datapath={"lanes": 8}, analog={"reference_columns": 0})
+    cfg = small_config(rows=32, cols=8, datapath={"lanes": 8}, analog={"reference_columns": 0},
+                       weights={"devices_per_polarity": devices})
     weights = np.random.default_rng(seed).normal(size=(32, 8))
     x = np.tile(np.random.default_rng(seed + 1).integers(-128, 128, size=(1, 32)), (400, 1))
     stats = []
