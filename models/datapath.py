@@ -19,8 +19,8 @@ from neurophase.models.batch_norm import BatchNormParams, batch_norm
 from neurophase.models.drift_gain import DriftGainParams, drift_gain
 from neurophase.models.shift_add import ShiftAddParams, shift_add
 
-__all__ = ["DatapathParams", "DatapathSettings", "datapath", "datapath_batch", "datapath_output_beats", "fixed_point_formats",
-           "fixed_point_table", "STATUS_FLAGS"]
+__all__ = ["DatapathParams", "DatapathSettings", "datapath", "datapath_batch", "datapath_output_beats",
+           "fixed_point_formats", "fixed_point_table", "STATUS_FLAGS"]
 
 #: Sticky status flags the datapath raises, in the order of the tile's status bits.
 STATUS_FLAGS = ("trim_saturated", "acc_saturated", "gain_saturated", "bn_saturated", "requant_saturated",
@@ -160,16 +160,14 @@ def datapath_batch(params: DatapathParams, codes: np.ndarray, settings: Datapath
     batch, columns = codes.shape[0], params.columns
     if batch == 0 or codes.shape[3] != columns:
         raise ValueError(f"codes must have shape (batch >= 1, slices, planes, {columns}), not {codes.shape}")
-    wide = DatapathParams(
-        adc=replace(params.adc, columns=batch * columns), shift_add=replace(params.shift_add, columns=batch * columns),
-        drift_gain=replace(params.drift_gain, columns=batch * columns),
-        batch_norm=replace(params.batch_norm, columns=batch * columns),
-        timeout_cycles=params.timeout_cycles, latency_cycles=params.latency_cycles)
+    wide = replace(params, **{stage: replace(getattr(params, stage), columns=batch * columns)
+                              for stage in ("adc", "shift_add", "drift_gain", "batch_norm")})
+
     def repeat(values):
         return np.tile(np.asarray(values), batch) if np.ndim(values) else values
 
-    wide_settings = DatapathSettings(repeat(settings.trims), repeat(settings.gains), repeat(settings.scale),
-                                     repeat(settings.bias), settings.shift, settings.relu)
+    wide_settings = replace(settings, trims=repeat(settings.trims), gains=repeat(settings.gains),
+                            scale=repeat(settings.scale), bias=repeat(settings.bias))
     flat = np.moveaxis(codes, 0, 2).reshape(*codes.shape[1:3], batch * columns)
     out = datapath(wide, flat, wide_settings)
     return {"result": out["result"].reshape(batch, columns), "saturated": out["saturated"].reshape(batch, columns),
