@@ -20,7 +20,7 @@ def _time_label(t_s: float) -> str:
 def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
     """Add ``mvm`` and ``drift`` to ``sim`` and ``cosim`` to ``bench``."""
     from neurophase.cli import (config_option, console, devices_option, emit_json, friendly_errors, get_config,
-                                print_sim_summary, sim_options)
+                                print_sim_summary, sim_options, weight_distribution_option)
 
     @sim.command("mvm")
     @sim_options
@@ -56,8 +56,7 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
     @sim_options
     @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
                   default=Path("out/sim/drift.png"), show_default=True, help="Plot file (PNG).")
-    @click.option("--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian",
-                  show_default=True, help="Distribution of the programmed weights (clipped: Gaussian at +-2.5 sigma).")
+    @weight_distribution_option
     @devices_option
     @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
     @friendly_errors

@@ -44,6 +44,11 @@ def get_config(path: Path | None, devices_per_polarity: int | None = None) -> Ch
     return cfg if devices_per_polarity is None else cfg.replace(weights={"devices_per_polarity": devices_per_polarity})
 
 
+weight_distribution_option = click.option(
+    "--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian", show_default=True,
+    help="Distribution of the programmed weights (clipped: Gaussian clipped at +-2.5 sigma).",
+)
+
 devices_option = click.option(
     "--devices-per-polarity", "devices", type=int, default=None,
     help="Override weights.devices_per_polarity of the configuration (1..4; 2: the 4-device weights of the "
@@ -190,8 +195,7 @@ def bench_datapath_command(config_path, as_json):
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("out/model/drift.png"),
               show_default=True, help="Plot file (PNG).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of weights, programming and reads.")
-@click.option("--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian", show_default=True,
-              help="Weight distribution (clipped: Gaussian clipped at +-2.5 sigma).")
+@weight_distribution_option
 @devices_option
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @friendly_errors
@@ -217,8 +221,7 @@ def model_drift_command(config_path, out_path, seed, weights, devices, as_json):
 @click.option("--seeds", type=click.IntRange(1), default=4, show_default=True, help="Seeds 1..N (errors RMS over them).")
 @click.option("--t", "t_s", type=click.FloatRange(0.0), default=30 * 86400.0, show_default=True,
               help="Time since programming, s.")
-@click.option("--weights", type=click.Choice(["gaussian", "clipped", "uniform"]), default="gaussian", show_default=True,
-              help="Weight distribution.")
+@weight_distribution_option
 @devices_option
 @click.option("--json", "as_json", is_flag=True, help="Print the decomposition as JSON.")
 @friendly_errors
