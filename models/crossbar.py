@@ -49,12 +49,12 @@ from neurophase.config import ChipConfig, ConfigError
 from neurophase.models.chip_state import ChipState
 from neurophase.models.devices import DeviceModel, check_time, device_model_from_config
 from neurophase.models.mapping import (
-    WeightMapping, digits_to_conductances, expand_devices, map_weights, split_slices, sum_devices,
+    WeightMapping, digits_to_conductances, expand_devices, quantise_weights, split_slices, sum_devices,
 )
 from neurophase.models.shift_add import ShiftAddParams, shift_add
 
 __all__ = [
-    "AnalogTile", "build_tile", "input_planes", "input_range", "conversion_order", "digital_result",
+    "AnalogTile", "build_tile", "program_tile", "input_planes", "input_range", "conversion_order", "digital_result",
     "ideal_codes", "exact_adc_full_scale", "exact_config", "required_adc_bits", "REFERENCE_WEIGHT_SEED",
 ]
 
@@ -385,8 +385,38 @@ def build_tile(cfg: ChipConfig, weights: np.ndarray, seed: int, program_verify: 
     if w.shape != (cfg.tile.rows, cfg.tile.cols):
         raise ValueError(f"weights must have shape (tile.rows, tile.cols) = {(cfg.tile.rows, cfg.tile.cols)}, "
                          f"not {w.shape}")
+    w_int, scale = quantise_weights(mapping, w)
+    return program_tile(cfg, w_int, scale, seed, program_verify)
+
+
+def program_tile(cfg: ChipConfig, w_int: np.ndarray, scale: np.ndarray, seed: int,
+                 program_verify: bool = False) -> AnalogTile:
+    """Program a fresh tile instance with integer weights already quantised by the caller.
+
+    Parameters
+    ----------
+    cfg : ChipConfig
+    w_int : int array, shape (tile.rows, tile.cols)
+        Integer weights in [-w_max, w_max] (``analog.weight_bits``).
+    scale : float array, shape (tile.cols,)
+        The real value of one integer weight step per column (kept in the state for
+        :meth:`AnalogTile.weights`).
+    seed, program_verify :
+        As for :func:`build_tile`.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, not {seed!r}")
+    device = device_model_from_config(cfg)
+    mapping = WeightMapping.from_config(cfg, device)
+    w_int = np.asarray(w_int)
+    if w_int.shape != (cfg.tile.rows, cfg.tile.cols) or not np.issubdtype(w_int.dtype, np.integer):
+        raise ValueError(f"integer weights must be integers of shape (tile.rows, tile.cols) = "
+                         f"{(cfg.tile.rows, cfg.tile.cols)}, not {w_int.dtype} of shape {w_int.shape}")
+    scale = np.asarray(scale, dtype=np.float64)
+    if scale.shape != (cfg.tile.cols,) or not np.all(np.isfinite(scale)):
+        raise ValueError(f"weight scales must be {cfg.tile.cols} finite numbers, not shape {scale.shape}")
     rng = np.random.default_rng(seed)
-    g_data, w_int, scale = map_weights(mapping, w)
+    g_data = digits_to_conductances(mapping, split_slices(mapping, w_int))
     ref_w_int = reference_weights(cfg, mapping)
     g_target = np.concatenate([g_data, digits_to_conductances(mapping, split_slices(mapping, ref_w_int))], axis=-1)
     g_target = expand_devices(g_target, cfg.weights.devices_per_polarity)
