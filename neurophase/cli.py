@@ -337,5 +337,10 @@ from neurophase.cosim.commands import register_cosim_commands  # noqa: E402
 
 register_cosim_commands(sim, bench)
 
+# `neurophase model map|network` and `neurophase bench network` live with the network flow.
+from neurophase.network.commands import register_network_commands  # noqa: E402
+
+register_network_commands(model, bench, console, emit_json, friendly_errors, config_option, get_config)
+
 if __name__ == "__main__":
     main()

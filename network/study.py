@@ -1,0 +1,175 @@
+"""The network study: accuracy of a mapped network versus time since programming, with
+no compensation, global drift compensation and GDC + batch-norm recalibration, over
+several chip instances (seeds), against the FP32 and freshly programmed baselines; and
+where the accuracy goes (per layer, per noise source).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+
+from neurophase.network.compensation import CALIBRATION_IMAGES, COMPENSATIONS, BatchNormCalibration, GdcFirmware
+from neurophase.network.data import Dataset
+from neurophase.network.golden import NetworkChip, Registers
+from neurophase.network.mapping import MappedNetwork
+
+__all__ = ["STUDY_TIMES", "network_study", "plot_study", "time_label"]
+
+#: Times since programming of the study, seconds: 1 s, 1 h, 1 day, 1 month, 1 year, 10 years.
+STUDY_TIMES = (1.0, 3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0, 3650 * 86400.0)
+_LABELS = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 30 * 86400.0: "1 month", 365 * 86400.0: "1 year",
+           3650 * 86400.0: "10 years"}
+#: Noise sources switched one at a time for the loss attribution.
+SOURCES = {
+    "all sources": {},
+    "programming noise only": {"drift": "off", "read_noise": "off"},
+    "drift only": {"programming_noise": "off", "read_noise": "off"},
+    "read noise only": {"programming_noise": "off", "drift": "off"},
+    "ADC and quantisation only": {"programming_noise": "off", "drift": "off", "read_noise": "off"},
+}
+
+
+def time_label(t_s: float) -> str:
+    return _LABELS.get(float(t_s), f"{t_s:g} s")
+
+
+def _rng(*keys) -> np.random.Generator:
+    return np.random.default_rng([int(k) for k in keys])
+
+
+def accuracy(chip: NetworkChip, data: Dataset, t_s: float, rng, **kwargs) -> float:
+    return float(np.mean(chip.predict(data.inputs, t_s, rng, **kwargs) == data.labels))
+
+
+def compensated_accuracy(chip: NetworkChip, gdc: GdcFirmware | None, bn: BatchNormCalibration | None,
+                         data: Dataset, t_s: float, rng, **kwargs) -> float:
+    """Accuracy at ``t_s`` after the firmware ran the given compensations from compiled registers."""
+    chip.registers = Registers.compiled(chip.mapped)
+    if gdc is not None:
+        gdc.apply(t_s, rng)
+    if bn is not None:
+        bn.apply(t_s, rng)
+    return accuracy(chip, data, t_s, rng, **kwargs)
+
+
+def network_study(mapped: MappedNetwork, test: Dataset, calibration: Dataset, seeds=(1, 2, 3),
+                  times=STUDY_TIMES, diagnose_at: float | None = 30 * 86400.0,
+                  progress: Callable[[str], None] | None = None) -> dict:
+    """Accuracy versus time for every compensation and seed, with baselines and diagnosis.
+
+    Parameters
+    ----------
+    mapped : MappedNetwork
+    test : Dataset
+        Images whose accuracy is reported.
+    calibration : Dataset
+        Source of the batch-norm calibration images (the first ``CALIBRATION_IMAGES``).
+    seeds : sequence of int
+        Chip instances (programming and read noise).
+    times : sequence of float
+        Times since programming, s.
+    diagnose_at : float or None
+        Time of the per-layer and per-source loss attribution (None: skip it).
+    progress : callable, optional
+        Called with a line of text after every step.
+
+    Returns
+    -------
+    dict with ``fp32_accuracy``, ``quantised_accuracy``, ``fresh_accuracy`` (mean over
+    seeds, t = 0), ``fresh_over_fp32``, ``rows`` (time, compensation, mean, std, per seed),
+    ``drop_1y`` per compensation and ``diagnosis``.
+    """
+    if not len(seeds) or not len(times):
+        raise ValueError("a study needs at least one seed and one time")
+    for t_s in times:
+        if not np.isfinite(t_s) or t_s < 0:
+            raise ValueError(f"times must be finite and >= 0 s, not {t_s!r}")
+    say = progress or (lambda line: None)
+    calib = calibration.head(CALIBRATION_IMAGES)
+    fp32 = float(np.mean(mapped.network.run(test.inputs).reshape(len(test), -1).argmax(1) == test.labels))
+    probe = NetworkChip(mapped, seeds[0])
+    quantised = accuracy(probe, test, 0.0, _rng(0), digital_layers=tuple(mapped.layers))
+    say(f"FP32 {fp32:.4f}, 8-bit digital {quantised:.4f}")
+    table = {(t, c): [] for t in times for c in COMPENSATIONS}
+    fresh = []
+    for seed in seeds:
+        chip = NetworkChip(mapped, seed)
+        gdc = GdcFirmware(chip, _rng(seed, 1))
+        bn = BatchNormCalibration(chip, calib.inputs)
+        fresh.append(accuracy(chip, test, 0.0, _rng(seed, 2)))
+        for i, t_s in enumerate(times):
+            for j, comp in enumerate(COMPENSATIONS):
+                rng = _rng(seed, 3, i, j)
+                table[t_s, comp].append(compensated_accuracy(
+                    chip, gdc if "gdc" in comp else None, bn if "bn" in comp else None, test, t_s, rng))
+            say(f"seed {seed}  {time_label(t_s):>8}  " + "  ".join(
+                f"{c} {table[t_s, c][-1]:.4f}" for c in COMPENSATIONS))
+    rows = [{"time_s": t, "time": time_label(t), "compensation": c, "mean": float(np.mean(v)),
+             "std": float(np.std(v)), "per_seed": v} for (t, c), v in table.items()]
+    fresh_mean = float(np.mean(fresh))
+    result = {
+        "fp32_accuracy": fp32, "quantised_accuracy": quantised, "fresh_accuracy": fresh_mean,
+        "fresh_per_seed": fresh, "fresh_over_fp32": fresh_mean / fp32 if fp32 else 0.0,
+        "seeds": list(seeds), "times_s": list(times), "images": len(test), "rows": rows,
+        "placement": mapped.placement(),
+    }
+    year = 365 * 86400.0
+    if year in times:
+        result["drop_1y"] = {c: fresh_mean - float(np.mean(table[year, c])) for c in COMPENSATIONS}
+    if diagnose_at is not None:
+        result["diagnosis"] = diagnose(mapped, test, calib, seeds[0], diagnose_at)
+        say(f"diagnosis at {time_label(diagnose_at)} done")
+    return result
+
+
+def diagnose(mapped: MappedNetwork, test: Dataset, calib: Dataset, seed: int, t_s: float) -> dict:
+    """Where accuracy is lost at ``t_s`` (GDC applied): each layer alone on the analog tiles
+    (the others exact), and each noise source alone on every layer."""
+    chip = NetworkChip(mapped, seed)
+    gdc = GdcFirmware(chip, _rng(seed, 1))
+    names = tuple(mapped.layers)
+    per_layer = {}
+    for i, name in enumerate(names):
+        others = tuple(n for n in names if n != name)
+        per_layer[name] = compensated_accuracy(chip, gdc, None, test, t_s, _rng(seed, 4, i), digital_layers=others)
+    per_source = {}
+    for i, (source, analog) in enumerate(SOURCES.items()):
+        variant = replace(mapped, cfg=mapped.cfg.replace(analog=analog))
+        chip = NetworkChip(variant, seed)
+        per_source[source] = compensated_accuracy(chip, GdcFirmware(chip, _rng(seed, 1)), None, test, t_s,
+                                                  _rng(seed, 5, i))
+    return {"time_s": t_s, "time": time_label(t_s), "compensation": "gdc",
+            "layer_alone_on_analog": per_layer, "source_alone": per_source}
+
+
+def plot_study(result: dict, path) -> None:
+    """Accuracy versus time per compensation (mean +- std over seeds), with the baselines, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neurophase.network.files import save_figure
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    times = result["times_s"]
+    for comp in COMPENSATIONS:
+        rows = [r for r in result["rows"] if r["compensation"] == comp]
+        mean = np.array([r["mean"] for r in rows]) * 100
+        std = np.array([r["std"] for r in rows]) * 100
+        ax.errorbar(times, mean, yerr=std, marker="o", capsize=3, label=comp)
+    ax.axhline(result["fp32_accuracy"] * 100, color="k", ls="--", lw=1, label="FP32")
+    ax.axhline(result["fresh_accuracy"] * 100, color="grey", ls=":", lw=1, label="fresh chip (t = 0)")
+    ax.set_xscale("log")
+    ax.set_xticks(times, [time_label(t) for t in times])
+    ax.set_xlabel("time since programming")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"network accuracy on the chip model ({len(result['seeds'])} seeds, {result['images']} images)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
