@@ -1,0 +1,178 @@
+"""The network flow: ONNX import against onnxruntime, mapping onto tiles, the golden network
+model against integer arithmetic, compensation, bad inputs."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from network_helpers import integer_reference, residual_onnx, small_cnn
+from neurophase.config import ChipConfig, ConfigError
+from neurophase.models.crossbar import exact_config
+from neurophase.network import native as nn
+from neurophase.network.data import Dataset, load_npz
+from neurophase.network.golden import NetworkChip
+from neurophase.network.graph import NetworkError
+from neurophase.network.mapping import map_network
+from neurophase.network.onnx_import import from_onnx_model, load_onnx
+
+
+def exact_chip(rows=128, cols=128, count=16):
+    return exact_config(ChipConfig().replace(tile={"rows": rows, "cols": cols, "count": count}, adc={"bits": 16},
+                                             datapath={"lanes": 32}))
+
+
+def test_import_reproduces_onnxruntime():
+    rng = np.random.default_rng(11)
+    model = residual_onnx(rng)
+    onnx.checker.check_model(model)
+    network = from_onnx_model(model)
+    x = rng.normal(size=(7, 1, 8, 8)).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x})[0]
+    np.testing.assert_allclose(network.run(x), expected, rtol=1e-4, atol=1e-4)
+    kinds = [type(layer).__name__ for layer in network.layers]
+    assert kinds == ["Mvm", "Mvm", "Add", "Relu", "Pool", "Pool", "Flatten", "Mvm", "Mvm"]
+    assert network.layer("conv1").relu and network.layer("conv1").has_batch_norm
+
+
+def test_import_of_a_file_and_strided_padded_conv(tmp_path):
+    rng = np.random.default_rng(5)
+    w = numpy_helper.from_array(rng.normal(size=(3, 2, 3, 2)).astype(np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], strides=[2, 1], pads=[1, 0, 2, 1], name="c")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 7, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    path = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    x = rng.normal(size=(3, 2, 7, 5)).astype(np.float32)
+    expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(load_onnx(path).run(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def _single_node_model(op, inputs, inits, **attrs):
+    node = helper.make_node(op, inputs, ["y"], name="odd_node", **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_unsupported_operator_is_refused_by_name():
+    with pytest.raises(NetworkError, match="unsupported operator 'Sigmoid' in node 'odd_node'; supported: Gemm"):
+        from_onnx_model(_single_node_model("Sigmoid", ["x"], []))
+
+
+def test_nan_weights_are_refused():
+    w = np.ones((3, 4), dtype=np.float32)
+    w[1, 2] = np.nan
+    model = _single_node_model("Gemm", ["x", "w"], [numpy_helper.from_array(w, "w")], transB=1)
+    with pytest.raises(NetworkError, match="weights of 'odd_node' contain NaN or infinite values"):
+        from_onnx_model(model)
+
+
+def test_unreadable_model_file(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf at all \xff\xfe")
+    with pytest.raises(NetworkError, match="bad.onnx"):
+        load_onnx(bad)
+    with pytest.raises(NetworkError, match="does not exist"):
+        load_onnx(tmp_path / "missing.onnx")
+
+
+def test_native_description_equals_onnx_import():
+    rng = np.random.default_rng(2)
+    w1, b1, wf, bf = rng.normal(size=(4, 1, 3, 3)), rng.normal(size=4), rng.normal(size=(10, 64)), rng.normal(size=10)
+    native = nn.sequential((1, 8, 8), [nn.Conv2d(w1, b1, padding=1), nn.ReLU(), nn.MaxPool(2), nn.Flatten(),
+                                       nn.Dense(wf, bf)])
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (("w1", w1), ("b1", b1), ("wf", wf), ("bf", bf))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2],
+                                                                      strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    imported = from_onnx_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    x = rng.uniform(size=(5, 1, 8, 8))
+    np.testing.assert_allclose(native.run(x), imported.run(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["bit-serial", "pulse-width"])
+def test_noise_free_golden_network_equals_integer_arithmetic(mode):
+    """Noise off and the exact ADC range: every output equals the quantised network computed with
+    integer matrix products, including a layer split over three tiles and a strided convolution."""
+    rng = np.random.default_rng(3)
+    network = small_cnn(rng, stride=2)
+    cfg = ChipConfig().replace(tile={"rows": 128, "cols": 128, "count": 16}, adc={"bits": 16},
+                               datapath={"lanes": 32}, input={"mode": mode})
+    cfg = exact_config(cfg) if mode == "bit-serial" else exact_config(cfg.replace(tile={"rows": 2}))
+    if mode == "pulse-width":  # 128 rows x 127 x 128 drive needs 22 ADC bits: exact pulse width on 2-row tiles
+        network = nn.sequential((4,), [nn.Dense(rng.normal(size=(6, 4))), nn.ReLU(), nn.Dense(rng.normal(size=(3, 6)))])
+        x = rng.normal(size=(30, 4)).astype(np.float32)
+    else:
+        x = rng.uniform(0, 1, size=(40, 1, 8, 8)).astype(np.float32)
+    mapped = map_network(network, cfg, x)
+    assert max(m.row_blocks for m in mapped.layers.values()) >= 2
+    out = NetworkChip(mapped, seed=1).run(x, 0.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(out, integer_reference(mapped, x))
+
+
+def test_split_layer_equals_unsplit_layer():
+    rng = np.random.default_rng(4)
+    network = small_cnn(rng, stride=2, hidden=200)
+    x = rng.uniform(0, 1, size=(30, 1, 8, 8)).astype(np.float32)
+    split = map_network(network, exact_chip(rows=128), x)
+    whole = map_network(network, exact_chip(rows=256), x)
+    assert split.layers["dense9"].row_blocks == 2 and whole.layers["dense9"].row_blocks == 1
+    a = NetworkChip(split, 1).run(x, 0.0, np.random.default_rng(0))
+    b = NetworkChip(whole, 1).run(x, 0.0, np.random.default_rng(0))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_small_layers_share_a_tile_and_report():
+    rng = np.random.default_rng(6)
+    network = small_cnn(rng, channels=(4, 8), hidden=20)
+    mapped = map_network(network, ChipConfig(), rng.uniform(size=(10, 1, 8, 8)))
+    report = mapped.placement()
+    tiles = {layer["layer"]: layer["tiles"] for layer in report["layers"]}
+    assert tiles["conv2d1"] == tiles["conv2d4"] == [0]
+    blocks = mapped.blocks
+    for i, a in enumerate(blocks):  # blocks on one tile never share a row or a column
+        for b in blocks[i + 1:]:
+            if a.tile == b.tile:
+                assert a.row + a.rows <= b.row or b.row + b.rows <= a.row
+                assert a.col + a.cols <= b.col or b.col + b.cols <= a.col
+    assert report["weights"] == sum(m.k * m.n for m in mapped.layers.values())
+    assert report["devices_used"] == 2 * report["weights"]
+    json.dumps(report)
+
+
+def test_network_too_large_for_the_chip():
+    rng = np.random.default_rng(7)
+    network = small_cnn(rng, hidden=300)
+    cfg = ChipConfig().replace(tile={"rows": 64, "cols": 64, "count": 4}, datapath={"lanes": 32})
+    with pytest.raises(ConfigError, match=r"the network needs \d+ tiles of 64 x 64 but the chip has tile.count = 4"):
+        map_network(network, cfg, rng.uniform(size=(4, 1, 8, 8)))
+
+
+def test_bad_data_gets_clear_errors(tmp_path):
+    rng = np.random.default_rng(8)
+    network = small_cnn(rng)
+    with pytest.raises(NetworkError, match=r"network inputs must have shape \(N, 1, 8, 8\), not \(3, 64\)"):
+        network.run(np.zeros((3, 64)))
+    with pytest.raises(NetworkError, match="NaN"):
+        network.run(np.full((1, 1, 8, 8), np.nan))
+    with pytest.raises(NetworkError, match="real numbers"):
+        network.run(np.zeros((1, 1, 8, 8), dtype=complex))
+    path = tmp_path / "d.npz"
+    np.savez(path, inputs=np.zeros((3, 1, 8, 8)), labels=np.zeros(2, dtype=int))
+    with pytest.raises(ValueError, match=r"labels must have shape \(3,\)"):
+        load_npz(path)
+    np.savez(path, images=np.zeros((3, 1, 8, 8)))
+    with pytest.raises(ValueError, match="missing array\\(s\\) inputs, labels"):
+        load_npz(path)
+    with pytest.raises(ConfigError, match="input.encoding must be 'twos-complement'"):
+        map_network(network, ChipConfig().replace(input={"encoding": "unsigned"}), np.zeros((1, 1, 8, 8)))
+    assert len(Dataset(np.zeros((2, 3)), np.array([0, 1]))) == 2
