@@ -28,12 +28,15 @@ def _data_options(func):
 def load_flow(config_path, model_path, data_path, calib_path, get_config, images=None):
     """Configuration, float network, mapped network, test and calibration data of a command."""
     from neurophase.network.data import load_dataset
-    from neurophase.network.default_model import DEFAULT_MODEL_PATH
     from neurophase.network.mapping import map_network
     from neurophase.network.onnx_import import load_onnx
 
     cfg = get_config(config_path)
-    network = load_onnx(model_path or DEFAULT_MODEL_PATH)
+    if model_path is None:
+        from neurophase.network.default_model import DEFAULT_MODEL_PATH
+
+        model_path = DEFAULT_MODEL_PATH
+    network = load_onnx(model_path)
     test = load_dataset(data_path, "test").head(images)
     calib = load_dataset(calib_path, "train") if (calib_path or not data_path) else test
     for name, data in (("--data", test), ("--calibration-data", calib)):

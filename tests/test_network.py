@@ -99,14 +99,17 @@ def test_native_description_equals_onnx_import():
     np.testing.assert_allclose(native.run(x), imported.run(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("mode", ["bit-serial", "pulse-width"])
-def test_noise_free_golden_network_equals_integer_arithmetic(mode):
+@pytest.mark.parametrize("mode, weights", [
+    ("bit-serial", {}), ("pulse-width", {}), ("bit-serial", {"slices": 2}), ("bit-serial", {"devices_per_polarity": 2}),
+])
+def test_noise_free_golden_network_equals_integer_arithmetic(mode, weights):
     """Noise off and the exact ADC range: every output equals the quantised network computed with
-    integer matrix products, including a layer split over three tiles and a strided convolution."""
+    integer matrix products, including a layer split over three tiles and a strided convolution,
+    with weight slices and with two devices per polarity."""
     rng = np.random.default_rng(3)
     network = small_cnn(rng, stride=2)
     cfg = ChipConfig().replace(tile={"rows": 128, "cols": 128, "count": 16}, adc={"bits": 16},
-                               datapath={"lanes": 32}, input={"mode": mode})
+                               datapath={"lanes": 32}, input={"mode": mode}, weights=weights)
     cfg = exact_config(cfg) if mode == "bit-serial" else exact_config(cfg.replace(tile={"rows": 2}))
     if mode == "pulse-width":  # 128 rows x 127 x 128 drive needs 22 ADC bits: exact pulse width on 2-row tiles
         network = nn.sequential((4,), [nn.Dense(rng.normal(size=(6, 4))), nn.ReLU(), nn.Dense(rng.normal(size=(3, 6)))])
