@@ -1,21 +1,26 @@
-"""Benchmark of the analog crossbar model against plain float32 matmuls, in the same run.
+"""Benchmark of the analog crossbar model against a float32 matmul of the same work, in the same run.
 
 Model: a 256 x 256 tile (one differential pair per weight, pcm-joshi), a batch of 1024
 signed 8-bit input vectors as 8 bit-planes, read 1 day after programming with programming
-noise, drift, output-referred read noise and 8-bit ADC quantisation on.
-Baseline: the same 8 bit-plane products as float32 numpy matmuls (1024 x 256 by 256 x 256),
-no noise, drift or quantisation. Both are timed best-of-``repeats``.
+noise, drift, output-referred read noise and 8-bit ADC quantisation on. Each timed model run
+recomputes the drifted read matrices (the per-read-time work) and converts the batch to ADC
+codes (:meth:`~neurophase.models.crossbar.AnalogTile.adc_codes`); the shift-and-add to integer
+results (:func:`~neurophase.models.crossbar.digital_result`) is timed on its own as well.
+Baseline: what a float MVM of the same batch costs, one float32 matmul (batch x 256 inputs
+times 256 x 256 weights), no noise, drift or quantisation.
+Both sides run with single-threaded BLAS and are timed in process CPU time
+(:func:`neurophase.benchmarks.timing.cpu_times`); ratios use the minima, medians are reported too.
 """
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 
 import numpy as np
 
+from neurophase.benchmarks.timing import cpu_times
 from neurophase.config import ChipConfig
-from neurophase.models.crossbar import build_tile, input_planes
+from neurophase.models.crossbar import build_tile, digital_result
 
 __all__ = ["bench_model", "BENCH_SEED"]
 
@@ -29,15 +34,6 @@ def bench_config(rows: int = 256, cols: int = 256) -> ChipConfig:
                                 analog={"reference_columns": 0})
 
 
-def _best_time(func, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def bench_model(batch: int = 1024, rows: int = 256, cols: int = 256, repeats: int = 5,
                 seed: int = BENCH_SEED, t_s: float = DAY_S) -> dict:
     """Time the model and the matmul baseline; return the figures as a JSON-ready dict.
@@ -47,11 +43,19 @@ def bench_model(batch: int = 1024, rows: int = 256, cols: int = 256, repeats: in
     batch, rows, cols : int
         Input vectors, tile rows and columns.
     repeats : int
-        Timed repetitions of each (best of).
+        Timed repetitions of each (min and median reported).
     seed : int
         Seeds weights, inputs, programming and reads.
     t_s : float
         Time since programming of the reads.
+
+    Returns
+    -------
+    dict
+        ``ratio_vs_matmul`` (model min / baseline min), ``ratio_vs_matmul_median``,
+        ``ratio_with_shift_add_vs_matmul`` (codes plus shift-and-add, min-based), the times in
+        seconds (``model_s``/``model_median_s``, ``shift_add_s``, ``baseline_s``/``baseline_median_s``),
+        MVMs per second, peak memory of one model run and the configuration.
     """
     if repeats < 1 or batch < 1:
         raise ValueError(f"repeats and batch must be >= 1, not {repeats!r} and {batch!r}")
@@ -60,28 +64,33 @@ def bench_model(batch: int = 1024, rows: int = 256, cols: int = 256, repeats: in
     weights = rng.normal(size=(rows, cols))
     inputs = rng.integers(-128, 128, size=(batch, rows))
     tile = build_tile(cfg, weights, seed)
-    planes = input_planes(cfg, inputs)
+    inputs32 = inputs.astype(np.float32)
     w32 = (tile.state.w_int * tile.state.scale).astype(np.float32)
     read_rng = np.random.default_rng(seed + 1)
 
     def model():
-        tile._cache_key = None  # recompute the drifted conductances inside the timed run
+        tile._cache_key = None  # recompute the drifted read matrices inside the timed run
         return tile.adc_codes(inputs, t_s, read_rng)
 
-    def baseline():
-        return [plane @ w32 for plane in planes]
-
-    model(), baseline()  # warm-up
-    t_model = _best_time(model, repeats)
-    t_base = _best_time(baseline, repeats)
+    codes = model()
+    model_times = cpu_times(model, repeats)
+    shift_add_times = cpu_times(lambda: digital_result(cfg, codes), repeats)
+    base_times = cpu_times(lambda: inputs32 @ w32, repeats)
     tracemalloc.start()
     codes = model()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    t_model, t_base = model_times["min_s"], base_times["min_s"]
     return {
         "ratio_vs_matmul": t_model / t_base,
+        "ratio_vs_matmul_median": model_times["median_s"] / base_times["median_s"],
+        "ratio_with_shift_add_vs_matmul": (t_model + shift_add_times["min_s"]) / t_base,
         "model_s": t_model,
+        "model_median_s": model_times["median_s"],
+        "shift_add_s": shift_add_times["min_s"],
+        "shift_add_median_s": shift_add_times["median_s"],
         "baseline_s": t_base,
+        "baseline_median_s": base_times["median_s"],
         "mvm_per_s": batch / t_model,
         "baseline_mvm_per_s": batch / t_base,
         "peak_memory_mb": peak / 2**20,
@@ -92,6 +101,6 @@ def bench_model(batch: int = 1024, rows: int = 256, cols: int = 256, repeats: in
             "adc_bits": cfg.adc.bits, "adc_full_scale": cfg.analog.adc_full_scale, "preset": cfg.device.preset,
             "slices": cfg.weights.slices, "t_s": t_s, "read_noise": cfg.analog.read_noise,
             "programming_noise": cfg.analog.programming_noise, "drift": cfg.analog.drift,
-            "repeats": repeats, "seed": seed, "numpy": np.__version__,
+            "repeats": repeats, "seed": seed, "numpy": np.__version__, "blas_threads": 1, "clock": "process_time",
         },
     }
