@@ -22,7 +22,7 @@ from neurophase.benchmarks.timing import cpu_times
 from neurophase.config import ChipConfig
 from neurophase.models.crossbar import build_tile, digital_result
 
-__all__ = ["bench_model", "BENCH_SEED"]
+__all__ = ["bench_model", "bench_block_read", "BENCH_SEED"]
 
 BENCH_SEED = 20260101
 DAY_S = 86400.0
@@ -103,4 +103,66 @@ def bench_model(batch: int = 1024, rows: int = 256, cols: int = 256, repeats: in
             "programming_noise": cfg.analog.programming_noise, "drift": cfg.analog.drift,
             "repeats": repeats, "seed": seed, "numpy": np.__version__, "blas_threads": 1, "clock": "process_time",
         },
+    }
+
+
+def relu_like_inputs(rng: np.random.Generator, batch: int, rows: int) -> np.ndarray:
+    """Non-negative 8-bit inputs with about half zeros, like activations after a ReLU."""
+    return np.clip(np.rint(rng.normal(scale=40.0, size=(batch, rows))), 0, 127).astype(np.int64)
+
+
+def bench_block_read(batch: int = 1024, block_rows: int = 144, block_cols: int = 32, repeats: int = 5,
+                     seed: int = BENCH_SEED, t_s: float = DAY_S) -> dict:
+    """Time :meth:`~neurophase.models.crossbar.AnalogTile.block_codes` of one block of a
+    256 x 256 tile against ``adc_codes`` of the zero-padded inputs sliced to the block's columns.
+
+    Parameters
+    ----------
+    batch : int
+        Input vectors (ReLU-like: non-negative, about half zeros).
+    block_rows, block_cols : int
+        Driven rows ``0:block_rows`` and read data columns ``0:block_cols``.
+    repeats : int
+        Timed repetitions of each (min and median reported).
+    seed : int
+        Seeds weights, inputs, programming and reads.
+    t_s : float
+        Time since programming; both reads use their read matrices cached for this time.
+
+    Returns
+    -------
+    dict
+        ``speedup`` (padded min / block min), ``speedup_median``, the times in seconds and the
+        block geometry.
+    """
+    if repeats < 1 or batch < 1:
+        raise ValueError(f"repeats and batch must be >= 1, not {repeats!r} and {batch!r}")
+    cfg = bench_config()
+    rows, cols = cfg.tile.rows, cfg.tile.cols
+    if not (0 < block_rows <= rows and 0 < block_cols <= cols):
+        raise ValueError(f"block_rows and block_cols must lie in 1..{rows} and 1..{cols}, "
+                         f"not {block_rows!r} and {block_cols!r}")
+    rng = np.random.default_rng(seed)
+    tile = build_tile(cfg, rng.normal(size=(rows, cols)), seed)
+    inputs = relu_like_inputs(rng, batch, block_rows)
+    read_rng = np.random.default_rng(seed + 1)
+    row_block, col_block = slice(0, block_rows), slice(0, block_cols)
+
+    def block():
+        return tile.block_codes(inputs, t_s, read_rng, row_block, col_block)
+
+    def padded():
+        full = np.zeros((batch, rows), dtype=np.int64)
+        full[:, row_block] = inputs
+        return tile.adc_codes(full, t_s, read_rng)[..., col_block]
+
+    block_times, padded_times = cpu_times(block, repeats), cpu_times(padded, repeats)
+    return {
+        "speedup": padded_times["min_s"] / block_times["min_s"],
+        "speedup_median": padded_times["median_s"] / block_times["median_s"],
+        "block_s": block_times["min_s"], "block_median_s": block_times["median_s"],
+        "padded_s": padded_times["min_s"], "padded_median_s": padded_times["median_s"],
+        "zero_input_fraction": float(np.mean(inputs == 0)),
+        "config": {"rows": rows, "cols": cols, "block_rows": block_rows, "block_cols": block_cols, "batch": batch,
+                   "t_s": t_s, "repeats": repeats, "seed": seed},
     }

@@ -61,7 +61,7 @@ __all__ = [
 #: Seed of the fixed reference-column weights (the same on every chip instance).
 REFERENCE_WEIGHT_SEED = 0x5EF
 
-#: Plane vectors converted per step of a read: keeps the elementwise noise work in cache.
+#: Plane vectors driven and converted per step of a read: keeps the elementwise work in cache.
 _CHUNK_VECTORS = 512
 
 
@@ -120,6 +120,15 @@ def drive_planes(cfg: ChipConfig, x: np.ndarray) -> np.ndarray:
         np.bitwise_and(bit, 1, out=bit)
         planes[b] = bit
     return planes
+
+
+def driven_planes(cfg: ChipConfig, source: np.ndarray) -> np.ndarray:
+    """Which plane vectors drive any row, bool (planes, batch), from ``source``: the inputs
+    (pulse-width) or the inputs mod 2**bits as unsigned integers (bit-serial)."""
+    if cfg.input.mode == "pulse-width":
+        return np.any(source != 0, axis=1)[None]
+    any_bit = np.bitwise_or.reduce(source, axis=1).astype(np.int64)
+    return ((any_bit[None] >> np.arange(cfg.input.bits)[:, None]) & 1).astype(bool)
 
 
 def conversion_order(cfg: ChipConfig) -> list[np.ndarray]:
@@ -344,57 +353,59 @@ class AnalogTile:
         """Column signals in LSB before rounding (offsets and ADC noise included),
         float32 of shape (slices, planes, batch, C + ref)."""
         t_s = check_time(t_s)
-        planes = input_planes(self.cfg, inputs)
+        x = check_inputs(self.cfg, inputs)
         if self.cfg.analog.read_noise == "per-device":
-            out = self._per_device_outputs(planes, t_s, rng)
+            out = self._per_device_outputs(drive_planes(self.cfg, x), t_s, rng)
             out += self.column_offsets()
             self._add_adc_noise(out, rng)
         else:
-            out = self._signals(planes, t_s, rng, slice(0, self.cfg.tile.rows), slice(0, self.columns))
-        self._count_reads(planes, t_s)
+            out = self._signals(x, t_s, rng, slice(0, self.cfg.tile.rows), slice(0, self.columns))
+        self._count_reads(len(x), t_s)
         return out
 
-    def _count_reads(self, planes: np.ndarray, t_s: float) -> None:
-        self.state.reads += planes.shape[0] * planes.shape[1] * self.cfg.weights.slices
+    def _count_reads(self, batch: int, t_s: float) -> None:
+        self.state.reads += self.cfg.input.planes * batch * self.cfg.weights.slices
         self.state.time_s = t_s
 
     def _add_adc_noise(self, out: np.ndarray, rng: np.random.Generator) -> None:
         if self.cfg.analog.adc_noise_lsb:
             out += np.float32(self.cfg.analog.adc_noise_lsb) * rng.standard_normal(out.shape, dtype=np.float32)
 
-    def _signals(self, planes: np.ndarray, t_s: float, rng: np.random.Generator, rows: slice,
-                 cols: slice) -> np.ndarray:
-        """Output-referred (or noise-free) signals of columns ``cols`` driven on rows ``rows`` by
-        ``planes`` (planes, batch, rows in block), offsets and ADC noise included: float32
-        (slices, planes, batch, cols in block).
+    def _signals(self, x: np.ndarray, t_s: float, rng: np.random.Generator, rows: slice, cols: slice) -> np.ndarray:
+        """Output-referred (or noise-free) signals of columns ``cols`` when rows ``rows`` are
+        driven by the checked inputs ``x`` (batch, rows in block), offsets and ADC noise
+        included: float32 (slices, planes, batch, cols in block).
 
         A plane vector with no drive reads exactly the column offset (plus ADC noise), so only
-        the driven plane vectors are multiplied and get read noise.
+        driven plane vectors are multiplied and get read noise. Drives are built and read
+        :data:`_CHUNK_VECTORS` vectors at a time so that the elementwise work stays in cache.
         """
-        n_planes, batch, n_rows = planes.shape
-        flat = planes.reshape(n_planes * batch, n_rows)
-        driven = flat.any(axis=1)
-        keep = None if driven.all() else np.flatnonzero(driven)
-        if keep is not None:
-            flat = flat[keep]
+        cfg = self.cfg
+        pulse = cfg.input.mode == "pulse-width"
+        source = x if pulse else np.mod(x, 2**cfg.input.bits).astype(np.uint8 if cfg.input.bits <= 8 else np.uint16)
+        driven = driven_planes(cfg, source)
         mean, var = self._block_matrices(t_s, rows, cols)
         offsets = self.column_offsets()[cols]
-        n_slices, ncols = mean.shape[0], cols.stop - cols.start
-        out = np.empty((n_slices, n_planes * batch, ncols), dtype=np.float32)
-        if keep is not None:
-            out[:] = offsets
-        for s in range(n_slices):
-            for start in range(0, len(flat), _CHUNK_VECTORS):
-                part = slice(start, start + _CHUNK_VECTORS)
-                signal = self._slice_signal(flat[part], mean[s], None if var is None else var[s], offsets, rng)
-                out[s, part if keep is None else keep[part]] = signal
-        if self.cfg.analog.read_noise == "off":
+        n_slices, (n_planes, batch), ncols = mean.shape[0], driven.shape, cols.stop - cols.start
+        out = np.empty((n_slices, n_planes, batch, ncols), dtype=np.float32)
+        for plane in range(n_planes):
+            vectors = np.flatnonzero(driven[plane])
+            every = len(vectors) == batch
+            if not every:
+                out[:, plane] = offsets
+            for start in range(0, len(vectors), _CHUNK_VECTORS):
+                part = slice(start, start + _CHUNK_VECTORS) if every else vectors[start:start + _CHUNK_VECTORS]
+                drive = (source[part] if pulse else (source[part] >> plane) & 1).astype(np.float32)
+                for s in range(n_slices):
+                    signal = self._slice_signal(drive, mean[s], None if var is None else var[s], offsets, rng)
+                    out[s, plane, part] = signal
+        if cfg.analog.read_noise == "off":
             self._add_adc_noise(out, rng)
-        elif keep is not None and self.cfg.analog.adc_noise_lsb:
-            undriven = np.flatnonzero(~driven)
-            out[:, undriven] += np.float32(self.cfg.analog.adc_noise_lsb) * rng.standard_normal(
-                (n_slices, len(undriven), ncols), dtype=np.float32)
-        return out.reshape(n_slices, n_planes, batch, ncols)
+        elif cfg.analog.adc_noise_lsb and not driven.all():
+            undriven = ~driven
+            out[:, undriven] += np.float32(cfg.analog.adc_noise_lsb) * rng.standard_normal(
+                (n_slices, int(undriven.sum()), ncols), dtype=np.float32)
+        return out
 
     def _slice_signal(self, flat: np.ndarray, mean: np.ndarray, var: np.ndarray | None, offsets: np.ndarray,
                       rng: np.random.Generator) -> np.ndarray:
@@ -502,9 +513,8 @@ class AnalogTile:
             padded[:, rows] = x
             codes = self.adc_codes(padded, t_s, rng)[..., cols]
         else:
-            planes = drive_planes(cfg, x)
-            codes = self.quantise(self._signals(planes, t_s, rng, rows, cols)).transpose(2, 0, 1, 3)
-            self._count_reads(planes, t_s)
+            codes = self.quantise(self._signals(x, t_s, rng, rows, cols)).transpose(2, 0, 1, 3)
+            self._count_reads(len(x), t_s)
         return codes[0] if np.ndim(inputs) == 1 else np.ascontiguousarray(codes)
 
     def reference_codes(self, inputs, t_s: float, rng: np.random.Generator) -> np.ndarray:
