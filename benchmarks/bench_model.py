@@ -6,6 +6,8 @@ noise, drift, output-referred read noise and 8-bit ADC quantisation on. Each tim
 recomputes the drifted read matrices (the per-read-time work) and converts the batch to ADC
 codes (:meth:`~neurophase.models.crossbar.AnalogTile.adc_codes`); the shift-and-add to integer
 results (:func:`~neurophase.models.crossbar.digital_result`) is timed on its own as well.
+Block read: :meth:`~neurophase.models.crossbar.AnalogTile.block_codes` of rows 0:144 and columns
+0:32 with ReLU-like inputs against ``adc_codes`` of the zero-padded inputs (:func:`bench_block_read`).
 Baseline: what a float MVM of the same batch costs, one float32 matmul (batch x 256 inputs
 times 256 x 256 weights), no noise, drift or quantisation.
 Both sides run with single-threaded BLAS and are timed in process CPU time
@@ -53,9 +55,12 @@ def bench_model(batch: int = 1024, rows: int = 256, cols: int = 256, repeats: in
     -------
     dict
         ``ratio_vs_matmul`` (model min / baseline min), ``ratio_vs_matmul_median``,
-        ``ratio_with_shift_add_vs_matmul`` (codes plus shift-and-add, min-based), the times in
-        seconds (``model_s``/``model_median_s``, ``shift_add_s``, ``baseline_s``/``baseline_median_s``),
-        MVMs per second, peak memory of one model run and the configuration.
+        ``ratio_with_shift_add_vs_matmul`` (codes plus shift-and-add, min-based),
+        ``ratio_cached_vs_matmul`` (codes with the read matrices of ``t_s`` already cached, as for
+        every further batch read at the same time), the times in seconds (``model_s``,
+        ``model_median_s``, ``model_cached_s``, ``shift_add_s``, ``baseline_s``, ``baseline_median_s``),
+        MVMs per second, peak memory of one model run, ``block_read`` (:func:`bench_block_read` of
+        rows 0:144 and columns 0:32) and the configuration.
     """
     if repeats < 1 or batch < 1:
         raise ValueError(f"repeats and batch must be >= 1, not {repeats!r} and {batch!r}")
@@ -74,19 +79,23 @@ def bench_model(batch: int = 1024, rows: int = 256, cols: int = 256, repeats: in
 
     codes = model()
     model_times = cpu_times(model, repeats)
+    cached_times = cpu_times(lambda: tile.adc_codes(inputs, t_s, read_rng), repeats)
     shift_add_times = cpu_times(lambda: digital_result(cfg, codes), repeats)
     base_times = cpu_times(lambda: inputs32 @ w32, repeats)
     tracemalloc.start()
     codes = model()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    block_read = bench_block_read(batch, rows, cols, min(144, rows), min(32, cols), repeats, seed, t_s)
     t_model, t_base = model_times["min_s"], base_times["min_s"]
     return {
         "ratio_vs_matmul": t_model / t_base,
         "ratio_vs_matmul_median": model_times["median_s"] / base_times["median_s"],
         "ratio_with_shift_add_vs_matmul": (t_model + shift_add_times["min_s"]) / t_base,
+        "ratio_cached_vs_matmul": cached_times["min_s"] / t_base,
         "model_s": t_model,
         "model_median_s": model_times["median_s"],
+        "model_cached_s": cached_times["min_s"],
         "shift_add_s": shift_add_times["min_s"],
         "shift_add_median_s": shift_add_times["median_s"],
         "baseline_s": t_base,
@@ -95,6 +104,7 @@ def bench_model(batch: int = 1024, rows: int = 256, cols: int = 256, repeats: in
         "baseline_mvm_per_s": batch / t_base,
         "peak_memory_mb": peak / 2**20,
         "codes_shape": list(codes.shape),
+        "block_read": block_read,
         "saturated_fraction": float(np.mean(np.abs(codes.astype(np.int32)) >= 2 ** (cfg.adc.bits - 1) - 1)),
         "config": {
             "rows": rows, "cols": cols, "batch": batch, "input_bits": cfg.input.bits, "planes": cfg.input.planes,
@@ -111,15 +121,17 @@ def relu_like_inputs(rng: np.random.Generator, batch: int, rows: int) -> np.ndar
     return np.clip(np.rint(rng.normal(scale=40.0, size=(batch, rows))), 0, 127).astype(np.int64)
 
 
-def bench_block_read(batch: int = 1024, block_rows: int = 144, block_cols: int = 32, repeats: int = 5,
-                     seed: int = BENCH_SEED, t_s: float = DAY_S) -> dict:
-    """Time :meth:`~neurophase.models.crossbar.AnalogTile.block_codes` of one block of a
-    256 x 256 tile against ``adc_codes`` of the zero-padded inputs sliced to the block's columns.
+def bench_block_read(batch: int = 1024, rows: int = 256, cols: int = 256, block_rows: int = 144,
+                     block_cols: int = 32, repeats: int = 5, seed: int = BENCH_SEED, t_s: float = DAY_S) -> dict:
+    """Time :meth:`~neurophase.models.crossbar.AnalogTile.block_codes` of one block of a tile
+    against ``adc_codes`` of the zero-padded inputs sliced to the block's columns.
 
     Parameters
     ----------
     batch : int
         Input vectors (ReLU-like: non-negative, about half zeros).
+    rows, cols : int
+        Tile rows and columns.
     block_rows, block_cols : int
         Driven rows ``0:block_rows`` and read data columns ``0:block_cols``.
     repeats : int
@@ -137,8 +149,7 @@ def bench_block_read(batch: int = 1024, block_rows: int = 144, block_cols: int =
     """
     if repeats < 1 or batch < 1:
         raise ValueError(f"repeats and batch must be >= 1, not {repeats!r} and {batch!r}")
-    cfg = bench_config()
-    rows, cols = cfg.tile.rows, cfg.tile.cols
+    cfg = bench_config(rows, cols)
     if not (0 < block_rows <= rows and 0 < block_cols <= cols):
         raise ValueError(f"block_rows and block_cols must lie in 1..{rows} and 1..{cols}, "
                          f"not {block_rows!r} and {block_cols!r}")

@@ -396,9 +396,11 @@ class AnalogTile:
             for start in range(0, len(vectors), _CHUNK_VECTORS):
                 part = slice(start, start + _CHUNK_VECTORS) if every else vectors[start:start + _CHUNK_VECTORS]
                 drive = (source[part] if pulse else (source[part] >> plane) & 1).astype(np.float32)
+                target = out[:, plane, part] if every else np.empty((n_slices, len(part), ncols), dtype=np.float32)
                 for s in range(n_slices):
-                    signal = self._slice_signal(drive, mean[s], None if var is None else var[s], offsets, rng)
-                    out[s, plane, part] = signal
+                    self._slice_signal(drive, mean[s], None if var is None else var[s], offsets, rng, target[s])
+                if not every:
+                    out[:, plane, part] = target
         if cfg.analog.read_noise == "off":
             self._add_adc_noise(out, rng)
         elif cfg.analog.adc_noise_lsb and not driven.all():
@@ -407,26 +409,26 @@ class AnalogTile:
                 (n_slices, int(undriven.sum()), ncols), dtype=np.float32)
         return out
 
-    def _slice_signal(self, flat: np.ndarray, mean: np.ndarray, var: np.ndarray | None, offsets: np.ndarray,
-                      rng: np.random.Generator) -> np.ndarray:
-        """One slice: offsets + mean + sqrt(read variance + ADC noise variance) * N(0, 1), float32."""
+    def _slice_signal(self, drive: np.ndarray, mean: np.ndarray, var: np.ndarray | None, offsets: np.ndarray,
+                      rng: np.random.Generator, out: np.ndarray) -> None:
+        """One slice: ``out`` = offsets + mean + sqrt(read variance + ADC noise variance) * N(0, 1)."""
         ncols = len(offsets)
         if self.cfg.analog.read_noise == "off":
-            signal = flat.astype(np.float64) @ mean
+            signal = drive.astype(np.float64) @ mean
             signal += offsets
-            return signal.astype(np.float32)
+            out[...] = signal
+            return
         if var is None:
-            both = flat @ mean
+            both = drive @ mean
             signal, std = both[:, :ncols], both[:, ncols:]
         else:
-            signal, std = flat @ mean, np.square(flat) @ var
+            signal, std = drive @ mean, np.square(drive) @ var
         if self.cfg.analog.adc_noise_lsb:  # variances are sums of non-negative terms: no clip at 0 needed
             std += np.float32(self.cfg.analog.adc_noise_lsb) ** 2
         np.sqrt(std, out=std)
         std *= rng.standard_normal(std.shape, dtype=np.float32)
-        signal += std
         signal += offsets
-        return signal
+        np.add(signal, std, out=out)
 
     def _per_device_outputs(self, planes: np.ndarray, t_s: float, rng: np.random.Generator) -> np.ndarray:
         n_planes, batch, _rows = planes.shape
