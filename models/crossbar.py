@@ -37,6 +37,16 @@ Column sharing (``adc.columns_per_adc = M``)
     in that order, and column c always goes through ADC c // M (and carries its offset).
     See :func:`conversion_order`. Codes are returned in column order regardless.
 
+ADC noise (``analog.adc_noise_lsb``) is independent and Gaussian too, so in the output-referred
+path it joins the read-noise draw: std = sqrt(read variance + adc_noise_lsb**2). A plane vector
+that drives no row reads exactly the column offset plus ADC noise (no matmul, no read-noise draw).
+
+Block reads
+    :meth:`AnalogTile.block_codes` reads data columns ``cols`` with only rows ``rows`` driven (a
+    block of a larger weight matrix): equal in distribution to :meth:`AnalogTile.adc_codes` of
+    zero-padded inputs, code for code without read and ADC noise (noise-free column sums are
+    formed in float64, so the order of summation does not matter).
+
 Random draws come only from the generator the caller passes; the same seed gives the same
 codes bit for bit.
 """
