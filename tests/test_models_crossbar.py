@@ -211,3 +211,23 @@ def test_digital_result_rejects_bad_codes():
     codes[1, 0, 3, 5] = 128
     with pytest.raises(ValueError, match=r"128 at \(vector, slice, plane, column\) \(1, 0, 3, 5\)"):
         digital_result(cfg, codes)
+
+
+def test_adc_noise_joins_the_read_noise_draw(seed):
+    """Output-referred reads draw read and ADC noise at once; the per-device path adds ADC noise
+    on its own: same variance. Undriven plane vectors read offset + ADC noise only."""
+    cfg = small_config(rows=32, cols=8, datapath={"lanes": 8}, analog={
+        "reference_columns": 0, "adc_noise_lsb": 1.5, "adc_offset_sigma_lsb": 2.0, "adc_full_scale": 0.25})
+    weights = np.random.default_rng(seed).normal(size=(32, 8))
+    x = np.tile(np.random.default_rng(seed + 1).integers(0, 128, size=(1, 32)), (400, 1))
+    variances = []
+    for mode in ("output-referred", "per-device"):
+        tile = build_tile(cfg.replace(analog={"read_noise": mode}), weights, seed)
+        out = tile.analog_outputs(x, 86400.0, np.random.default_rng(seed + 2))
+        variances.append(out[:, :7].var(axis=2))  # planes 0..6; plane 7 (sign) is undriven
+        undriven = out[:, 7]
+        assert np.all(np.abs(undriven.mean(axis=1) - tile.column_offsets()) < 5 * 1.5 / np.sqrt(400))
+        assert np.all(np.abs(undriven.std(axis=1) / 1.5 - 1) < 0.2)
+    ratio = variances[0].sum() / variances[1].sum()
+    assert np.all(variances[0] > 1.5**2 * 0.7)
+    assert 0.93 < ratio < 1.07, f"seed {seed}: variance ratio {ratio}"
