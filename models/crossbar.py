@@ -37,6 +37,16 @@ Column sharing (``adc.columns_per_adc = M``)
     in that order, and column c always goes through ADC c // M (and carries its offset).
     See :func:`conversion_order`. Codes are returned in column order regardless.
 
+ADC noise (``analog.adc_noise_lsb``) is independent and Gaussian too, so in the output-referred
+path it joins the read-noise draw: std = sqrt(read variance + adc_noise_lsb**2). A plane vector
+that drives no row reads exactly the column offset plus ADC noise (no matmul, no read-noise draw).
+
+Block reads
+    :meth:`AnalogTile.block_codes` reads data columns ``cols`` with only rows ``rows`` driven (a
+    block of a larger weight matrix): equal in distribution to :meth:`AnalogTile.adc_codes` of
+    zero-padded inputs, code for code without read and ADC noise (noise-free column sums are
+    formed in float64, so the order of summation does not matter).
+
 Random draws come only from the generator the caller passes; the same seed gives the same
 codes bit for bit.
 """
@@ -61,6 +71,9 @@ __all__ = [
 #: Seed of the fixed reference-column weights (the same on every chip instance).
 REFERENCE_WEIGHT_SEED = 0x5EF
 
+#: Plane vectors driven and converted per step of a read: keeps the elementwise work in cache.
+_CHUNK_VECTORS = 512
+
 
 def input_range(cfg: ChipConfig) -> tuple[int, int]:
     """Smallest and largest input value for ``cfg.input``."""
@@ -76,18 +89,22 @@ def drive_max(cfg: ChipConfig) -> int:
     return max(-lo, hi)
 
 
-def check_inputs(cfg: ChipConfig, inputs) -> np.ndarray:
-    """``inputs`` as int64 of shape (batch, rows) after shape, type and range checks."""
+def check_inputs(cfg: ChipConfig, inputs, rows: int | None = None, what: str = "inputs") -> np.ndarray:
+    """``inputs`` as int64 of shape (batch, rows) after shape, type and range checks.
+
+    ``rows`` defaults to ``cfg.tile.rows``; ``what`` names the argument in error messages.
+    """
+    rows = cfg.tile.rows if rows is None else rows
     x = np.asarray(inputs)
-    if x.ndim not in (1, 2) or x.shape[-1] != cfg.tile.rows:
-        raise ValueError(f"inputs must have shape (batch, {cfg.tile.rows}) or ({cfg.tile.rows},), not {x.shape}")
+    if x.ndim not in (1, 2) or x.shape[-1] != rows:
+        raise ValueError(f"{what} must have shape (batch, {rows}) or ({rows},), not {x.shape}")
     if not np.issubdtype(x.dtype, np.integer):
         if not np.issubdtype(x.dtype, np.floating) or not np.all(np.isfinite(x)) or np.any(x != np.rint(x)):
-            raise ValueError(f"inputs must be integers, not {x.dtype} values")
+            raise ValueError(f"{what} must be integers, not {x.dtype} values")
     lo, hi = input_range(cfg)
     if x.size and (x.min() < lo or x.max() > hi):
         raise ValueError(
-            f"inputs must lie in [{lo}, {hi}] for {cfg.input.bits}-bit {cfg.input.encoding} inputs; "
+            f"{what} must lie in [{lo}, {hi}] for {cfg.input.bits}-bit {cfg.input.encoding} inputs; "
             f"found {int(x.min())} .. {int(x.max())}")
     return np.atleast_2d(x.astype(np.int64))
 
@@ -97,12 +114,31 @@ def input_planes(cfg: ChipConfig, inputs) -> np.ndarray:
 
     Bit-serial: plane b is bit b of (x mod 2**B). Pulse-width: one plane, the signed value.
     """
-    x = check_inputs(cfg, inputs)
+    return drive_planes(cfg, check_inputs(cfg, inputs))
+
+
+def drive_planes(cfg: ChipConfig, x: np.ndarray) -> np.ndarray:
+    """:func:`input_planes` of already checked int64 inputs ``x`` (batch, rows), any row count."""
     if cfg.input.mode == "pulse-width":
         return x[None].astype(np.float32)
-    u = np.mod(x, 2**cfg.input.bits)
-    shifts = np.arange(cfg.input.bits, dtype=np.int64)[:, None, None]
-    return ((u[None] >> shifts) & 1).astype(np.float32)
+    bits = cfg.input.bits
+    u = np.mod(x, 2**bits).astype(np.uint8 if bits <= 8 else np.uint16)
+    planes = np.empty((bits,) + x.shape, dtype=np.float32)
+    bit = np.empty_like(u)
+    for b in range(bits):
+        np.right_shift(u, b, out=bit)
+        np.bitwise_and(bit, 1, out=bit)
+        planes[b] = bit
+    return planes
+
+
+def driven_planes(cfg: ChipConfig, source: np.ndarray) -> np.ndarray:
+    """Which plane vectors drive any row, bool (planes, batch), from ``source``: the inputs
+    (pulse-width) or the inputs mod 2**bits as unsigned integers (bit-serial)."""
+    if cfg.input.mode == "pulse-width":
+        return np.any(source != 0, axis=1)[None]
+    any_bit = np.bitwise_or.reduce(source, axis=1).astype(np.int64)
+    return ((any_bit[None] >> np.arange(cfg.input.bits)[:, None]) & 1).astype(bool)
 
 
 def conversion_order(cfg: ChipConfig) -> list[np.ndarray]:
@@ -164,13 +200,42 @@ def digital_result(cfg: ChipConfig, codes: np.ndarray) -> np.ndarray:
 
     ``codes`` of shape (batch, slices, planes, cols) give int64 results (batch, cols);
     (slices, planes, cols) gives (cols,). With exact ADC range and no noise this is x . W_int.
+    A batch is accumulated for all vectors at once, in the unit's (slice, plane) order and
+    saturating after every addition: the same numbers as :func:`shift_add` per vector.
+
+    Raises
+    ------
+    ValueError
+        For codes of the wrong shape, type or outside the signed ADC range.
     """
     params = ShiftAddParams.from_config(cfg)
     codes = np.asarray(codes)
     if codes.ndim == 3:
         return shift_add(params, codes)[0]
-    return np.stack([shift_add(params, one)[0] for one in codes]) if len(codes) else \
-        np.zeros((0, cfg.tile.cols), dtype=np.int64)
+    expected = (params.slices, params.planes, params.columns)
+    if codes.ndim != 4 or codes.shape[1:] != expected:
+        raise ValueError(f"codes must have shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) "
+                         f"(batch, slices, planes, columns) or {expected}, not {codes.shape}")
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(f"codes must be integers, not {codes.dtype}")
+    lo, hi = params.code_range
+    bad = (codes < lo) | (codes > hi)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"ADC code {int(codes[where])} at (vector, slice, plane, column) {where} is outside "
+                         f"the signed {params.adc_bits}-bit range [{lo}, {hi}]")
+    out_lo, out_hi = params.out_range
+    steps = [(s, b) for s in range(params.slices) for b in range(params.planes)]
+    # Saturation is impossible when the largest |partial sum| fits the accumulator: skip the clips.
+    may_saturate = sum(abs(params.weight(s, b)) for s, b in steps) * -lo > out_hi
+    acc = np.zeros((codes.shape[0], params.columns), dtype=np.int64)
+    term = np.empty_like(acc)
+    for s, b in steps:
+        np.multiply(codes[:, s, b], params.weight(s, b), out=term, dtype=np.int64)
+        acc += term
+        if may_saturate:
+            np.clip(acc, out_lo, out_hi, out=acc)
+    return acc
 
 
 class AnalogTile:
@@ -201,6 +266,7 @@ class AnalogTile:
                 "(2, slices, rows, cols + analog.reference_columns[, weights.devices_per_polarity when > 1])")
         self._cache_key = None
         self._matrices = None
+        self._blocks = {}
 
     # -- geometry --------------------------------------------------------------
     @property
@@ -263,48 +329,116 @@ class AnalogTile:
             lsb = self.column_lsb_us
             self._matrices = np.concatenate(
                 [(mean[0] - mean[1]) / lsb, (var[0] + var[1]) / lsb**2], axis=-1).astype(np.float32)
+            self._blocks = {}
             self._cache_key = key
         return self._matrices
+
+    def _block_matrices(self, t_s: float, rows: slice, cols: slice) -> tuple:
+        """The read matrices of rows ``rows`` and columns ``cols`` (of data + reference columns),
+        cached with :meth:`read_matrices`: ``(mean, var)``, per slice (S, rows, cols) each.
+
+        Read noise off: ``mean`` float64 (sums of the same float32 terms then agree for every
+        block) and ``var`` None. Bit-serial: ``mean`` is the float32 stack [mean | var] of shape
+        (S, rows, 2 cols) (one matmul gives both; 0/1 drives square to themselves) and ``var``
+        None. Pulse-width: two float32 arrays.
+        """
+        matrices = self.read_matrices(t_s)
+        key = (rows.start, rows.stop, cols.start, cols.stop)
+        if key not in self._blocks:
+            total = self.columns
+            mean, var = matrices[:, rows, cols], matrices[:, rows, total + cols.start: total + cols.stop]
+            if self.cfg.analog.read_noise == "off":
+                block = (mean.astype(np.float64), None)
+            elif self.cfg.input.mode == "pulse-width":
+                block = (np.ascontiguousarray(mean), np.ascontiguousarray(var))
+            elif rows.stop - rows.start == matrices.shape[1] and cols.stop - cols.start == total:
+                block = (matrices, None)
+            else:
+                block = (np.concatenate([mean, var], axis=-1), None)
+            self._blocks[key] = block
+        return self._blocks[key]
 
     # -- MVM ------------------------------------------------------------------------
     def analog_outputs(self, inputs, t_s: float, rng: np.random.Generator) -> np.ndarray:
         """Column signals in LSB before rounding (offsets and ADC noise included),
         float32 of shape (slices, planes, batch, C + ref)."""
         t_s = check_time(t_s)
-        planes = input_planes(self.cfg, inputs)
+        x = check_inputs(self.cfg, inputs)
         if self.cfg.analog.read_noise == "per-device":
-            out = self._per_device_outputs(planes, t_s, rng)
+            out = self._per_device_outputs(drive_planes(self.cfg, x), t_s, rng)
+            out += self.column_offsets()
+            self._add_adc_noise(out, rng)
         else:
-            out = self._output_referred(planes, t_s, rng)
-        out += self.column_offsets()
-        if self.cfg.analog.adc_noise_lsb:
-            out += np.float32(self.cfg.analog.adc_noise_lsb) * rng.standard_normal(out.shape, dtype=np.float32)
-        self.state.reads += planes.shape[0] * planes.shape[1] * self.cfg.weights.slices
-        self.state.time_s = t_s
+            out = self._signals(x, t_s, rng, slice(0, self.cfg.tile.rows), slice(0, self.columns))
+        self._count_reads(len(x), t_s)
         return out
 
-    def _output_referred(self, planes: np.ndarray, t_s: float, rng: np.random.Generator) -> np.ndarray:
-        n_planes, batch, rows = planes.shape
-        cols = self.columns
-        matrices = self.read_matrices(t_s)
-        flat = planes.reshape(n_planes * batch, rows)
-        noisy = self.cfg.analog.read_noise == "output-referred"
-        pulse = self.cfg.input.mode == "pulse-width"
-        out = np.empty((matrices.shape[0], n_planes * batch, cols), dtype=np.float32)
-        for s, matrix in enumerate(matrices):
-            if not noisy:
-                np.matmul(flat, matrix[:, :cols], out=out[s])
-                continue
-            if pulse:
-                mean, var = flat @ matrix[:, :cols], np.square(flat) @ matrix[:, cols:]
-            else:
-                both = flat @ matrix
-                mean, var = both[:, :cols], both[:, cols:]
-            np.maximum(var, 0.0, out=var)
-            np.sqrt(var, out=var)
-            var *= rng.standard_normal(var.shape, dtype=np.float32)
-            np.add(mean, var, out=out[s])
-        return out.reshape(matrices.shape[0], n_planes, batch, cols)
+    def _count_reads(self, batch: int, t_s: float) -> None:
+        self.state.reads += self.cfg.input.planes * batch * self.cfg.weights.slices
+        self.state.time_s = t_s
+
+    def _add_adc_noise(self, out: np.ndarray, rng: np.random.Generator) -> None:
+        if self.cfg.analog.adc_noise_lsb:
+            out += np.float32(self.cfg.analog.adc_noise_lsb) * rng.standard_normal(out.shape, dtype=np.float32)
+
+    def _signals(self, x: np.ndarray, t_s: float, rng: np.random.Generator, rows: slice, cols: slice) -> np.ndarray:
+        """Output-referred (or noise-free) signals of columns ``cols`` when rows ``rows`` are
+        driven by the checked inputs ``x`` (batch, rows in block), offsets and ADC noise
+        included: float32 (slices, planes, batch, cols in block).
+
+        A plane vector with no drive reads exactly the column offset (plus ADC noise), so only
+        driven plane vectors are multiplied and get read noise. Drives are built and read
+        :data:`_CHUNK_VECTORS` vectors at a time so that the elementwise work stays in cache.
+        """
+        cfg = self.cfg
+        pulse = cfg.input.mode == "pulse-width"
+        source = x if pulse else np.mod(x, 2**cfg.input.bits).astype(np.uint8 if cfg.input.bits <= 8 else np.uint16)
+        driven = driven_planes(cfg, source)
+        mean, var = self._block_matrices(t_s, rows, cols)
+        offsets = self.column_offsets()[cols]
+        n_slices, (n_planes, batch), ncols = mean.shape[0], driven.shape, cols.stop - cols.start
+        out = np.empty((n_slices, n_planes, batch, ncols), dtype=np.float32)
+        for plane in range(n_planes):
+            vectors = np.flatnonzero(driven[plane])
+            every = len(vectors) == batch
+            if not every:
+                out[:, plane] = offsets
+            for start in range(0, len(vectors), _CHUNK_VECTORS):
+                part = slice(start, start + _CHUNK_VECTORS) if every else vectors[start:start + _CHUNK_VECTORS]
+                drive = (source[part] if pulse else (source[part] >> plane) & 1).astype(np.float32)
+                target = out[:, plane, part] if every else np.empty((n_slices, len(part), ncols), dtype=np.float32)
+                for s in range(n_slices):
+                    self._slice_signal(drive, mean[s], None if var is None else var[s], offsets, rng, target[s])
+                if not every:
+                    out[:, plane, part] = target
+        if cfg.analog.read_noise == "off":
+            self._add_adc_noise(out, rng)
+        elif cfg.analog.adc_noise_lsb and not driven.all():
+            undriven = ~driven
+            out[:, undriven] += np.float32(cfg.analog.adc_noise_lsb) * rng.standard_normal(
+                (n_slices, int(undriven.sum()), ncols), dtype=np.float32)
+        return out
+
+    def _slice_signal(self, drive: np.ndarray, mean: np.ndarray, var: np.ndarray | None, offsets: np.ndarray,
+                      rng: np.random.Generator, out: np.ndarray) -> None:
+        """One slice: ``out`` = offsets + mean + sqrt(read variance + ADC noise variance) * N(0, 1)."""
+        ncols = len(offsets)
+        if self.cfg.analog.read_noise == "off":
+            signal = drive.astype(np.float64) @ mean
+            signal += offsets
+            out[...] = signal
+            return
+        if var is None:
+            both = drive @ mean
+            signal, std = both[:, :ncols], both[:, ncols:]
+        else:
+            signal, std = drive @ mean, np.square(drive) @ var
+        if self.cfg.analog.adc_noise_lsb:  # variances are sums of non-negative terms: no clip at 0 needed
+            std += np.float32(self.cfg.analog.adc_noise_lsb) ** 2
+        np.sqrt(std, out=std)
+        std *= rng.standard_normal(std.shape, dtype=np.float32)
+        signal += offsets
+        np.add(signal, std, out=out)
 
     def _per_device_outputs(self, planes: np.ndarray, t_s: float, rng: np.random.Generator) -> np.ndarray:
         n_planes, batch, _rows = planes.shape
@@ -348,6 +482,53 @@ class AnalogTile:
         codes = self.all_codes(inputs, t_s, rng)[..., : self.cfg.tile.cols]
         return codes[0] if np.ndim(inputs) == 1 else np.ascontiguousarray(codes)
 
+    def block_codes(self, inputs, t_s: float, rng: np.random.Generator, rows: slice, cols: slice) -> np.ndarray:
+        """ADC codes of data columns ``cols`` when only rows ``rows`` are driven (by ``inputs``)
+        and every other row is at zero drive: one block of a larger weight matrix.
+
+        Equal in distribution to ``adc_codes`` of the inputs zero-padded to all rows, sliced to
+        ``cols`` (the same column offsets apply), and equal to it code for code when read noise
+        and ADC noise are off. Faster: the block's read matrices are cached per read time, plane
+        vectors without drive skip the matmul and the read-noise draw, and only the block's
+        rows and columns are multiplied. Counts reads in ``state.reads`` like :meth:`adc_codes`.
+
+        Parameters
+        ----------
+        inputs : int array, shape (batch, rows in block) or (rows in block,)
+            Input vectors of the driven rows, in the range of ``cfg.input``.
+        t_s : float
+            Time since programming, seconds (>= 0).
+        rng : numpy.random.Generator
+            Source of every random draw of this read.
+        rows : slice
+            Driven rows, ``slice(start, stop)`` with 0 <= start < stop <= tile.rows, step 1.
+        cols : slice
+            Data columns read, ``slice(start, stop)`` with 0 <= start < stop <= tile.cols, step 1.
+
+        Returns
+        -------
+        int16 array, shape (batch, slices, planes, cols in block), or (slices, planes, cols in
+        block) for one vector.
+
+        Raises
+        ------
+        ValueError
+            For a bad ``rows``/``cols`` slice or inputs of the wrong shape, type or range.
+        """
+        cfg = self.cfg
+        rows = _check_block_slice("rows", rows, cfg.tile.rows, "tile.rows")
+        cols = _check_block_slice("cols", cols, cfg.tile.cols, "tile.cols")
+        t_s = check_time(t_s)
+        x = check_inputs(cfg, inputs, rows.stop - rows.start, what=f"block inputs for rows {rows.start}:{rows.stop}")
+        if cfg.analog.read_noise == "per-device":
+            padded = np.zeros((x.shape[0], cfg.tile.rows), dtype=np.int64)
+            padded[:, rows] = x
+            codes = self.adc_codes(padded, t_s, rng)[..., cols]
+        else:
+            codes = self.quantise(self._signals(x, t_s, rng, rows, cols)).transpose(2, 0, 1, 3)
+            self._count_reads(len(x), t_s)
+        return codes[0] if np.ndim(inputs) == 1 else np.ascontiguousarray(codes)
+
     def reference_codes(self, inputs, t_s: float, rng: np.random.Generator) -> np.ndarray:
         """ADC codes of the reference columns, (batch, slices, planes, reference_columns)."""
         return self.all_codes(inputs, t_s, rng)[..., self.cfg.tile.cols:]
@@ -355,6 +536,22 @@ class AnalogTile:
     def weights(self) -> np.ndarray:
         """The quantised weights W_int * scale the tile was programmed with."""
         return self.state.w_int * self.state.scale
+
+
+def _check_block_slice(name: str, value, size: int, limit: str) -> slice:
+    """``value`` as ``slice(start, stop)`` after checking 0 <= start < stop <= size, step 1."""
+    if not isinstance(value, slice):
+        raise ValueError(f"block {name} must be a slice(start, stop), not {value!r}")
+    start = 0 if value.start is None else value.start
+    stop = size if value.stop is None else value.stop
+    for bound in (start, stop):
+        if isinstance(bound, bool) or not isinstance(bound, (int, np.integer)):
+            raise ValueError(f"block {name} bounds must be integers, not {value!r}")
+    if value.step not in (None, 1):
+        raise ValueError(f"block {name} must have step 1, not {value!r}")
+    if not 0 <= start < stop <= size:
+        raise ValueError(f"block {name} must satisfy 0 <= start < stop <= {limit} ({size}), not {value!r}")
+    return slice(int(start), int(stop))
 
 
 def build_tile(cfg: ChipConfig, weights: np.ndarray, seed: int, program_verify: bool = False) -> AnalogTile:

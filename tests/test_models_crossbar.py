@@ -6,7 +6,7 @@ import pytest
 from neurophase.config import ChipConfig, ConfigError
 from neurophase.models.crossbar import (build_tile, conversion_order, digital_result, exact_config, ideal_codes,
                                         input_planes, required_adc_bits)
-from neurophase.models.shift_add import ShiftAddParams
+from neurophase.models.shift_add import ShiftAddParams, shift_add
 
 
 def small_config(rows=16, cols=16, **sections):
@@ -170,3 +170,64 @@ def test_bad_configuration_values():
         ChipConfig.from_dict({"analog": {"bogus": 1}})
     with pytest.raises(ConfigError, match=r"adc.bits must be at least 12 for exact integer arithmetic with 16 rows"):
         exact_config(small_config())
+
+
+def per_vector_digital_result(cfg, codes):
+    """The former implementation: the golden shift-and-add, one vector at a time."""
+    params = ShiftAddParams.from_config(cfg)
+    return np.stack([shift_add(params, one)[0] for one in codes])
+
+
+@pytest.mark.parametrize("sections", [
+    {},
+    {"datapath": {"accumulator_bits": 10}},
+    {"datapath": {"accumulator_bits": 8}, "weights": {"slices": 2, "significance_factor": 4}},
+    {"datapath": {"accumulator_bits": 12}, "weights": {"slices": 2}, "input": {"encoding": "unsigned"}},
+    {"datapath": {"accumulator_bits": 9}, "input": {"mode": "pulse-width"}, "adc": {"bits": 6}, "weights": {"slices": 2}},
+])
+def test_batched_digital_result_equals_the_per_vector_shift_add(sections, seed):
+    cfg = small_config(**sections)
+    params = ShiftAddParams.from_config(cfg)
+    lo, hi = params.code_range
+    rng = np.random.default_rng(seed)
+    shape = (40, params.slices, params.planes, params.columns)
+    codes = rng.integers(lo, hi + 1, size=shape).astype(np.int16)
+    codes[0], codes[1], codes[2] = lo, hi, np.where(rng.random(shape[1:]) < 0.5, lo, hi)  # saturation corners
+    codes[3, :, -1], codes[4, :, :-1] = lo, hi
+    expected = per_vector_digital_result(cfg, codes)
+    assert np.array_equal(digital_result(cfg, codes), expected)
+    if params.out_bits:
+        assert expected.max() == params.out_range[1] and expected.min() == params.out_range[0]
+    assert digital_result(cfg, codes[:0]).shape == (0, params.columns)
+
+
+def test_digital_result_rejects_bad_codes():
+    cfg = small_config()
+    with pytest.raises(ValueError, match="shape"):
+        digital_result(cfg, np.zeros((2, 1, 8, 15), dtype=np.int16))
+    with pytest.raises(ValueError, match="integers"):
+        digital_result(cfg, np.zeros((2, 1, 8, 16)))
+    codes = np.zeros((2, 1, 8, 16), dtype=np.int16)
+    codes[1, 0, 3, 5] = 128
+    with pytest.raises(ValueError, match=r"128 at \(vector, slice, plane, column\) \(1, 0, 3, 5\)"):
+        digital_result(cfg, codes)
+
+
+def test_adc_noise_joins_the_read_noise_draw(seed):
+    """Output-referred reads draw read and ADC noise at once; the per-device path adds ADC noise
+    on its own: same variance. Undriven plane vectors read offset + ADC noise only."""
+    cfg = small_config(rows=32, cols=8, datapath={"lanes": 8}, analog={
+        "reference_columns": 0, "adc_noise_lsb": 1.5, "adc_offset_sigma_lsb": 2.0, "adc_full_scale": 0.25})
+    weights = np.random.default_rng(seed).normal(size=(32, 8))
+    x = np.tile(np.random.default_rng(seed + 1).integers(0, 128, size=(1, 32)), (400, 1))
+    variances = []
+    for mode in ("output-referred", "per-device"):
+        tile = build_tile(cfg.replace(analog={"read_noise": mode}), weights, seed)
+        out = tile.analog_outputs(x, 86400.0, np.random.default_rng(seed + 2))
+        variances.append(out[:, :7].var(axis=2))  # planes 0..6; plane 7 (sign) is undriven
+        undriven = out[:, 7]
+        assert np.all(np.abs(undriven.mean(axis=1) - tile.column_offsets()) < 5 * 1.5 / np.sqrt(400))
+        assert np.all(np.abs(undriven.std(axis=1) / 1.5 - 1) < 0.2)
+    ratio = variances[0].sum() / variances[1].sum()
+    assert np.all(variances[0] > 1.5**2 * 0.7)
+    assert 0.93 < ratio < 1.07, f"seed {seed}: variance ratio {ratio}"
