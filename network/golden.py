@@ -39,7 +39,7 @@ __all__ = ["NetworkChip", "Registers", "quantise_inputs", "max_pool", "average_p
 #: Fractional bits of the reciprocal by which average pooling divides a window sum.
 RECIPROCAL_BITS = 16
 #: Images per pass through the analog model (bounds memory).
-CHUNK_IMAGES = 64
+CHUNK_IMAGES = 256
 
 
 def tile_seed(seed: int, tile: int) -> int:
@@ -250,10 +250,7 @@ class NetworkChip:
 
     def block_codes(self, block, patches: np.ndarray, t_s: float, rng) -> np.ndarray:
         """ADC codes (M, slices, planes, block cols) of one block's columns with only its rows driven."""
-        tile = self.tiles[block.tile]
-        full = np.zeros((len(patches), self.cfg.tile.rows), dtype=np.int64)
-        full[:, block.tile_rows] = patches
-        return tile.adc_codes(full, t_s, rng)[..., block.tile_cols]
+        return self.tiles[block.tile].block_codes(patches, t_s, rng, block.tile_rows, block.tile_cols)
 
     def _batch_norm(self, mapped: MappedLayer, psum: np.ndarray) -> tuple:
         regs, name = self.registers, mapped.name
@@ -278,9 +275,12 @@ def tile_stages(cfg, codes: np.ndarray, trims: np.ndarray, gains: np.ndarray) ->
     the gained results (M, n) and the count of saturated values per stage."""
     m, slices, planes, n = codes.shape
     flat = np.moveaxis(codes, 0, 2).reshape(slices, planes, m * n)
-    adc = replace(AdcInterfaceParams.from_config(cfg), columns=m * n, columns_per_adc=1, lanes=1)
-    trimmed, _ = adc_trim(adc, flat, np.tile(trims, m))
-    acc, acc_sat = shift_add(replace(ShiftAddParams.from_config(cfg), columns=m * n, lanes=1), trimmed)
+    if np.any(trims):  # a zero trim is the identity: sat(code - 0) = code
+        adc = replace(AdcInterfaceParams.from_config(cfg), columns=m * n, columns_per_adc=1, lanes=1)
+        flat, _ = adc_trim(adc, flat, np.tile(trims, m))
+    acc, acc_sat = shift_add(replace(ShiftAddParams.from_config(cfg), columns=m * n, lanes=1), flat)
+    if np.all(gains == 1 << cfg.datapath.gain_frac_bits):  # unit gain is the identity: round(y * 1) = y
+        return acc.reshape(m, n), {"accumulator": int(acc_sat.sum()), "gain": 0}
     gained, gain_sat = drift_gain(replace(DriftGainParams.from_config(cfg), columns=m * n, lanes=1), acc,
                                   np.tile(gains, m))
     return gained.reshape(m, n), {"accumulator": int(acc_sat.sum()), "gain": int(gain_sat.sum())}
