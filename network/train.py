@@ -32,7 +32,6 @@ settings, same seed: same weights.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,7 +46,7 @@ from neurophase.network import default_model as defaults
 from neurophase.network.data import SPLIT_SEED, TEST_FRACTION, Dataset
 
 __all__ = [
-    "TrainSettings", "TrainedNetwork", "image_shape", "class_count", "holdout_split", "train",
+    "TrainSettings", "TrainedNetwork", "image_shape", "class_count", "holdout_split", "load_training_npz", "train",
     "to_onnx", "save_onnx", "onnx_logits", "onnx_accuracy", "train_and_export", "NODE_TYPES",
 ]
 
@@ -202,6 +201,21 @@ def holdout_split(dataset: Dataset, fraction: float = TEST_FRACTION, seed: int =
     return Dataset(x_train, y_train, f"{dataset.name}-train"), Dataset(x_test, y_test, f"{dataset.name}-test")
 
 
+def load_training_npz(path: str | Path) -> tuple[Dataset, Dataset, int]:
+    """A user's ``.npz`` checked for training and split: ``(train, test, classes)``.
+
+    The inputs must be (N, C, H, W) images with at least two classes among the labels; the
+    split is :func:`holdout_split`'s fixed 25 % and ``classes`` counts the whole file's labels.
+    """
+    from neurophase.network.data import load_npz
+
+    data = load_npz(path)
+    image_shape(data)
+    classes = class_count(data)
+    train_set, test_set = holdout_split(data)
+    return train_set, test_set, classes
+
+
 def _initial_tensors(rng: np.random.Generator, input_shape: tuple[int, int, int], classes: int) -> dict[str, np.ndarray]:
     channels, height, width = input_shape
     c1, c2 = defaults.CONV1_CHANNELS, defaults.CONV2_CHANNELS
@@ -287,7 +301,8 @@ def _step_function(optimizer, momentum, epsilon):
     return step
 
 
-def train(data: Dataset, settings: TrainSettings = TrainSettings(), on_epoch: EpochCallback | None = None) -> TrainedNetwork:
+def train(data: Dataset, settings: TrainSettings = TrainSettings(), on_epoch: EpochCallback | None = None,
+          classes: int | None = None) -> TrainedNetwork:
     """Train the CNN on ``data`` (images (N, C, H, W), integer labels).
 
     Parameters
@@ -298,13 +313,20 @@ def train(data: Dataset, settings: TrainSettings = TrainSettings(), on_epoch: Ep
         Hyper-parameters and seed.
     on_epoch : callable, optional
         Called after every epoch as ``on_epoch(epoch, epochs, loss, batch_accuracy)`` (epoch from 1).
+    classes : int, optional
+        Number of outputs; ``max(labels) + 1`` of ``data`` when None (give it when a class may
+        be missing from the training part of a split).
 
     Returns
     -------
     TrainedNetwork
     """
     input_shape = image_shape(data)
-    classes = class_count(data)
+    least = class_count(data)
+    if classes is None:
+        classes = least
+    elif classes < least:
+        raise ValueError(f"classes = {classes} is not allowed: {data.name} has labels up to {least - 1}, so at least {least}")
     rng = np.random.default_rng(settings.seed)
     tensors = _initial_tensors(rng, input_shape, classes)
     params = {k: jnp.asarray(v) for k, v in tensors.items() if k not in _STAT_NAMES}
@@ -382,13 +404,12 @@ def save_onnx(network: TrainedNetwork, path: str | Path) -> Path:
     path = Path(path)
     data = to_onnx(network).SerializeToString()
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # plain open: the usual umask permissions
     try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
+        temp.write_bytes(data)
         os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
     return path
 
@@ -424,8 +445,8 @@ def onnx_accuracy(model, dataset: Dataset) -> float:
 
 
 def train_and_export(train_set: Dataset, test_set: Dataset, out: str | Path, settings: TrainSettings = TrainSettings(),
-                     on_epoch: EpochCallback | None = None) -> dict:
-    """Train, write the ONNX file to ``out`` and measure it through onnxruntime.
+                     on_epoch: EpochCallback | None = None, classes: int | None = None) -> dict:
+    """Train (see :func:`train`), write the ONNX file to ``out`` and measure it through onnxruntime.
 
     Returns
     -------
@@ -435,7 +456,7 @@ def train_and_export(train_set: Dataset, test_set: Dataset, out: str | Path, set
         all threads, JIT compilation included).
     """
     start = time.process_time()
-    network = train(train_set, settings, on_epoch)
+    network = train(train_set, settings, on_epoch, classes)
     cpu_s = time.process_time() - start
     path = save_onnx(network, out)
     return {"train_accuracy": onnx_accuracy(path, train_set), "test_accuracy": onnx_accuracy(path, test_set),
