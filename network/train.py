@@ -17,8 +17,10 @@ H = W = 8, K = 10)::
     fc       Gemm, transB = 1, bias                        logits (N, K)
 
 For the digits the flattened length is 32 * 4 * 4 = 512, on purpose larger than a 256-row
-tile, so that the last layer must be split across tiles. The second convolution has no bias
-because the BatchNormalization right after it would cancel it.
+tile, so that the last layer must be split across tiles. A BatchNormalization follows each
+convolution and cancels a constant per channel, so a convolution bias adds nothing there: the
+second convolution has none; the first keeps one so that the importer meets a Conv with a
+bias (the running mean of bn1 absorbs whatever value it takes).
 
 Training: weights initialised from ``numpy.random.default_rng(seed)`` (He normal for the
 convolutions, LeCun normal for the Gemm), AdamW with a warm-up and cosine decay of the

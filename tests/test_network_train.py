@@ -1,6 +1,8 @@
 """The default CNN: the shipped ONNX file, retraining it with JAX + optax, bad training data, the CLI."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -139,3 +141,11 @@ def test_cli_train_refuses_an_unwritable_out_before_training(tmp_path):
     result = CliRunner().invoke(main, ["model", "train", "--out", str(tmp_path / "afile" / "m.onnx")])
     assert result.exit_code == 2 and "is a file, not a folder" in result.output
     assert "epoch" not in result.output
+
+
+def test_only_training_imports_jax():
+    """The default model's module, the data and the CLI load neither JAX nor optax."""
+    code = ("import sys, neurophase.network.default_model, neurophase.network.data, neurophase.cli\n"
+            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib', 'optax'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"pulled in: {out.stdout.strip()}"
