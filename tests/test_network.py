@@ -179,3 +179,78 @@ def test_bad_data_gets_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="input.encoding must be 'twos-complement'"):
         map_network(network, ChipConfig().replace(input={"encoding": "unsigned"}), np.zeros((1, 1, 8, 8)))
     assert len(Dataset(np.zeros((2, 3)), np.array([0, 1]))) == 2
+
+
+@pytest.fixture(scope="module")
+def default_flow():
+    from neurophase.network.data import digits
+    from neurophase.network.default_model import DEFAULT_MODEL_PATH
+
+    train, test = digits()
+    network = load_onnx(DEFAULT_MODEL_PATH)
+    return map_network(network, ChipConfig(), train.inputs[:512]), train, test.head(240)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_gdc_and_batch_norm_recalibration_each_improve_one_month(default_flow, seed):
+    """At 1 month, GDC alone and batch-norm recalibration alone each recover most of the accuracy
+    drift took, and the two together are at least as good as GDC alone."""
+    from neurophase.network.compensation import BatchNormCalibration, GdcFirmware
+    from neurophase.network.study import compensated_accuracy
+
+    mapped, train, test = default_flow
+    month = 30 * 86400.0
+    chip = NetworkChip(mapped, seed)
+    gdc, bn = GdcFirmware(chip, np.random.default_rng([seed, 1])), BatchNormCalibration(chip, train.inputs[:100])
+
+    def acc(g, b, key):
+        return compensated_accuracy(chip, g, b, test, month, np.random.default_rng([seed, key]))
+
+    none, with_gdc, with_bn, both = acc(None, None, 2), acc(gdc, None, 3), acc(None, bn, 4), acc(gdc, bn, 5)
+    assert with_gdc > none + 0.2 and with_bn > none + 0.2
+    assert both >= with_gdc
+    fresh = float(np.mean(chip.predict(test.inputs, 0.0, np.random.default_rng(0)) == test.labels))
+    assert both > fresh - 0.03
+
+
+def test_gdc_writes_fixed_point_gains(default_flow):
+    from neurophase.models.drift_gain import DriftGainParams
+    from neurophase.network.compensation import GdcFirmware
+
+    mapped = default_flow[0]
+    chip = NetworkChip(mapped, 3)
+    gains = GdcFirmware(chip, np.random.default_rng(1)).apply(365 * 86400.0, np.random.default_rng(2))
+    lo, hi = DriftGainParams.from_config(mapped.cfg).gain_range
+    one = 1 << mapped.cfg.datapath.gain_frac_bits
+    for tile_gains in gains:
+        assert tile_gains.dtype == np.int64 and lo <= tile_gains.min() and tile_gains.max() <= hi
+        assert np.all(tile_gains == tile_gains[0])  # per-tile GDC: one value per tile
+        assert tile_gains[0] > one  # drift lowered the signal: alpha > 1
+    assert chip.registers.gains is gains
+
+
+def test_model_network_command_json(tmp_path):
+    from neurophase.cli import main
+
+    out = tmp_path / "study" / "network.png"
+    result = CliRunner().invoke(main, ["model", "network", "--seeds", "1", "--images", "40", "--no-diagnosis",
+                                       "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for key in ("fp32_accuracy", "fresh_accuracy", "fresh_over_fp32", "quantised_accuracy", "rows", "drop_1y"):
+        assert key in data
+    assert len(data["rows"]) == 6 * 3
+    assert out.exists() and out.with_suffix(".json").exists()
+    assert data["fresh_over_fp32"] == pytest.approx(data["fresh_accuracy"] / data["fp32_accuracy"])
+
+
+def test_model_map_command_refuses_an_unsupported_model(tmp_path):
+    from neurophase.cli import main
+
+    path = tmp_path / "sig.onnx"
+    onnx.save(_single_node_model("Sigmoid", ["x"], []), path)
+    result = CliRunner().invoke(main, ["model", "map", str(path)])
+    assert result.exit_code == 2
+    assert "unsupported operator 'Sigmoid' in node 'odd_node'" in result.output
+    result = CliRunner().invoke(main, ["model", "map", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["tiles_used"] == 3
