@@ -186,8 +186,9 @@ def sim_command(config_path, build_dir, port, sessions, waves):
     board = SimBoard(cfg, build_dir, sessions=sessions, port=port, waves=waves)
     with board:
         console.print(f"simulated board listening: {board.url}")
-        console.print(f"register map: {board.map_path}")
-        console.print("host: NeuroPhaseHost.connect(url, map)  (Ctrl-C stops)")
+        console.print(f"register map: {board.map_path}  (LiteX csr.csv: {board.map_path.with_suffix('.csv')})")
+        console.print("host: NeuroPhaseHost.connect(url, map), or LiteX: "
+                      f"litex_server --uart --uart-port {board.url} --bind-ip 127.0.0.1  (Ctrl-C stops)")
         board.wait()
     run = board.run
     console.print(f"simulation ended: {'ok' if run and run.ok else 'FAILED'}  (log: {run.log if run else '-'})")

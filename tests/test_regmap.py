@@ -100,6 +100,7 @@ def test_register_overflow_is_refused():
     (lambda: Array("A", 0, 8), "length of array A must be an integer from 1 to 1048576, not 0"),
     (lambda: Array("A", 8, 8, lanes=3), "lanes of array A must divide its length (8), not 3"),
     (lambda: Array("A", 8, 8, signed=True, reset=200), "reset of array A must be an integer from -128 to 127, not 200"),
+    (lambda: Array("A", 8, 8, access="r"), "access of array A must be one of rw, ro, wo, not 'r'"),
     (lambda: RegisterMap("t", max_bytes=100), "max_bytes of the map must be a power of two, not 100"),
 ])
 def test_description_errors(make, message):
