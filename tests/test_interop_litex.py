@@ -16,7 +16,8 @@ from neurophase.config import ChipConfig
 from neurophase.fpga.regmap import FPGA_MAGIC, FpgaAddressMap
 from neurophase.fpga.sim_board import SimBoard
 from neurophase.regmap import TILE_MAGIC, tile_register_map
-from neurophase.regmap_export import to_csv, to_litex_csv
+from neurophase.models.program_verify import program_verify_register_map
+from neurophase.regmap_export import to_csv, to_litex_csv, write_regmap_exports
 
 PRESET = "fpga/ulx3s.toml"
 
@@ -48,6 +49,18 @@ def test_every_exported_csv_loads_in_litex_with_true_bases_and_modes(tmp_path):
         "wo", "ro", "rw")
     expected = sum(len(w.regmap.registers) for w in amap.windows)
     assert len(whole.regs.d) == expected and len(whole.mems.d) == sum(len(w.regmap.arrays) for w in amap.windows)
+
+
+@pytest.mark.parametrize("make_map", [tile_register_map, program_verify_register_map], ids=["tile", "program_verify"])
+def test_generated_chip_csvs_load_in_litex(tmp_path, make_map):
+    rmap = make_map(ChipConfig())
+    path = write_regmap_exports(rmap, tmp_path)["csv"]
+    client = RemoteClient(csr_csv=str(path))
+    assert client.bases.d == {rmap.name: 0}
+    assert {name: (r.addr, r.mode) for name, r in client.regs.d.items()} == {
+        f"{rmap.name}_{r.name.lower()}": (a, r.access) for a, r in rmap.registers}
+    assert {name: (m.base, m.size) for name, m in client.mems.d.items()} == {
+        f"{rmap.name}_{arr.name.lower()}": (a, 4 * arr.length) for a, arr in rmap.arrays}
 
 
 def test_tile_csv_rows_have_litex_s_five_columns(tmp_path):
