@@ -142,19 +142,26 @@ def build_command(config_path, board, out_dir, toolchain, as_json, verbose):
 @click.option("--bitstream", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("out/fpga/neurophase_fpga.bit"), show_default=True)
 @click.option("--flash", is_flag=True, help="Write the SPI flash (kept at power-off) instead of the SRAM.")
-@click.option("--dry-run", is_flag=True, help="Print the openFPGALoader command without running it.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the openFPGALoader command without running it; warn (exit 1) when it cannot run here.")
 @friendly_errors
 def program_command(config_path, board, bitstream, flash, dry_run):
     """Load the bitstream into the board with openFPGALoader."""
-    from neurophase.fpga.program import program_board
+    from neurophase.fpga.program import plan_programming, program_board
 
     console = _console()
     cfg = fpga_config(config_path)
-    command = program_board(bitstream, board or cfg.fpga.board, flash=flash, dry_run=dry_run)
+    board = board or cfg.fpga.board
     if dry_run:
-        console.print("would run: " + " ".join(command))
-    else:
-        console.print(f"programmed {board or cfg.fpga.board} with {bitstream}")
+        plan = plan_programming(bitstream, board, flash=flash)
+        if plan.problem is not None:
+            console.print(f"[bold yellow]warning:[/] {plan.problem}")
+            console.print("no command: it cannot run here (openFPGALoader arguments: " + " ".join(plan.command[1:]) + ")")
+            sys.exit(1)
+        console.print("would run: " + " ".join(plan.command))
+        return
+    program_board(bitstream, board, flash=flash)
+    console.print(f"programmed {board} with {bitstream}")
 
 
 @fpga.command("sim")
@@ -179,8 +186,9 @@ def sim_command(config_path, build_dir, port, sessions, waves):
     board = SimBoard(cfg, build_dir, sessions=sessions, port=port, waves=waves)
     with board:
         console.print(f"simulated board listening: {board.url}")
-        console.print(f"register map: {board.map_path}")
-        console.print("host: NeuroPhaseHost.connect(url, map)  (Ctrl-C stops)")
+        console.print(f"register map: {board.map_path}  (LiteX csr.csv: {board.map_path.with_suffix('.csv')})")
+        console.print("host: NeuroPhaseHost.connect(url, map), or LiteX: "
+                      f"litex_server --uart --uart-port {board.url} --bind-ip 127.0.0.1  (Ctrl-C stops)")
         board.wait()
     run = board.run
     console.print(f"simulation ended: {'ok' if run and run.ok else 'FAILED'}  (log: {run.log if run else '-'})")

@@ -3,7 +3,9 @@
 the read-only result window, each in its own window of one address space.
 
 Descriptions use the register-map API of :mod:`neurophase.regmap` (docs/register-map.md),
-so the same exports (Markdown, C header, JSON, CSV) and the same CSR bank RTL apply.
+so the same exports (Markdown, C header, JSON, CSV, SystemRDL) and the same CSR bank RTL
+apply; each window's exports carry its base, and ``fpga_map.{json,csv,rdl}`` describe the
+whole address space.
 Window bases are assigned, never typed: each window is aligned to its own size, in the
 order tile, fpga, weights, results.
 """
@@ -18,7 +20,8 @@ from neurophase.config import ChipConfig
 from neurophase.models.crossbar_emulator import NOISE_MAX_BITS, SCALE_BITS, SCALE_FRAC_BITS, EmulatorParams
 from neurophase.models.datapath import DatapathParams
 from neurophase.regmap import Access, Array, Field, Register, RegisterMap, tile_register_map
-from neurophase.regmap_export import to_dict, write_regmap_exports
+from neurophase.regmap_export import to_dict, to_litex_csv, write_regmap_exports, write_text_atomic
+from neurophase.regmap_systemrdl import to_systemrdl_space
 
 __all__ = ["FPGA_MAGIC", "fpga_register_map", "weight_register_map", "result_register_map", "AddressWindow",
            "FpgaAddressMap"]
@@ -81,7 +84,7 @@ def weight_register_map(cfg: ChipConfig) -> RegisterMap:
     rmap.add(Array("WEIGHT", p.weight_words, 2 * p.conductance_bits, lanes=p.cols,
                    doc=f"conductance codes of element (slice*{p.rows} + row)*{p.cols} + column: "
                        f"G+ in bits [{p.conductance_bits - 1}:0], G- in bits "
-                       f"[{2 * p.conductance_bits - 1}:{p.conductance_bits}]; write-only"))
+                       f"[{2 * p.conductance_bits - 1}:{p.conductance_bits}]; write-only", access="wo"))
     return rmap
 
 
@@ -90,8 +93,9 @@ def result_register_map(cfg: ChipConfig) -> RegisterMap:
     dp = DatapathParams.from_config(cfg)
     cols, lanes, bits = dp.columns, dp.lanes, dp.batch_norm.out_bits
     rmap = RegisterMap("results", doc="Result of the last MVM (read-only)")
-    rmap.add(Array("RESULT", cols, bits, signed=True, lanes=lanes, doc=f"activation of each column, signed {bits}-bit"))
-    rmap.add(Array("RESULT_SAT", cols // lanes, lanes, lanes=1,
+    rmap.add(Array("RESULT", cols, bits, signed=True, lanes=lanes, access="ro",
+                   doc=f"activation of each column, signed {bits}-bit"))
+    rmap.add(Array("RESULT_SAT", cols // lanes, lanes, lanes=1, access="ro",
                    doc="saturation bits of each column group (bit i: column group*lanes + i)"))
     return rmap
 
@@ -159,18 +163,39 @@ class FpgaAddressMap:
                 return w
         raise ValueError(f"no window {name!r}; windows: {', '.join(w.name for w in self.windows)}")
 
+    #: Name of the whole address space in the JSON, CSV and SystemRDL exports.
+    NAME = "neurophase_fpga"
+
+    def placed(self) -> list[tuple[RegisterMap, int]]:
+        """(map, base) of every window, in address order."""
+        return [(w.regmap, w.base) for w in self.windows]
+
     def to_dict(self) -> dict:
         """The whole map as plain data (what the host driver loads)."""
-        return {"name": "neurophase_fpga", "size": self.size, "addr_width": self.addr_width,
-                "windows": [{"name": w.name, "base": w.base, "map": to_dict(w.regmap)} for w in self.windows]}
+        return {"name": self.NAME, "size": self.size, "addr_width": self.addr_width,
+                "windows": [{"name": w.name, "base": w.base, "map": to_dict(w.regmap, w.base)} for w in self.windows]}
+
+    def to_csv(self) -> str:
+        """One LiteX ``csr.csv`` of every window at its base (``RemoteClient(csr_csv=...)``)."""
+        return to_litex_csv(self.placed(), f"Address space {self.NAME!r} (the FPGA top's UART bridge)")
+
+    def to_systemrdl(self) -> str:
+        """SystemRDL: one ``addrmap`` per window and the root ``neurophase_fpga`` placing them."""
+        return to_systemrdl_space(self.NAME, "FPGA emulation board: every window the UART bridge reaches",
+                                  self.placed())
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``fpga_map.json`` (for the host) and every window's exports into ``out_dir``."""
+        """Write ``fpga_map.json`` (for the host), ``fpga_map.csv`` (LiteX), ``fpga_map.rdl``
+        (SystemRDL) and every window's exports at its base into ``out_dir``; returns
+        kind -> path (``fpga-map``, ``fpga-map-csv``, ``fpga-map-systemrdl``, ``<window>-<kind>``)."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {"fpga-map": out_dir / "fpga_map.json"}
-        paths["fpga-map"].write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        paths = {
+            "fpga-map": write_text_atomic(out_dir / "fpga_map.json", json.dumps(self.to_dict(), indent=2) + "\n"),
+            "fpga-map-csv": write_text_atomic(out_dir / "fpga_map.csv", self.to_csv()),
+            "fpga-map-systemrdl": write_text_atomic(out_dir / "fpga_map.rdl", self.to_systemrdl()),
+        }
         for w in self.windows:
-            for kind, path in write_regmap_exports(w.regmap, out_dir).items():
+            for kind, path in write_regmap_exports(w.regmap, out_dir, w.base).items():
                 paths[f"{w.name}-{kind}"] = path
         return paths

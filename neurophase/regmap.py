@@ -42,6 +42,7 @@ __all__ = [
     "ParamFormats",
     "tile_register_map",
     "WORD_BYTES",
+    "ARRAY_ACCESS",
     "TILE_MAGIC",
     "TILE_MAP_VERSION",
 ]
@@ -50,6 +51,8 @@ __all__ = [
 WORD_BYTES = 4
 #: Bits per bus word.
 WORD_BITS = 32
+#: Bus access modes of an :class:`Array` (LiteX's CSV vocabulary): read-write, read-only, write-only.
+ARRAY_ACCESS = ("rw", "ro", "wo")
 
 _REG_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -268,7 +271,8 @@ class Register:
 
     @property
     def access(self) -> str:
-        """Register-level summary for the CSV: ``"ro"`` or ``"rw"``."""
+        """Register-level summary for the CSV: ``"ro"`` or ``"rw"`` (a register of W1P commands
+        only is ``"rw"``: it reads 0, and LiteX's ``litex_cli --regs`` reads every register)."""
         return "ro" if self.read_only else "rw"
 
     def field(self, name: str) -> Field:
@@ -299,11 +303,16 @@ class Array:
         Initial value of every element.
     doc : str
         One-line description (include the number format, e.g. Q4.12).
+    access : str
+        What the bus may do with the elements: ``"rw"`` (a CSR bank array), ``"ro"`` (read
+        only, e.g. a result window) or ``"wo"`` (write only, e.g. a weight memory). The CSR
+        bank implements ``"rw"`` arrays only; the others describe windows served by other
+        hardware.
 
     Raises
     ------
     RegmapError
-        For a bad name, length, width, lane count or reset value.
+        For a bad name, length, width, lane count, reset value or access.
     """
 
     name: str
@@ -313,6 +322,7 @@ class Array:
     lanes: int = 1
     reset: int = 0
     doc: str = ""
+    access: str = "rw"
 
     def __post_init__(self):
         _check_name("array name", self.name, _REG_NAME, "GAIN", "upper-case")
@@ -324,6 +334,9 @@ class Array:
         lo, hi = _value_range(self.width, self.signed)
         if isinstance(self.reset, bool) or not isinstance(self.reset, int) or not lo <= self.reset <= hi:
             raise RegmapError(f"reset of array {self.name} must be an integer from {lo} to {hi}, not {self.reset!r}")
+        if self.access not in ARRAY_ACCESS:
+            raise RegmapError(f"access of array {self.name} must be one of {', '.join(ARRAY_ACCESS)}, "
+                              f"not {self.access!r}")
 
     @property
     def groups(self) -> int:

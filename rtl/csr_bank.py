@@ -74,7 +74,7 @@ class CsrBank(wiring.Component):
     TypeError
         When ``regmap`` is not a RegisterMap.
     ValueError
-        When ``regmap`` is empty.
+        When ``regmap`` is empty or holds an array that is not read-write.
     """
 
     def __init__(self, regmap: RegisterMap):
@@ -82,6 +82,10 @@ class CsrBank(wiring.Component):
             raise TypeError(f"regmap must be a RegisterMap, not {regmap!r}")
         if not list(regmap.entries()):
             raise ValueError(f"regmap {regmap.name!r} must hold at least one register or array")
+        for _, array in regmap.arrays:
+            if array.access != "rw":
+                raise ValueError(f"array {array.name} of regmap {regmap.name!r} has access {array.access!r}; "
+                                 "the CSR bank implements read-write ('rw') arrays only")
         self.regmap = regmap
         members = {"bus": In(WishboneSignature(regmap.addr_width))}
         members.update({m.name: bank_member_port(m) for m in regmap.members()})

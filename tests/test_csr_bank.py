@@ -87,6 +87,11 @@ def test_constructor_checks():
         CsrBank(3)
     with pytest.raises(ValueError, match=r"^regmap 'empty' must hold at least one register or array$"):
         CsrBank(RegisterMap("empty"))
+    read_only = RegisterMap("window")
+    read_only.add(Array("RESULT", 4, 8, access="ro"))
+    with pytest.raises(ValueError, match=r"^array RESULT of regmap 'window' has access 'ro'; the CSR bank "
+                                         r"implements read-write \('rw'\) arrays only$"):
+        CsrBank(read_only)
     with pytest.raises(TypeError, match=r"^Wishbone address width must be an integer from 1 to 30, not 0$"):
         WishboneSignature(0)
 

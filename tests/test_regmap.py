@@ -100,6 +100,7 @@ def test_register_overflow_is_refused():
     (lambda: Array("A", 0, 8), "length of array A must be an integer from 1 to 1048576, not 0"),
     (lambda: Array("A", 8, 8, lanes=3), "lanes of array A must divide its length (8), not 3"),
     (lambda: Array("A", 8, 8, signed=True, reset=200), "reset of array A must be an integer from -128 to 127, not 200"),
+    (lambda: Array("A", 8, 8, access="r"), "access of array A must be one of rw, ro, wo, not 'r'"),
     (lambda: RegisterMap("t", max_bytes=100), "max_bytes of the map must be a power of two, not 100"),
 ])
 def test_description_errors(make, message):
@@ -146,6 +147,8 @@ def test_csv_lists_every_register_and_array_like_litex():
     rmap = tile_register_map(ChipConfig())
     rows = [row for row in csv.reader(io.StringIO(to_csv(rmap))) if row and not row[0].startswith("#")]
     assert rows[0] == ["csr_base", "tile", "0x00000000", "", ""]
+    assert {row[1]: int(row[2]) for row in rows if row[0] == "constant"} == {
+        "config_csr_data_width": 32, "config_bus_address_width": 32}
     registers = {row[1]: (int(row[2], 16), int(row[3]), row[4]) for row in rows if row[0] == "csr_register"}
     assert registers == {f"tile_{r.name.lower()}": (a, 1, r.access) for a, r in rmap.registers}
     arrays = {row[1]: (int(row[2], 16), int(row[3])) for row in rows if row[0] == "memory_region"}
@@ -190,7 +193,8 @@ def test_c_header_compiles_and_its_addresses_equal_the_json(tmp_path):
 def test_write_exports_names_the_files(tmp_path):
     paths = write_regmap_exports(small_map(), tmp_path)
     assert {k: p.name for k, p in paths.items()} == {
-        "markdown": "t_regs.md", "c-header": "t_regs.h", "json": "t_regs.json", "csv": "t_regs.csv"}
+        "markdown": "t_regs.md", "c-header": "t_regs.h", "json": "t_regs.json", "csv": "t_regs.csv",
+        "systemrdl": "t_regs.rdl"}
 
 
 def test_committed_reference_is_up_to_date():
