@@ -19,7 +19,8 @@ demo: setup
 	$(BIN)/neurophase generate --out $(OUT)/rtl
 	$(BIN)/neurophase sim mvm --length 200 --build-dir $(OUT)/sim/tile_cosim
 	$(BIN)/neurophase sim drift --length 64 --build-dir $(OUT)/sim/tile_cosim --out $(OUT)/sim/drift.png
-	@echo "outputs: Verilog, register maps and manifest in $(OUT)/rtl; co-simulation logs, JUnit XML and drift.png in $(OUT)/sim"
+	$(BIN)/neurophase model network --seeds 1 --images 150 --no-diagnosis --out $(OUT)/model/network.png
+	@echo "outputs: Verilog, register maps and manifest in $(OUT)/rtl; co-simulation logs, JUnit XML and drift.png in $(OUT)/sim; network study in $(OUT)/model/network.png and network.json"
 
 test: setup
 	$(BIN)/python -m pytest -n 2

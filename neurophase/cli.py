@@ -141,7 +141,7 @@ def bench():
 
 @main.group()
 def model():
-    """Device and array studies with the analog model."""
+    """Device, array and network studies with the analog model; network training."""
 
 
 def emit_json(data: dict) -> None:
