@@ -128,9 +128,7 @@ class Add:
 
 
 @dataclass
-class Relu:
-    """A ReLU on its own (after an add or a pooling)."""
-
+class _OneInput:
     name: str
     input: str
     output: str
@@ -141,16 +139,13 @@ class Relu:
 
 
 @dataclass
-class Flatten:
+class Relu(_OneInput):
+    """A ReLU on its own (after an add or a pooling)."""
+
+
+@dataclass
+class Flatten(_OneInput):
     """(C, H, W) -> (C*H*W,), C-major."""
-
-    name: str
-    input: str
-    output: str
-
-    @property
-    def inputs(self) -> tuple:
-        return (self.input,)
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_lo: int, pad_hi: int) -> int:

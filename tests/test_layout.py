@@ -7,17 +7,22 @@ import sys
 import neurophase.models
 
 
-def test_models_import_neither_amaranth_nor_cocotb():
-    """models/ is plain numpy: importing every module of it loads no HDL or simulator package."""
-    names = [f"neurophase.models.{m.name}" for m in pkgutil.iter_modules(neurophase.models.__path__)]
+def forbidden_imports(names: list, forbidden: tuple) -> str:
+    """The forbidden top-level packages loaded by importing ``names`` in a fresh interpreter."""
     code = (
         "import importlib, sys\n"
         f"for name in {names!r}: importlib.import_module(name)\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('amaranth', 'cocotb', 'cocotb_tools'))\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {forbidden!r})\n"
         "print(','.join(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert names and out.stdout.strip() == "", f"models/ pulled in: {out.stdout.strip()}"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_models_import_neither_amaranth_nor_cocotb():
+    """models/ is plain numpy: importing every module of it loads no HDL or simulator package."""
+    names = [f"neurophase.models.{m.name}" for m in pkgutil.iter_modules(neurophase.models.__path__)]
+    bad = forbidden_imports(names, ("amaranth", "cocotb", "cocotb_tools"))
+    assert names and bad == "", f"models/ pulled in: {bad}"
 
 
 def test_network_flow_imports_no_hdl_no_simulator_and_jax_only_for_training():
@@ -26,11 +31,5 @@ def test_network_flow_imports_no_hdl_no_simulator_and_jax_only_for_training():
 
     names = [f"neurophase.network.{m.name}" for m in pkgutil.iter_modules(neurophase.network.__path__)
              if m.name != "train"]
-    code = (
-        "import importlib, sys\n"
-        f"for name in {names!r}: importlib.import_module(name)\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('amaranth', 'cocotb', 'cocotb_tools', 'jax'))\n"
-        "print(','.join(bad))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert len(names) > 5 and out.stdout.strip() == "", f"network/ pulled in: {out.stdout.strip()}"
+    bad = forbidden_imports(names, ("amaranth", "cocotb", "cocotb_tools", "jax"))
+    assert len(names) > 5 and bad == "", f"network/ pulled in: {bad}"
