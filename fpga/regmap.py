@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from neurophase.atomic import write_text_atomic
 from neurophase.config import ChipConfig
 from neurophase.models.crossbar_emulator import NOISE_MAX_BITS, SCALE_BITS, SCALE_FRAC_BITS, EmulatorParams
 from neurophase.models.datapath import DatapathParams
@@ -169,7 +170,7 @@ class FpgaAddressMap:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = {"fpga-map": out_dir / "fpga_map.json"}
-        paths["fpga-map"].write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(paths["fpga-map"], json.dumps(self.to_dict(), indent=2) + "\n")
         for w in self.windows:
             for kind, path in write_regmap_exports(w.regmap, out_dir).items():
                 paths[f"{w.name}-{kind}"] = path

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from neurophase.atomic import write_text_atomic
 from neurophase.regmap import WORD_BYTES, Access, Array, RegisterMap, Register, array_member, field_member
 
 __all__ = ["to_dict", "to_json", "to_csv", "to_c_header", "to_markdown", "write_regmap_exports", "EXPORT_SUFFIXES"]
@@ -201,7 +202,7 @@ def write_regmap_exports(rmap: RegisterMap, out_dir: str | Path) -> dict[str, Pa
     written = {}
     for kind, suffix in EXPORT_SUFFIXES.items():
         path = out_dir / f"{rmap.name}_regs{suffix}"
-        path.write_text(_WRITERS[kind](rmap), encoding="utf-8")
+        write_text_atomic(path, _WRITERS[kind](rmap))
         written[kind] = path
     return written
 
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         raise SystemExit("usage: python -m neurophase.regmap_export PATH.md")
-    Path(args[0]).write_text(to_markdown(tile_register_map(ChipConfig())), encoding="utf-8")
+    write_text_atomic(args[0], to_markdown(tile_register_map(ChipConfig())))
 
 
 if __name__ == "__main__":
