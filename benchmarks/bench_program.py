@@ -13,7 +13,6 @@ achieved conductance (noise-free, right after programming) minus the target, in 
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 from neurophase.atomic import atomic_write, save_figure_atomic, write_text_if_changed
 from neurophase.config import ChipConfig
 from neurophase.cosim.runner import SimRun, run_cocotb
-from neurophase.folder_lock import folder_lock
+from neurophase.folder_lock import folder_lock, run_in_thread
 from neurophase.models.devices import device_model_from_config
 from neurophase.models.mapping import WeightMapping, expand_devices, map_weights
 from neurophase.models.program_verify import (
@@ -129,8 +128,7 @@ def _program_tile_locked(cfg: ChipConfig, build_dir: Path, job: dict, total: int
         except Exception as exc:  # handed to the caller's thread
             outcome["error"] = exc
 
-    worker = threading.Thread(target=simulate, daemon=True)
-    worker.start()
+    worker = run_in_thread(simulate, name="program-tile")  # shares this run's folder lock
     while worker.is_alive():
         worker.join(0.5)
         if progress is not None:

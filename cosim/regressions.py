@@ -30,10 +30,9 @@ def run_shift_add(
 ) -> SimRun:
     """Generate the shift-and-add Verilog for ``params`` and run its cocotb regression
     (corner cases, ``count`` random MVMs, back-pressure, throughput, restart)."""
-    text = convert(ShiftAdd(params), "shift_add")
     with folder_lock(build_dir, "simulation") as build_dir:
         source = build_dir / "shift_add.v"
-        write_text_if_changed(source, text)
+        write_text_if_changed(source, convert(ShiftAdd(params), "shift_add"))
         return run_cocotb(
             toplevel="shift_add",
             verilog=[source],
@@ -53,10 +52,9 @@ def _run_block(component, module: str, bench: str, build_dir: str | Path, settin
                seed: int | None, waves: bool, simulator: str, extra_sources=()) -> SimRun:
     """Write ``component``'s Verilog as ``module`` (only when it changed, so Verilator
     rebuilds only then) and run the cocotb module ``neurophase.cosim.benches.<bench>``."""
-    text = convert(component, module)
     with folder_lock(build_dir, "simulation") as build_dir:
         source = build_dir / f"{module}.v"
-        write_text_if_changed(source, text)
+        write_text_if_changed(source, convert(component, module))
         return run_cocotb(toplevel=module, verilog=[source, *extra_sources],
                           test_module=f"neurophase.cosim.benches.{bench}", build_dir=build_dir,
                           params=settings, seed=seed, waves=waves, simulator=simulator)
@@ -110,10 +108,9 @@ def run_csr_bank(cfg, build_dir: str | Path, *, seed: int | None = None, count: 
     from neurophase.regmap import tile_register_map
     from neurophase.rtl.csr_bank import CsrBank
 
-    text = convert(CsrBank(tile_register_map(cfg)), "csr_bank")
     with folder_lock(build_dir, "simulation") as build_dir:
         source = build_dir / "csr_bank.v"
-        write_text_if_changed(source, text)
+        write_text_if_changed(source, convert(CsrBank(tile_register_map(cfg)), "csr_bank"))
         return run_cocotb(toplevel="csr_bank", verilog=[source], test_module="neurophase.cosim.benches.csr_bank",
                           build_dir=build_dir, params={"config": cfg.to_dict(), "count": count},
                           seed=seed, waves=waves, simulator=simulator)

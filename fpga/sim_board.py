@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from pathlib import Path
@@ -118,9 +117,13 @@ class SimBoard:
 
     def _target(self) -> None:
         try:
-            self.run = run_sim_board(self.cfg, self.build_dir, port=self.requested_port, port_file=self.port_file,
-                                     sessions=self.sessions, accept_timeout_s=self.accept_timeout_s,
-                                     stop_file=self.stop_file, waves=self.waves)
+            with folder_lock(self.build_dir, "simulated board"):  # before touching its files
+                self.port_file.unlink(missing_ok=True)
+                self.stop_file.unlink(missing_ok=True)
+                self._locked.set()
+                self.run = run_sim_board(self.cfg, self.build_dir, port=self.requested_port, port_file=self.port_file,
+                                         sessions=self.sessions, accept_timeout_s=self.accept_timeout_s,
+                                         stop_file=self.stop_file, waves=self.waves)
         except BaseException as exc:  # reported by __enter__/__exit__ in the caller's thread
             self.error = exc
 
@@ -129,30 +132,21 @@ class SimBoard:
         return f"socket://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "SimBoard":
-        self._lock = contextlib.ExitStack()
-        self._lock.enter_context(folder_lock(self.build_dir, "simulated board"))  # before touching its files
-        self.port_file.unlink(missing_ok=True)
-        self.stop_file.unlink(missing_ok=True)
+        self._locked = threading.Event()
         self._thread = threading.Thread(target=self._target, name="sim-board", daemon=True)
         self._thread.start()
-        try:
-            self._wait_for_port()
-        except BaseException:
-            self._lock.close()
-            raise
-        return self
-
-    def _wait_for_port(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s
-        while not (self.port_file.exists() and self.port_file.read_text(encoding="utf-8").strip()):
-            if self.error is not None:
-                raise self.error
-            if not self._thread.is_alive():
-                raise SimulationError(f"the simulated board stopped before listening; see {self.build_dir / 'sim.log'}")
+        while not (self._locked.is_set() and self.port_file.exists()
+                   and self.port_file.read_text(encoding="utf-8").strip()):
+            if not self._thread.is_alive() or self.error is not None:
+                self._thread.join(timeout=1)
+                raise self.error or SimulationError(
+                    f"the simulated board stopped before listening; see {self.build_dir / 'sim.log'}")
             if time.monotonic() > deadline:
                 raise SimulationError(f"the simulated board did not listen within {self.start_timeout_s} s")
             time.sleep(0.1)
         self.port = int(self.port_file.read_text(encoding="utf-8").strip())
+        return self
 
     def wait(self) -> None:
         """Block until the simulation has served its sessions."""
@@ -166,6 +160,5 @@ class SimBoard:
         if self.sessions == 0:
             self.stop()
         self._thread.join(timeout=120)
-        self._lock.close()
         if self.error is not None and exc[0] is None:
             raise self.error

@@ -8,25 +8,30 @@ for the duration of a ``with``; a second run on the same folder fails at once wi
 the operating system's (``flock``), so it disappears with its process: a killed run
 never leaves a stale lock behind.
 
-The lock belongs to the process: it is re-entrant (a command may lock the folder and call
-a function, or start a thread, that locks it again); another process is refused.
+The lock belongs to the code that took it: it is re-entrant (a command may lock the folder
+and call a function that locks it again, also in a thread started with
+:func:`run_in_thread`, which carries the caller's locks along); any other caller, in this
+process or another, is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import threading
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["FolderInUseError", "folder_lock", "LOCK_NAME"]
+__all__ = ["FolderInUseError", "folder_lock", "run_in_thread", "LOCK_NAME"]
 
 #: The lock file inside a locked folder.
 LOCK_NAME = ".neurophase.lock"
 
 _held: dict[Path, tuple[int, object]] = {}  # folder -> (depth, open lock file)
 _held_guard = threading.Lock()
+#: The folders the running code holds (copied into threads by run_in_thread).
+_owned: contextvars.ContextVar[frozenset] = contextvars.ContextVar("neurophase_locked_folders", default=frozenset())
 
 
 class FolderInUseError(RuntimeError):
@@ -84,7 +89,7 @@ def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
     Raises
     ------
     FolderInUseError
-        When another process holds the lock.
+        When another process, or other code of this one, holds the lock.
     """
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,7 +97,10 @@ def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
     with _held_guard:
         entry = _held.get(folder)
         if entry is not None:
+            if folder not in _owned.get():
+                raise _in_use(folder, what, lock_path)
             _held[folder] = (entry[0] + 1, entry[1])
+            token = None
         else:
             handle = open(lock_path, "a+", encoding="utf-8")
             if not _try_lock(handle):
@@ -103,9 +111,12 @@ def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
             handle.write(f"pid {os.getpid()}, {what}\n")
             handle.flush()
             _held[folder] = (1, handle)
+            token = _owned.set(_owned.get() | {folder})
     try:
         yield folder
     finally:
+        if token is not None:
+            _owned.reset(token)
         with _held_guard:
             depth, handle = _held[folder]
             if depth > 1:
@@ -115,3 +126,12 @@ def folder_lock(folder: str | Path, what: str = "run") -> Iterator[Path]:
                 handle.seek(0)
                 handle.truncate()
                 handle.close()  # closing the file releases the OS lock
+
+
+def run_in_thread(target, *, name: str) -> threading.Thread:
+    """Start a daemon thread running ``target()`` with the caller's folder locks: code in
+    it may lock those folders again (a command's worker thread running a simulation)."""
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(target,), name=name, daemon=True)
+    thread.start()
+    return thread

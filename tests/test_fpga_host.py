@@ -1,10 +1,12 @@
 """Host driver end to end against the simulated board (the FPGA top under Verilator, its
 UART bridged to a TCP socket): load weights, run MVMs, compare with the golden model
 (crossbar emulator model -> tile datapath model); drift gains and drift steps; link
-recovery after garbage and a stalled frame. Plus transport and register-file unit tests."""
+recovery after garbage and a stalled frame; later host sessions after a stalled, a
+half-closed and a garbled one. Plus transport, register-file and validation unit tests."""
 
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from neurophase.fpga.host import HostError, NeuroPhaseHost, RegisterFile
 from neurophase.fpga.regmap import FpgaAddressMap
 from neurophase.fpga.sim_board import SimBoard
 from neurophase.fpga.transports import (
-    LinkError, SerialTransport, SocketTransport, UartBoneLink, open_transport,
+    LinkDesync, LinkError, SerialTransport, SocketTransport, UartBoneLink, open_transport,
 )
 from neurophase.models.crossbar_emulator import CrossbarEmulatorModel, EmulatorParams, emulated_mvm
 from neurophase.models.datapath import DatapathParams, DatapathSettings
@@ -31,9 +33,13 @@ def fpga_config() -> ChipConfig:
 @pytest.mark.verilator
 def test_host_script_on_the_simulated_board(tmp_path, seed):
     """One simulated board (one Verilator build, so it is one test: pytest-xdist would build
-    it once per worker otherwise) and one host session running every step below."""
+    it once per worker otherwise) serving host sessions until the test stops it: the first
+    runs every step of the host script; the ones after it leave the link stalled,
+    half-closed and garbled, and the last, clean one must work exactly."""
     cfg = fpga_config()
-    with SimBoard(cfg, tmp_path / "sim_board", sessions=1) as board:
+    with SimBoard(cfg, tmp_path / "sim_board", sessions=0, accept_timeout_s=1.0) as board:
+        # sessions 0 serves until stopped: waiting longer than accept_timeout_s is no failure
+        time.sleep(2.5)
         host = NeuroPhaseHost.connect(board.url, board.map_path, timeout=60.0)
         model = CrossbarEmulatorModel(EmulatorParams.from_config(cfg))
         session = (cfg, host, model)
@@ -42,9 +48,19 @@ def test_host_script_on_the_simulated_board(tmp_path, seed):
             check_mvms_match_the_golden_model(session, seed)
             check_drift_gains_and_drift_step(session, seed)
             check_link_recovers_from_garbage_and_a_stalled_frame(session)
+            bias = leave_per_tile_gain_and_a_stalled_frame(session)
         finally:
             host.close()
+        check_half_closed_session_gets_its_answer(board)
+        abandon_a_long_read(board)
+        check_garbled_session_is_named(board)
+        check_clean_session_after_broken_ones(board, cfg, seed, bias)
+        with pytest.raises(Exception, match="is in use by another run"):  # the folder is locked while it runs
+            with SimBoard(cfg, tmp_path / "sim_board"):
+                pass
     assert board.run is not None and board.run.ok, f"simulated board failed: {board.run}"
+    log = board.run.log.read_text(encoding="utf-8")
+    assert "session 5 ended" in log and "stop file found" in log
 
 
 def random_settings(cfg, rng, params):
@@ -148,6 +164,70 @@ def check_link_recovers_from_garbage_and_a_stalled_frame(session):
     assert after["bad_commands"] - before["bad_commands"] == 4
     assert after["frame_timeouts"] - before["frame_timeouts"] == 1
     assert after["uart_framing"] == before["uart_framing"]
+
+
+def leave_per_tile_gain_and_a_stalled_frame(session):
+    """Select the tile gain (per-tile mode), then send half a write frame and hang up: the
+    next session must neither finish this frame nor inherit the gain mode."""
+    cfg, host, _ = session
+    host.update_drift_gains(1 << DatapathParams.from_config(cfg).drift_gain.gain_frac_bits)
+    assert host.field("DRIFT", "per_column") == 0
+    bias = host.read_array("BN_BIAS")
+    address = host.regs.array("BN_BIAS")["base"] // 4
+    host.transport.write(bytes([0x01, 0x02]) + address.to_bytes(4, "big") + bytes([0x12, 0x34]))  # 2 of 8 data bytes
+    return bias
+
+
+def read_frame(host, name: str, count: int) -> bytes:
+    return bytes([0x02, count]) + (host.regs.array(name)["base"] // 4).to_bytes(4, "big")
+
+
+def check_half_closed_session_gets_its_answer(board):
+    """A host that half-closes after a read still receives the answer; it stays in its session."""
+    with NeuroPhaseHost.connect(board.url, board.map_path, timeout=60.0) as host:
+        host.transport.write(read_frame(host, "BN_BIAS", 32))
+        host.transport._sock.shutdown(socket.SHUT_WR)
+        answer = host.transport.read(4 * 32)
+        assert len(answer) == 128
+
+
+def abandon_a_long_read(board):
+    """A host that asks for 255 words and disconnects at once: its answer must go nowhere."""
+    with NeuroPhaseHost.connect(board.url, board.map_path, timeout=60.0) as host:
+        host.transport.write(read_frame(host, "WEIGHT", 255))
+
+
+def check_garbled_session_is_named(board):
+    """Stray bytes that start a read frame: the driver says the link is out of step,
+    not that the bitstream is wrong."""
+    with NeuroPhaseHost.connect(board.url, board.map_path, timeout=60.0) as host:
+        host.transport.write(read_frame(host, "BN_SCALE", 8))  # an answer nobody asked for
+        with pytest.raises(LinkDesync, match="the link is out of step"):
+            host.identify()
+
+
+def check_clean_session_after_broken_ones(board, cfg, seed, bias_before):
+    with NeuroPhaseHost.connect(board.url, board.map_path, timeout=60.0) as host:
+        before = host.link_errors()
+        host.identify()
+        assert host.transport.discard_input() == b"", "bytes of an earlier session leaked into this one"
+        assert np.array_equal(host.read_array("BN_BIAS"), bias_before), "the stalled frame was finished"
+        assert before["frame_timeouts"] >= 1
+        rng = np.random.default_rng(seed + 11)
+        model = CrossbarEmulatorModel(EmulatorParams.from_config(cfg))
+        g_plus, g_minus = host.load_weights(rng.integers(-127, 128, (cfg.tile.rows, cfg.tile.cols)))
+        model.set_conductances(g_plus, g_minus)
+        host.set_fields("EMU_SCALE", factor=512)
+        model.scale = 512
+        host.set_noise(0, 1)
+        model.noise_bits = 0
+        model.reseed(1)
+        settings = random_settings(cfg, rng, DatapathParams.from_config(cfg))  # per-column gains
+        apply_settings(host, settings)
+        assert host.field("DRIFT", "per_column") == 1
+        for _ in range(2):
+            x = rng.integers(-128, 128, cfg.tile.rows)
+            assert np.array_equal(host.mvm(x).result, emulated_mvm(cfg, model, settings, x)["result"])
 
 
 # -- without the board ------------------------------------------------------------------------
