@@ -49,15 +49,16 @@ def _integers(what: str, values, *, shape: tuple[int, ...] | None = None, lo: in
         array = np.asarray(values)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} must be integers, not {values!r} ({exc})") from None
+    integers = "an integer" if array.ndim == 0 else "integers"
     if array.dtype.kind not in "iuf":
         kind = {"c": "complex numbers", "b": "booleans"}.get(array.dtype.kind, f"{array.dtype} values")
-        raise ValueError(f"{what} must be integers, not {kind}")
+        raise ValueError(f"{what} must be {integers}, not {kind}")
     if shape is not None and array.shape != shape:
         raise ValueError(f"{what} must have shape {shape}, not {array.shape}")
     if array.dtype.kind == "f":
         bad = ~np.isfinite(array) | (array != np.round(array))
         if bad.any():
-            raise ValueError(f"{what} must be integers, found {array[bad].flat[0]!r}")
+            raise ValueError(f"{what} must be {integers}, found {array[bad].flat[0].item()!r}")
     if array.size and lo is not None and hi is not None:
         outside = (array < lo) | (array > hi)
         if outside.any():

@@ -249,6 +249,8 @@ class FakeBridge:
 
     def __init__(self):
         self.memory = {}
+        self.frames = 0
+        self.extra = b""  # sent after the next answer: bytes no read asked for
         self.server = socket.socket()
         self.server.bind(("127.0.0.1", 0))
         self.server.listen(1)
@@ -274,9 +276,12 @@ class FakeBridge:
                         self.memory[address + (i if command == 1 else 0)] = int.from_bytes(
                             buffer[6 + 4 * i:10 + 4 * i], "big")
                     buffer = buffer[6 + 4 * length:]
+                    self.frames += 1
                 else:
+                    self.frames += 1  # before answering: the host may look at once
                     conn.sendall(b"".join(self.memory.get(address + (i if command == 2 else 0), 0).to_bytes(4, "big")
-                                          for i in range(length)))
+                                          for i in range(length)) + self.extra)
+                    self.extra = b""
                     buffer = buffer[6:]
         conn.close()
 
@@ -306,3 +311,101 @@ def test_transport_errors():
     free.close()
     with pytest.raises(LinkError, match=rf"^cannot connect to the simulated board at 127.0.0.1:{port}: "):
         SocketTransport("127.0.0.1", port, connect_timeout=0.3).open()
+
+
+# -- the host driver's checks, against a fake bridge ---------------------------------------------------
+
+@pytest.fixture
+def fake_host():
+    fake = FakeBridge()
+    cfg = fpga_config()
+    transport = SocketTransport("127.0.0.1", fake.port, timeout=5)
+    transport.open()
+    transport.resync_quiet_s = 0.3  # the fake answers at once
+    host = NeuroPhaseHost(transport, RegisterFile.from_config(cfg))
+    yield fake, host, cfg
+    host.close()
+
+
+def word(host, register):
+    return host.regs.register(register)["address"] // 4
+
+
+NAN_WEIGHTS = np.zeros((32, 32))
+NAN_WEIGHTS[3, 4] = np.nan
+FRACTIONS = np.zeros((32, 32))
+FRACTIONS[0, 0] = 0.5
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda h: h.load_weights(NAN_WEIGHTS), r"^weights \(for 7-bit conductance codes\) must be integers, found nan$"),
+    (lambda h: h.load_weights(FRACTIONS), r"^weights \(for 7-bit conductance codes\) must be integers, found 0.5$"),
+    (lambda h: h.load_weights(np.zeros((32, 31), dtype=int)),
+     r"^weights \(for 7-bit conductance codes\) must have shape \(32, 32\), not \(32, 31\)$"),
+    (lambda h: h.load_weights(np.full((32, 32), 128)),
+     r"^weights \(for 7-bit conductance codes\) must lie in \[-127, 127\], found 128$"),
+    (lambda h: h.load_weights(np.zeros((32, 32), dtype=complex)),
+     r"^weights \(for 7-bit conductance codes\) must be integers, not complex numbers$"),
+    (lambda h: h.load_conductances(np.zeros((1, 32, 32), int), np.zeros((32, 32), int)),
+     r"^g_minus codes must have shape \(1, 32, 32\), not \(32, 32\)$"),
+    (lambda h: h.mvm(np.zeros(31, dtype=int)), r"^INPUT values must have shape \(32,\), not \(31,\)$"),
+    (lambda h: h.mvm(np.full(32, 128)), r"^INPUT values must lie in \[-128, 127\], found 128$"),
+    (lambda h: h.mvm([float("nan")] * 32), r"^INPUT values must be integers, found nan$"),
+    (lambda h: h.set_datapath(gains=np.ones(31, dtype=int)), r"^GAIN values must have shape \(32,\), not \(31,\)$"),
+    (lambda h: h.set_datapath(bias=np.ones(32, dtype=int), trims=[0] * 33),
+     r"^ADC_TRIM values must have shape \(32,\), not \(33,\)$"),
+    (lambda h: h.set_datapath(relu="yes"), r"^relu must be True or False, not 'yes'$"),
+    (lambda h: h.update_drift_gains(float("inf")), r"^the tile gain DRIFT_GAIN.alpha must be an integer, found inf$"),
+    (lambda h: h.write_array("BN_BIAS", [1, 2], start=31), r"^array BN_BIAS has 32 elements; cannot write 2 from 31$"),
+    (lambda h: h.write_array("BN_BIAS", [1], start=-1),
+     r"^start index of array BN_BIAS must be an integer from 0 to 31, not -1$"),
+    (lambda h: h.read_array("BN_BIAS", 4, start=30),
+     r"^element count of array BN_BIAS from 30 must be an integer from 1 to 2, not 4$"),
+    (lambda h: h.read_array("RESULT", start=32), r"^start index of array RESULT must be an integer from 0 to 31, not 32$"),
+    (lambda h: h.set_fields("ADC_TIMEOUT", cycles=2.5), r"^ADC_TIMEOUT.cycles must be an integer from 0 to \d+, not 2.5$"),
+    (lambda h: h.set_fields("ADC_TIMEOUT", cycles=float("nan")),
+     r"^ADC_TIMEOUT.cycles must be an integer from 0 to \d+, not nan$"),
+    (lambda h: h.drift_step(t_s=float("nan"), nu=0.05), r"^t_s must be a positive number, not nan$"),
+])
+def test_the_driver_refuses_bad_values_before_sending(fake_host, call, message):
+    fake, host, _ = fake_host
+    with pytest.raises(ValueError, match=message):
+        call(host)
+    host.read("FPGA_ID")  # a frame after the refused call: it sent nothing before it
+    assert fake.frames == 1 and fake.memory == {}
+
+
+def test_set_datapath_gains_selects_per_column_gains_itself(fake_host):
+    """An earlier session left the tile gain selected (DRIFT.per_column = 0): per-column
+    gains must select per-column mode, a scalar gain the tile gain."""
+    fake, host, _ = fake_host
+    fake.memory[word(host, "DRIFT")] = 0
+    gains = np.arange(1000, 1032)
+    host.set_datapath(gains=gains)
+    assert host.field("DRIFT", "per_column") == 1
+    assert list(host.read_array("GAIN")) == list(gains)
+    host.set_datapath(gains=1234)
+    assert host.field("DRIFT", "per_column") == 0 and host.field("DRIFT_GAIN", "alpha") == 1234
+
+
+def test_bytes_no_read_asked_for_are_named(fake_host):
+    fake, host, _ = fake_host
+    fake.extra = b"\x01\x02\x03"
+    host.read("FPGA_ID")
+    time.sleep(0.2)
+    with pytest.raises(LinkDesync, match=r"^3 byte\(s\) arrived that no read asked for \(starting 01 02 03\): "
+                                          r"the link is out of step"):
+        host.read("FPGA_ID")
+    fake.extra = b"\xAA" * 8  # the magic word read is followed by more bytes: not a wrong bitstream
+    with pytest.raises(LinkDesync, match=r"^register ID reads 0x00000000, expected 0x4e504854, and 8 more byte\(s\) "
+                                          r"followed the answer: the link is out of step"):
+        host.identify()
+    with pytest.raises(HostError, match=r"^register ID reads 0x00000000, expected 0x4e504854: wrong bitstream"):
+        host.identify()  # in step, but no magic: that is a wrong bitstream
+
+
+def test_a_serial_session_starts_resynchronised(monkeypatch):
+    calls = []
+    monkeypatch.setattr(NeuroPhaseHost, "resynchronise", lambda self: calls.append(type(self.transport).__name__))
+    NeuroPhaseHost.connect("loop://", fpga_config()).close()
+    assert calls == ["SerialTransport"]
