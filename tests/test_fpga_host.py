@@ -4,6 +4,7 @@ UART bridged to a TCP socket): load weights, run MVMs, compare with the golden m
 recovery after garbage and a stalled frame; later host sessions after a stalled, a
 half-closed and a garbled one. Plus transport, register-file and validation unit tests."""
 
+import re
 import socket
 import threading
 import time
@@ -61,6 +62,8 @@ def test_host_script_on_the_simulated_board(tmp_path, seed):
     assert board.run is not None and board.run.ok, f"simulated board failed: {board.run}"
     log = board.run.log.read_text(encoding="utf-8")
     assert "session 5 ended" in log and "stop file found" in log
+    dropped = re.search(r"session 3 ended: \d+ bytes in, \d+ bytes out, (\d+) of them dropped", log)
+    assert dropped and int(dropped[1]) >= 1000, "the abandoned answer must be dropped, not kept for the next host"
 
 
 def random_settings(cfg, rng, params):

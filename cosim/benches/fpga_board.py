@@ -158,11 +158,14 @@ async def serve_host(dut):
             connection, peer = accepted
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             dut._log.info(f"host connected from {peer[0]}:{peer[1]}")
+            counts = (bridge.bytes_in, bridge.bytes_out, bridge.bytes_dropped)
             await bridge.serve(connection)
             connection.close()
             served += 1
-            dut._log.info(f"session {served} ended: {bridge.bytes_in} bytes in, {bridge.bytes_out} bytes out, "
-                          f"{bridge.bytes_dropped} answer bytes dropped (no host listening)")
+            bytes_in, bytes_out, dropped = (now - then for now, then in zip(
+                (bridge.bytes_in, bridge.bytes_out, bridge.bytes_dropped), counts))
+            dut._log.info(f"session {served} ended: {bytes_in} bytes in, {bytes_out} bytes out, "
+                          f"{dropped} of them dropped (the host had stopped listening)")
     finally:
         server.close()
 
