@@ -20,9 +20,9 @@ from pathlib import Path
 
 from neurophase.atomic import write_text_atomic
 from neurophase.config import ChipConfig
+from neurophase.folder_lock import folder_lock
 from neurophase.fpga.board import BoardTop
 from neurophase.fpga.platforms import get_board
-from neurophase.folder_lock import folder_lock
 from neurophase.toolchain import ToolchainError
 
 __all__ = ["EcpToolchain", "find_ecp5_toolchain", "BuildReport", "build_bitstream", "parse_nextpnr_report",

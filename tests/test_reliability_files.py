@@ -178,12 +178,13 @@ def test_simulation_on_a_locked_folder_stops_before_building(locked_elsewhere):
     assert not (folder / "build.log").exists()
 
 
-@pytest.mark.parametrize("command", [["sim", "mvm"], ["sim", "shift-add"], ["fpga", "sim"]])
+@pytest.mark.parametrize("command", [["sim", "mvm", "--build-dir"], ["sim", "shift-add", "--build-dir"],
+                                     ["fpga", "sim", "--build-dir"], ["fpga", "build", "--out"]])
 def test_cli_on_a_locked_build_folder_is_one_line(locked_elsewhere, command):
     from neurophase.cli import main
 
     folder, holder = locked_elsewhere
-    result = CliRunner().invoke(main, [*command, "--build-dir", str(folder)], catch_exceptions=False)
+    result = CliRunner().invoke(main, [*command, str(folder)], catch_exceptions=False)
     assert result.exit_code == 2, result.output
     assert "error: build folder" in result.output and f"pid {holder.pid}" in result.output
     assert "Traceback" not in result.output
