@@ -13,14 +13,15 @@ achieved conductance (noise-free, right after programming) minus the target, in 
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from neurophase.atomic import atomic_write, save_figure_atomic, write_text_if_changed
 from neurophase.config import ChipConfig
 from neurophase.cosim.runner import SimRun, run_cocotb
+from neurophase.folder_lock import folder_lock, run_in_thread
 from neurophase.models.devices import device_model_from_config
 from neurophase.models.mapping import WeightMapping, expand_devices, map_weights
 from neurophase.models.program_verify import (
@@ -50,9 +51,7 @@ def _write_verilog(cfg: ChipConfig, build_dir: Path) -> Path:
 
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / "program_verify.v"
-    text = convert(ProgramVerify(cfg), "program_verify")
-    if not source.exists() or source.read_text(encoding="utf-8") != text:
-        source.write_text(text, encoding="utf-8")
+    write_text_if_changed(source, convert(ProgramVerify(cfg), "program_verify"))
     return source
 
 
@@ -62,11 +61,12 @@ def run_program_verify(cfg: ChipConfig, build_dir: str | Path, *, seed: int | No
     """The controller's cocotb regression for ``cfg``: ``count`` random rows against the
     golden model, target already met, unreachable target, stuck devices, abort, tolerance
     zero, CSR extremes (bad range, timeout, interrupts)."""
-    build_dir = Path(build_dir)
-    source = _write_verilog(cfg, build_dir)
-    return run_cocotb(toplevel="program_verify", verilog=[source], test_module="neurophase.cosim.benches.program_verify",
-                      build_dir=build_dir, params={"config": cfg.to_dict(), "count": count}, seed=seed,
-                      waves=waves, simulator=simulator, testcase=list(tests), verbose=verbose)
+    with folder_lock(build_dir, "simulation") as build_dir:
+        source = _write_verilog(cfg, build_dir)
+        return run_cocotb(toplevel="program_verify", verilog=[source],
+                          test_module="neurophase.cosim.benches.program_verify", build_dir=build_dir,
+                          params={"config": cfg.to_dict(), "count": count}, seed=seed, waves=waves,
+                          simulator=simulator, testcase=list(tests), verbose=verbose)
 
 
 # -- the full-tile scenario --------------------------------------------------------------------------
@@ -97,16 +97,23 @@ def program_tile(cfg: ChipConfig, build_dir: str | Path, *, weights: np.ndarray 
     ``progress(done, total)`` is called about twice a second with the rows finished.
     """
     started = time.perf_counter()
-    build_dir = Path(build_dir).resolve()
     job = tile_job(cfg, weights, seed)
     total = cfg.tile.rows if rows is None else rows
     if isinstance(total, bool) or not isinstance(total, int) or not 1 <= total <= cfg.tile.rows:
         raise ValueError(f"rows must be an integer from 1 to {cfg.tile.rows}, not {rows!r}")
+    with folder_lock(build_dir, "simulation") as build_dir:
+        return _program_tile_locked(cfg, build_dir, job, total, seed=seed, progress=progress, verbose=verbose,
+                                    started=started)
+
+
+def _program_tile_locked(cfg: ChipConfig, build_dir: Path, job: dict, total: int, *, seed: int, progress,
+                         verbose: bool, started: float) -> dict:
     source = _write_verilog(cfg, build_dir)
     job = {**job, "targets": job["targets"][:total], "g_target": job["g_target"][:total],
            "g_start": job["g_start"][:total]}
     job_path, out_path, progress_path = (build_dir / name for name in ("job.npz", "result.npz", "progress.txt"))
-    np.savez(job_path, **job)
+    with atomic_write(job_path, "wb") as handle:
+        np.savez(handle, **job)
     for path in (out_path, progress_path):
         path.unlink(missing_ok=True)
     outcome: dict = {}
@@ -121,8 +128,7 @@ def program_tile(cfg: ChipConfig, build_dir: str | Path, *, weights: np.ndarray 
         except Exception as exc:  # handed to the caller's thread
             outcome["error"] = exc
 
-    worker = threading.Thread(target=simulate, daemon=True)
-    worker.start()
+    worker = run_in_thread(simulate, name="program-tile")  # shares this run's folder lock
     while worker.is_alive():
         worker.join(0.5)
         if progress is not None:
@@ -202,7 +208,7 @@ def plot_programming(g_target: np.ndarray, g: np.ndarray, path: str | Path, titl
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from neurophase.atomic import write_text_if_changed
 from neurophase.cosim.runner import SimRun, run_cocotb
+from neurophase.folder_lock import folder_lock
 from neurophase.generate import convert
 from neurophase.models.shift_add import ShiftAddParams
 from neurophase.rtl.shift_add import ShiftAdd
@@ -28,23 +30,20 @@ def run_shift_add(
 ) -> SimRun:
     """Generate the shift-and-add Verilog for ``params`` and run its cocotb regression
     (corner cases, ``count`` random MVMs, back-pressure, throughput, restart)."""
-    build_dir = Path(build_dir)
-    build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / "shift_add.v"
-    text = convert(ShiftAdd(params), "shift_add")
-    if not source.exists() or source.read_text(encoding="utf-8") != text:
-        source.write_text(text, encoding="utf-8")
-    return run_cocotb(
-        toplevel="shift_add",
-        verilog=[source],
-        test_module="neurophase.cosim.benches.shift_add",
-        build_dir=build_dir,
-        params={"params": dataclasses.asdict(params), "count": count, "idle": idle, "stall": stall},
-        seed=seed,
-        waves=waves,
-        simulator=simulator,
-        verbose=verbose,
-    )
+    with folder_lock(build_dir, "simulation") as build_dir:
+        source = build_dir / "shift_add.v"
+        write_text_if_changed(source, convert(ShiftAdd(params), "shift_add"))
+        return run_cocotb(
+            toplevel="shift_add",
+            verilog=[source],
+            test_module="neurophase.cosim.benches.shift_add",
+            build_dir=build_dir,
+            params={"params": dataclasses.asdict(params), "count": count, "idle": idle, "stall": stall},
+            seed=seed,
+            waves=waves,
+            simulator=simulator,
+            verbose=verbose,
+        )
 
 
 # -- datapath blocks behind the shift-and-add (ADC interface, drift gain, batch-norm, tile) --
@@ -53,15 +52,12 @@ def _run_block(component, module: str, bench: str, build_dir: str | Path, settin
                seed: int | None, waves: bool, simulator: str, extra_sources=()) -> SimRun:
     """Write ``component``'s Verilog as ``module`` (only when it changed, so Verilator
     rebuilds only then) and run the cocotb module ``neurophase.cosim.benches.<bench>``."""
-    build_dir = Path(build_dir)
-    build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / f"{module}.v"
-    text = convert(component, module)
-    if not source.exists() or source.read_text(encoding="utf-8") != text:
-        source.write_text(text, encoding="utf-8")
-    return run_cocotb(toplevel=module, verilog=[source, *extra_sources],
-                      test_module=f"neurophase.cosim.benches.{bench}", build_dir=build_dir,
-                      params=settings, seed=seed, waves=waves, simulator=simulator)
+    with folder_lock(build_dir, "simulation") as build_dir:
+        source = build_dir / f"{module}.v"
+        write_text_if_changed(source, convert(component, module))
+        return run_cocotb(toplevel=module, verilog=[source, *extra_sources],
+                          test_module=f"neurophase.cosim.benches.{bench}", build_dir=build_dir,
+                          params=settings, seed=seed, waves=waves, simulator=simulator)
 
 
 def run_drift_gain(params, build_dir: str | Path, *, seed: int | None = None, count: int = 1000,
@@ -112,15 +108,12 @@ def run_csr_bank(cfg, build_dir: str | Path, *, seed: int | None = None, count: 
     from neurophase.regmap import tile_register_map
     from neurophase.rtl.csr_bank import CsrBank
 
-    build_dir = Path(build_dir)
-    build_dir.mkdir(parents=True, exist_ok=True)
-    source = build_dir / "csr_bank.v"
-    text = convert(CsrBank(tile_register_map(cfg)), "csr_bank")
-    if not source.exists() or source.read_text(encoding="utf-8") != text:
-        source.write_text(text, encoding="utf-8")
-    return run_cocotb(toplevel="csr_bank", verilog=[source], test_module="neurophase.cosim.benches.csr_bank",
-                      build_dir=build_dir, params={"config": cfg.to_dict(), "count": count},
-                      seed=seed, waves=waves, simulator=simulator)
+    with folder_lock(build_dir, "simulation") as build_dir:
+        source = build_dir / "csr_bank.v"
+        write_text_if_changed(source, convert(CsrBank(tile_register_map(cfg)), "csr_bank"))
+        return run_cocotb(toplevel="csr_bank", verilog=[source], test_module="neurophase.cosim.benches.csr_bank",
+                          build_dir=build_dir, params={"config": cfg.to_dict(), "count": count},
+                          seed=seed, waves=waves, simulator=simulator)
 
 
 def run_tile(cfg, build_dir: str | Path, *, seed: int | None = None, count: int = 1000, stall: float = 0.3,

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from cocotb_tools import runner as cocotb_runner
 
+from neurophase.atomic import write_text_if_changed
+from neurophase.folder_lock import folder_lock
 from neurophase.toolchain import ToolchainError, activate_verilator
 
 __all__ = ["SimRun", "SimulationError", "run_cocotb", "lint_verilog", "LINT_WAIVERS"]
@@ -137,7 +139,7 @@ def _public_ports_vlt(build_dir: Path, toplevel: str, sources: list[Path]) -> Pa
     lines = ["`verilator_config"]
     lines += [f'public_flat_rw -module "{toplevel}" -var "{port}"' for port in _module_ports(sources, toplevel)]
     path = build_dir / "public_ports.vlt"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_if_changed(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -180,9 +182,19 @@ def run_cocotb(
     when None) becomes ``COCOTB_RANDOM_SEED``. The simulator's output goes to
     ``build_dir/sim.log`` unless ``verbose``. ``timing``: the design has delays of its own
     (a clock generator), in 1 ns units; Verilator then builds with ``--timing``.
+
+    The run holds the lock of ``build_dir`` (:func:`neurophase.folder_lock.folder_lock`):
+    a second run on the same folder stops at once with
+    :class:`~neurophase.folder_lock.FolderInUseError` instead of sharing its model and results.
     """
-    build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(build_dir, "simulation") as locked:
+        return _build_and_test(toplevel=toplevel, verilog=verilog, test_module=test_module, build_dir=locked,
+                               params=params, seed=seed, waves=waves, simulator=simulator, testcase=testcase,
+                               verbose=verbose, build_args=build_args, timing=timing)
+
+
+def _build_and_test(*, toplevel, verilog, test_module, build_dir: Path, params, seed, waves, simulator, testcase,
+                    verbose, build_args, timing) -> SimRun:
     seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
     runner = _runner(simulator)
     sources = [Path(v).resolve() for v in verilog]
@@ -212,6 +224,7 @@ def run_cocotb(
     except (SystemExit, Exception) as exc:  # the runner exits on a failed command
         raise SimulationError(f"building {toplevel} with {simulator} failed ({exc}); see {log}") from None
     results_xml = build_dir / f"results_{seed}.xml"
+    results_xml.unlink(missing_ok=True)  # never report an earlier run's results as this one's
     extra_env = {"NEUROPHASE_PARAMS": json.dumps(params or {})}
     sim_log = None if verbose else build_dir / "sim.log"
     try:

@@ -14,8 +14,10 @@ import json
 import os
 from pathlib import Path
 
+from neurophase.atomic import write_text_atomic, write_text_if_changed
 from neurophase.config import ChipConfig
 from neurophase.cosim.runner import SimRun, SimulationError, run_cocotb
+from neurophase.folder_lock import folder_lock
 from neurophase.models.studies import WEIGHT_DISTRIBUTIONS, plot_error_vs_time
 
 __all__ = ["TOPLEVEL", "harness_verilog", "run_mvm_cosim", "run_drift_cosim", "run_cosim_bench", "plot_drift",
@@ -42,9 +44,8 @@ def harness_verilog(cfg: ChipConfig, build_dir: str | Path) -> Path:
     if source.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
         return source
     text = convert(TileCosimHarness(cfg), TOPLEVEL) + sim_clock_verilog()
-    if not source.exists() or source.read_text(encoding="utf-8") != text:
-        source.write_text(text, encoding="utf-8")
-    stamp.write_text(wanted, encoding="utf-8")
+    write_text_if_changed(source, text)
+    write_text_atomic(stamp, wanted)
     return source
 
 
@@ -61,7 +62,13 @@ def _hdl_sources_digest() -> str:
 
 def _run(cfg: ChipConfig, build_dir, bench: str, testcase: str, settings: dict, *, seed, waves, simulator,
          verbose) -> tuple[SimRun, dict]:
-    build_dir = Path(build_dir)
+    with folder_lock(build_dir, "simulation") as build_dir:
+        return _run_locked(cfg, build_dir, bench, testcase, settings, seed=seed, waves=waves, simulator=simulator,
+                           verbose=verbose)
+
+
+def _run_locked(cfg: ChipConfig, build_dir: Path, bench: str, testcase: str, settings: dict, *, seed, waves,
+                simulator, verbose) -> tuple[SimRun, dict]:
     source = harness_verilog(cfg, build_dir)
     # The simulator process shares two cores with numpy: one BLAS thread per process is
     # faster than threads fighting the simulator (a user's own setting wins).

@@ -18,7 +18,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from neurophase.atomic import write_text_atomic
 from neurophase.config import ChipConfig
+from neurophase.folder_lock import folder_lock
 from neurophase.fpga.board import BoardTop
 from neurophase.fpga.platforms import get_board
 from neurophase.toolchain import ToolchainError
@@ -169,9 +171,15 @@ def build_bitstream(cfg: ChipConfig, build_dir: str | Path, *, board: str | None
     BuildError
         When a tool fails (the message names the log) or the design misses timing
         (the report is still written and attached as ``exc.report``).
+    FolderInUseError
+        When another run is using ``build_dir``.
     """
-    build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(build_dir, "FPGA build") as locked:
+        return _build_locked(cfg, locked, board=board, toolchain=toolchain, verbose=verbose)
+
+
+def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolchain: str,
+                  verbose: bool) -> BuildReport:
     spec = get_board(board or cfg.fpga.board)
     tools = find_ecp5_toolchain(toolchain)
     started = time.perf_counter()
@@ -193,7 +201,7 @@ def build_bitstream(cfg: ChipConfig, build_dir: str | Path, *, board: str | None
     fmax, util = parse_nextpnr_report(json.loads(report_path.read_text(encoding="utf-8")))
     report = BuildReport(spec.name, str(bitstream), cfg.clock_mhz, round(fmax, 2), util,
                          round(time.perf_counter() - started, 1), tools.source)
-    (build_dir / "build_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(build_dir / "build_report.json", json.dumps(report.to_dict(), indent=2) + "\n")
     if not report.timing_met:
         error = BuildError(f"timing not met on {spec.name}: Fmax {report.fmax_mhz:.2f} MHz is below the "
                            f"{cfg.clock_mhz:g} MHz clock; see {build_dir / (TOP_NAME + '.tim')}")

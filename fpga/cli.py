@@ -109,15 +109,17 @@ def build_command(config_path, board, out_dir, toolchain, as_json, verbose):
     """Build the bitstream of the FPGA top; print utilisation and Fmax against the board clock."""
     from neurophase.cli import console, emit_json
     from neurophase.fpga.build import BuildError, build_bitstream
+    from neurophase.folder_lock import folder_lock
     from neurophase.fpga.regmap import FpgaAddressMap
 
     cfg = fpga_config(config_path)
     if not as_json:
         console.print(f"building for {board or cfg.fpga.board}: {cfg.tile.rows} x {cfg.tile.cols} tile, "
                       f"{cfg.datapath.lanes} lanes, {cfg.clock_mhz:g} MHz (takes minutes) ...")
-    FpgaAddressMap(cfg).write(out_dir)
     try:
-        report = build_bitstream(cfg, out_dir, board=board, toolchain=toolchain, verbose=verbose)
+        with folder_lock(out_dir, "FPGA build"):  # the map and the bitstream of one build
+            FpgaAddressMap(cfg).write(out_dir)
+            report = build_bitstream(cfg, out_dir, board=board, toolchain=toolchain, verbose=verbose)
     except BuildError as exc:
         report = getattr(exc, "report", None)
         if report is None:

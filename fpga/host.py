@@ -26,13 +26,51 @@ from pathlib import Path
 
 import numpy as np
 
-from neurophase.fpga.transports import Transport, UartBoneLink, open_transport
+from neurophase.fpga.transports import LinkDesync, Transport, UartBoneLink, open_transport
 
 __all__ = ["NeuroPhaseHost", "RegisterFile", "MvmResult", "HostError"]
 
 
 class HostError(RuntimeError):
     """The board answered something unexpected (wrong magic, MVM never done, bad value)."""
+
+
+def _integers(what: str, values, *, shape: tuple[int, ...] | None = None, lo: int | None = None,
+              hi: int | None = None) -> np.ndarray:
+    """``values`` as an int64 array after checking it: real numbers only (no NaN or
+    infinity, no fractions, no complex numbers), the given ``shape``, within [lo, hi].
+
+    Raises
+    ------
+    ValueError
+        Naming ``what``, the offending value and what is allowed.
+    """
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be integers, not {values!r} ({exc})") from None
+    integers = "an integer" if array.ndim == 0 else "integers"
+    if array.dtype.kind not in "iuf":
+        kind = {"c": "complex numbers", "b": "booleans"}.get(array.dtype.kind, f"{array.dtype} values")
+        raise ValueError(f"{what} must be {integers}, not {kind}")
+    if shape is not None and array.shape != shape:
+        raise ValueError(f"{what} must have shape {shape}, not {array.shape}")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            raise ValueError(f"{what} must be {integers}, found {array[bad].flat[0].item()!r}")
+    if array.size and lo is not None and hi is not None:
+        outside = (array < lo) | (array > hi)
+        if outside.any():
+            raise ValueError(f"{what} must lie in [{lo}, {hi}], found {int(array[outside].flat[0])}")
+    return array.astype(np.int64)
+
+
+def _index(what: str, value, lo: int, hi: int) -> int:
+    """An integer index or count in [lo, hi], else a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ValueError(f"{what} must be an integer from {lo} to {hi}, not {value!r}")
+    return int(value)
 
 
 def _to_signed(value: int, width: int) -> int:
@@ -133,7 +171,12 @@ class NeuroPhaseHost:
     @classmethod
     def connect(cls, url: str, register_map, *, baud: int = 1_000_000, timeout: float | None = None) -> "NeuroPhaseHost":
         """Open ``url`` (``socket://host:port`` or a serial port) with the map at
-        ``register_map`` (a path to ``fpga_map.json``, a RegisterFile or a ChipConfig)."""
+        ``register_map`` (a path to ``fpga_map.json``, a RegisterFile or a ChipConfig).
+
+        The session starts on a resynchronised link: on a serial port the driver stays
+        silent for longer than the bridge's frame timeout and drops stale input (a frame
+        or answer an earlier host left behind); the simulated board does this itself
+        between connections."""
         from neurophase.config import ChipConfig
 
         if isinstance(register_map, RegisterFile):
@@ -144,7 +187,10 @@ class NeuroPhaseHost:
             regs = RegisterFile.from_json(register_map)
         transport = open_transport(url, baud=baud, timeout=timeout)
         transport.open()
-        return cls(transport, regs)
+        host = cls(transport, regs)
+        if transport.resync_on_open:
+            host.resynchronise()
+        return host
 
     def close(self) -> None:
         self.transport.close()
@@ -194,9 +240,8 @@ class NeuroPhaseHost:
             f = self.regs.field(register, name)
             lo, hi = ((-(1 << (f["width"] - 1)), (1 << (f["width"] - 1)) - 1) if f["signed"]
                       else (0, (1 << f["width"]) - 1))
-            if not lo <= int(value) <= hi:
-                raise ValueError(f"{register}.{name} must be an integer from {lo} to {hi}, not {value!r}")
-            word |= (int(value) & ((1 << f["width"]) - 1)) << f["offset"]
+            value = _index(f"{register}.{name}", value, lo, hi)
+            word |= (value & ((1 << f["width"]) - 1)) << f["offset"]
         self.write(register, word)
 
     # -- arrays ---------------------------------------------------------------------------
@@ -206,23 +251,30 @@ class NeuroPhaseHost:
         Raises
         ------
         ValueError
-            When the values do not fit the array's length or element range.
+            When the values are not integers (NaN, fractions, complex numbers) or do not fit
+            the array's length or element range.
         """
         arr = self.regs.array(name)
-        values = [int(v) for v in np.asarray(values).reshape(-1)]
-        if start < 0 or start + len(values) > arr["length"]:
-            raise ValueError(f"array {name} has {arr['length']} elements; cannot write {len(values)} from {start}")
+        start = _index(f"start index of array {name}", start, 0, arr["length"] - 1)
         lo, hi = ((-(1 << (arr["width"] - 1)), (1 << (arr["width"] - 1)) - 1) if arr["signed"]
                   else (0, (1 << arr["width"]) - 1))
-        bad = [v for v in values if not lo <= v <= hi]
-        if bad:
-            raise ValueError(f"elements of array {name} must lie in [{lo}, {hi}], not {bad[0]!r}")
-        self.link.write(arr["base"] + 4 * start, values)
+        values = _integers(f"elements of array {name}", values, lo=lo, hi=hi).reshape(-1)
+        if start + values.size > arr["length"]:
+            raise ValueError(f"array {name} has {arr['length']} elements; cannot write {values.size} from {start}")
+        self.link.write(arr["base"] + 4 * start, [int(v) for v in values])
 
     def read_array(self, name: str, count: int | None = None, start: int = 0) -> np.ndarray:
-        """``count`` elements (default: all) of array ``name`` from ``start``, sign-applied."""
+        """``count`` elements (default: all) of array ``name`` from ``start``, sign-applied.
+
+        Raises
+        ------
+        ValueError
+            When ``start`` or ``count`` reaches outside the array.
+        """
         arr = self.regs.array(name)
-        count = arr["length"] - start if count is None else count
+        start = _index(f"start index of array {name}", start, 0, arr["length"] - 1)
+        count = arr["length"] - start if count is None else _index(
+            f"element count of array {name} from {start}", count, 1, arr["length"] - start)
         words = self.link.read(arr["base"] + 4 * start, count)
         if arr["signed"]:
             return np.array([_to_signed(w, 32) for w in words], dtype=np.int64)
@@ -234,8 +286,11 @@ class NeuroPhaseHost:
 
         Raises
         ------
+        LinkDesync
+            When the link is out of step (bytes beyond the answer arrive): the magic word
+            read is then another answer's, not a sign of a wrong bitstream.
         HostError
-            When the tile or the FPGA top does not answer with its magic word.
+            When the tile or the FPGA top answers in step but not with its magic word.
         """
         from neurophase.fpga.regmap import FPGA_MAGIC
         from neurophase.regmap import TILE_MAGIC
@@ -243,6 +298,12 @@ class NeuroPhaseHost:
         for register, magic in (("ID", TILE_MAGIC), ("FPGA_ID", FPGA_MAGIC)):
             got = self.read(register)
             if got != magic:
+                time.sleep(self.transport.resync_quiet_s)  # an out-of-step answer has more bytes coming
+                extra = self.transport.discard_input()
+                if extra:
+                    raise LinkDesync(f"register {register} reads 0x{got:08x}, expected 0x{magic:08x}, and "
+                                     f"{len(extra)} more byte(s) followed the answer: the link is out of step "
+                                     "(stray bytes or an earlier answer on the line); resynchronise() recovers it")
                 raise HostError(f"register {register} reads 0x{got:08x}, expected 0x{magic:08x}: "
                                 "wrong bitstream, wrong baud rate or no board on this port")
         return {**self.fields("CONFIG0"), **self.fields("CONFIG1"), **self.fields("FPGA_CONFIG")}
@@ -262,16 +323,33 @@ class NeuroPhaseHost:
     def conductance_bits(self) -> int:
         return self.regs.field("FPGA_CONFIG", "conductance_bits")["reset"]
 
+    @property
+    def rows(self) -> int:
+        """Rows of the tile (elements of the INPUT array)."""
+        return self.regs.array("INPUT")["length"]
+
+    @property
+    def cols(self) -> int:
+        """Columns of the tile (elements of the RESULT array)."""
+        return self.regs.array("RESULT")["length"]
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int]:
+        """(slices, rows, cols) of the emulator's WEIGHT memory."""
+        return self.regs.array("WEIGHT")["length"] // (self.rows * self.cols), self.rows, self.cols
+
     def load_conductances(self, g_plus, g_minus) -> None:
-        """Write conductance codes of shape (slices, rows, cols) into the emulator's WEIGHT memory."""
+        """Write conductance codes of shape (slices, rows, cols) into the emulator's WEIGHT memory.
+
+        Raises
+        ------
+        ValueError
+            When a code array has another shape, is not integer or lies outside [0, 2**bits - 1].
+        """
         bits = self.conductance_bits
-        g_plus, g_minus = np.asarray(g_plus, dtype=np.int64), np.asarray(g_minus, dtype=np.int64)
-        if g_plus.shape != g_minus.shape:
-            raise ValueError(f"g_plus and g_minus must have the same shape, not {g_plus.shape} and {g_minus.shape}")
         hi = (1 << bits) - 1
-        for name, g in (("g_plus", g_plus), ("g_minus", g_minus)):
-            if g.size and (g.min() < 0 or g.max() > hi):
-                raise ValueError(f"{name} codes must lie in [0, {hi}], found {int(g.min())} .. {int(g.max())}")
+        g_plus = _integers("g_plus codes", g_plus, shape=self.weight_shape, lo=0, hi=hi)
+        g_minus = _integers("g_minus codes", g_minus, shape=self.weight_shape, lo=0, hi=hi)
         self.write_array("WEIGHT", (g_plus | (g_minus << bits)).reshape(-1))
 
     def load_weights(self, weights) -> tuple[np.ndarray, np.ndarray]:
@@ -281,38 +359,79 @@ class NeuroPhaseHost:
         Raises
         ------
         ValueError
-            When a weight's magnitude exceeds the largest conductance code.
+            When the weights are not integers, have another shape than (rows, cols) or
+            (slices, rows, cols), or a magnitude above the largest conductance code.
         """
-        w = np.asarray(weights, dtype=np.int64)
-        if w.ndim == 2:
-            w = w[None]
         hi = (1 << self.conductance_bits) - 1
-        if w.size and np.abs(w).max() > hi:
-            raise ValueError(f"weights must lie in [-{hi}, {hi}] for {self.conductance_bits}-bit conductance codes, "
-                             f"found {int(w.min())} .. {int(w.max())}")
+        slices, rows, cols = self.weight_shape
+        shape = (rows, cols) if np.ndim(weights) == 2 and slices == 1 else (slices, rows, cols)
+        w = _integers(f"weights (for {self.conductance_bits}-bit conductance codes)", weights, shape=shape,
+                      lo=-hi, hi=hi).reshape(slices, rows, cols)
         g_plus, g_minus = np.maximum(w, 0), np.maximum(-w, 0)
         self.load_conductances(g_plus, g_minus)
         return g_plus, g_minus
 
+    def _column_values(self, name: str, values) -> np.ndarray:
+        """One integer per element of per-column array ``name``, checked against its format."""
+        arr = self.regs.array(name)
+        lo, hi = ((-(1 << (arr["width"] - 1)), (1 << (arr["width"] - 1)) - 1) if arr["signed"]
+                  else (0, (1 << arr["width"]) - 1))
+        return _integers(f"{name} values", values, shape=(arr["length"],), lo=lo, hi=hi)
+
     def set_datapath(self, *, trims=None, gains=None, scale=None, bias=None, shift: int | None = None,
                      relu: bool | None = None) -> None:
-        """Write the tile's per-column parameters and output stage (only those given)."""
-        for name, values in (("ADC_TRIM", trims), ("GAIN", gains), ("BN_SCALE", scale), ("BN_BIAS", bias)):
-            if values is not None:
-                self.write_array(name, values)
+        """Write the tile's per-column parameters and output stage (only those given).
+
+        ``gains`` is drift compensation as :meth:`update_drift_gains` takes it: an array of
+        one gain per column selects per-column gains, a scalar the tile gain, whatever an
+        earlier session selected. Every array must hold one value per column.
+
+        Raises
+        ------
+        ValueError
+            For arrays of another length, values that are not integers or lie outside their
+            register format, or a ``relu`` that is not a bool; nothing is written then.
+        """
+        arrays = {name: self._column_values(name, values)
+                  for name, values in (("ADC_TRIM", trims), ("BN_SCALE", scale), ("BN_BIAS", bias))
+                  if values is not None}
+        if gains is not None:
+            gains = self._check_gains(gains)
         stage = {}
         if shift is not None:
             stage["requant_shift"] = shift
         if relu is not None:
+            if not isinstance(relu, (bool, np.bool_)):
+                raise ValueError(f"relu must be True or False, not {relu!r}")
             stage["relu_en"] = int(relu)
+        for name, values in arrays.items():
+            self.write_array(name, values)
+        if gains is not None:
+            self.update_drift_gains(gains)
         if stage:
             self.set_fields("BN_CTRL", **stage)
 
-    def update_drift_gains(self, alpha) -> None:
-        """Drift gains: an array writes the per-column GAIN array and selects it, a scalar
-        writes the tile gain DRIFT_GAIN.alpha and selects that (integers, the register format)."""
+    def _check_gains(self, alpha):
         if np.ndim(alpha) == 0:
-            self.set_fields("DRIFT_GAIN", alpha=int(alpha))
+            f = self.regs.field("DRIFT_GAIN", "alpha")
+            lo, hi = ((-(1 << (f["width"] - 1)), (1 << (f["width"] - 1)) - 1) if f["signed"]
+                      else (0, (1 << f["width"]) - 1))
+            return int(_integers("the tile gain DRIFT_GAIN.alpha", alpha, lo=lo, hi=hi))
+        return self._column_values("GAIN", alpha)
+
+    def update_drift_gains(self, alpha) -> None:
+        """Drift gains: an array (one per column) writes the per-column GAIN array and
+        selects it, a scalar writes the tile gain DRIFT_GAIN.alpha and selects that
+        (integers, the register format).
+
+        Raises
+        ------
+        ValueError
+            For an array of another length or values outside the register format.
+        """
+        alpha = self._check_gains(alpha)
+        if np.ndim(alpha) == 0:
+            self.set_fields("DRIFT_GAIN", alpha=alpha)
             self.set_fields("DRIFT", per_column=0)
         else:
             self.write_array("GAIN", alpha)
@@ -337,10 +456,12 @@ class NeuroPhaseHost:
 
         Raises
         ------
+        ValueError
+            When ``inputs`` does not hold exactly one integer per row within the input format.
         HostError
             When ``STATUS.done`` does not rise within ``poll_timeout_s`` or an ADC timeout is flagged.
         """
-        self.write_array("INPUT", inputs)
+        self.write_array("INPUT", self._column_values("INPUT", inputs))
         done = self.regs.field("STATUS", "done")
         timeout = self.regs.field("STATUS", "adc_timeout")
         self.write("STATUS", (1 << done["offset"]) | (1 << timeout["offset"]))

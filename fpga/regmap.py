@@ -16,11 +16,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from neurophase.atomic import write_text_atomic
 from neurophase.config import ChipConfig
 from neurophase.models.crossbar_emulator import NOISE_MAX_BITS, SCALE_BITS, SCALE_FRAC_BITS, EmulatorParams
 from neurophase.models.datapath import DatapathParams
 from neurophase.regmap import Access, Array, Field, Register, RegisterMap, tile_register_map
-from neurophase.regmap_export import to_dict, to_litex_csv, write_regmap_exports, write_text_atomic
+from neurophase.regmap_export import to_dict, to_litex_csv, write_regmap_exports
 from neurophase.regmap_systemrdl import to_systemrdl_space
 
 __all__ = ["FPGA_MAGIC", "fpga_register_map", "weight_register_map", "result_register_map", "AddressWindow",

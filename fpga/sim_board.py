@@ -14,8 +14,10 @@ import threading
 import time
 from pathlib import Path
 
+from neurophase.atomic import write_text_if_changed
 from neurophase.config import ChipConfig
 from neurophase.cosim.runner import SimRun, SimulationError, run_cocotb
+from neurophase.folder_lock import folder_lock
 from neurophase.fpga.top import FpgaTop
 
 __all__ = ["SIM_TOP", "write_sim_sources", "run_sim_board", "SimBoard"]
@@ -39,24 +41,32 @@ def write_sim_sources(cfg: ChipConfig, build_dir: str | Path) -> tuple[Path, Pat
     top = FpgaTop(cfg, cfg.fpga.sim_clocks_per_bit, frame_timeout_bytes=SIM_FRAME_TIMEOUT_BYTES)
     source = build_dir / f"{SIM_TOP}.v"
     text = convert(top, SIM_TOP)
-    if not source.exists() or source.read_text(encoding="utf-8") != text:
-        source.write_text(text, encoding="utf-8")
+    write_text_if_changed(source, text)
     map_path = top.address_map.write(build_dir)["fpga-map"]
     return source, map_path
 
 
 def run_sim_board(cfg: ChipConfig, build_dir: str | Path, *, port: int = 0, port_file: str | Path | None = None,
-                  sessions: int = 1, accept_timeout_s: float = 120.0, seed: int | None = None,
-                  waves: bool = False, verbose: bool = False) -> SimRun:
-    """Build the simulated board and serve ``sessions`` host connections (0: until
-    interrupted) on ``port`` (0: a free one, written to ``port_file``)."""
-    build_dir = Path(build_dir)
-    source, _ = write_sim_sources(cfg, build_dir)
-    params = {"divisor": cfg.fpga.sim_clocks_per_bit, "port": port, "sessions": sessions,
-              "port_file": str(Path(port_file).resolve()) if port_file else "",
-              "accept_timeout_s": accept_timeout_s}
-    return run_cocotb(toplevel=SIM_TOP, verilog=[source], test_module="neurophase.cosim.benches.fpga_board",
-                      build_dir=build_dir, params=params, seed=seed, waves=waves, verbose=verbose)
+                  sessions: int = 1, accept_timeout_s: float = 120.0, stop_file: str | Path | None = None,
+                  seed: int | None = None, waves: bool = False, verbose: bool = False) -> SimRun:
+    """Build the simulated board and serve ``sessions`` host connections on ``port`` (0: a
+    free one, written to ``port_file``), one after the other, each on a resynchronised link.
+
+    With ``sessions`` 0 it serves until the process is interrupted or ``stop_file`` appears
+    (it never gives up waiting for a host); otherwise it fails when no host connects within
+    ``accept_timeout_s``.
+
+    Holds the lock of ``build_dir`` while it runs: a second simulated board (or any other
+    simulation) in the same folder stops at once with
+    :class:`~neurophase.folder_lock.FolderInUseError`."""
+    with folder_lock(build_dir, "simulated board") as build_dir:
+        source, _ = write_sim_sources(cfg, build_dir)
+        params = {"divisor": cfg.fpga.sim_clocks_per_bit, "port": port, "sessions": sessions,
+                  "port_file": str(Path(port_file).resolve()) if port_file else "",
+                  "stop_file": str(Path(stop_file).resolve()) if stop_file else "",
+                  "accept_timeout_s": accept_timeout_s, "frame_timeout_bits": 10 * SIM_FRAME_TIMEOUT_BYTES}
+        return run_cocotb(toplevel=SIM_TOP, verilog=[source], test_module="neurophase.cosim.benches.fpga_board",
+                          build_dir=build_dir, params=params, seed=seed, waves=waves, verbose=verbose)
 
 
 class SimBoard:
@@ -67,11 +77,14 @@ class SimBoard:
     cfg : ChipConfig
     build_dir : str or Path
     sessions : int
-        Host connections to serve before the simulation ends (0: until the process ends).
+        Host connections to serve before the simulation ends (0: until the ``with`` ends or
+        the process is interrupted).
     port : int
         TCP port to listen on (0: any free port).
     start_timeout_s : float
         Seconds to wait for Verilator to build and the socket to listen.
+    accept_timeout_s : float
+        Seconds to wait for each host when ``sessions`` is not 0.
 
     Attributes
     ----------
@@ -86,14 +99,16 @@ class SimBoard:
     """
 
     def __init__(self, cfg: ChipConfig, build_dir: str | Path, *, sessions: int = 1, port: int = 0,
-                 start_timeout_s: float = 600.0, waves: bool = False):
+                 start_timeout_s: float = 600.0, accept_timeout_s: float = 120.0, waves: bool = False):
         self.cfg = cfg
         self.build_dir = Path(build_dir)
         self.sessions = sessions
         self.requested_port = port
         self.start_timeout_s = start_timeout_s
+        self.accept_timeout_s = accept_timeout_s
         self.waves = waves
         self.port_file = self.build_dir / "port"
+        self.stop_file = self.build_dir / "stop"
         self.map_path = self.build_dir / "fpga_map.json"
         self.port: int | None = None
         self.run: SimRun | None = None
@@ -102,8 +117,13 @@ class SimBoard:
 
     def _target(self) -> None:
         try:
-            self.run = run_sim_board(self.cfg, self.build_dir, port=self.requested_port, port_file=self.port_file,
-                                     sessions=self.sessions, waves=self.waves)
+            with folder_lock(self.build_dir, "simulated board"):  # before touching its files
+                self.port_file.unlink(missing_ok=True)
+                self.stop_file.unlink(missing_ok=True)
+                self._locked.set()
+                self.run = run_sim_board(self.cfg, self.build_dir, port=self.requested_port, port_file=self.port_file,
+                                         sessions=self.sessions, accept_timeout_s=self.accept_timeout_s,
+                                         stop_file=self.stop_file, waves=self.waves)
         except BaseException as exc:  # reported by __enter__/__exit__ in the caller's thread
             self.error = exc
 
@@ -112,16 +132,16 @@ class SimBoard:
         return f"socket://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "SimBoard":
-        self.build_dir.mkdir(parents=True, exist_ok=True)
-        self.port_file.unlink(missing_ok=True)
+        self._locked = threading.Event()
         self._thread = threading.Thread(target=self._target, name="sim-board", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.start_timeout_s
-        while not (self.port_file.exists() and self.port_file.read_text(encoding="utf-8").strip()):
-            if self.error is not None:
-                raise self.error
-            if not self._thread.is_alive():
-                raise SimulationError(f"the simulated board stopped before listening; see {self.build_dir / 'sim.log'}")
+        while not (self._locked.is_set() and self.port_file.exists()
+                   and self.port_file.read_text(encoding="utf-8").strip()):
+            if not self._thread.is_alive() or self.error is not None:
+                self._thread.join(timeout=1)
+                raise self.error or SimulationError(
+                    f"the simulated board stopped before listening; see {self.build_dir / 'sim.log'}")
             if time.monotonic() > deadline:
                 raise SimulationError(f"the simulated board did not listen within {self.start_timeout_s} s")
             time.sleep(0.1)
@@ -132,7 +152,13 @@ class SimBoard:
         """Block until the simulation has served its sessions."""
         self._thread.join()
 
+    def stop(self) -> None:
+        """Ask the simulation to end once no host is connected (for ``sessions`` 0)."""
+        self.stop_file.touch()
+
     def __exit__(self, *exc) -> None:
+        if self.sessions == 0:
+            self.stop()
         self._thread.join(timeout=120)
         if self.error is not None and exc[0] is None:
             raise self.error

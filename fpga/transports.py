@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 
 from neurophase.fpga.uart_bridge import CMD_READ_FIXED, CMD_READ_INCR, CMD_WRITE_FIXED, CMD_WRITE_INCR
 
-__all__ = ["LinkError", "LinkTimeout", "Transport", "SerialTransport", "SocketTransport", "UartBoneLink",
+__all__ = ["LinkError", "LinkTimeout", "LinkDesync", "Transport", "SerialTransport", "SocketTransport", "UartBoneLink",
            "open_transport", "MAX_BURST"]
 
 #: Words per UARTBone frame (the length is one byte).
@@ -33,12 +33,22 @@ class LinkTimeout(LinkError):
     """The bridge did not answer a read in time."""
 
 
+class LinkDesync(LinkError):
+    """Bytes arrived that no read asked for: the host and the bridge are out of step (an
+    answer to an earlier, timed-out read, or a frame started by stray bytes).
+    :meth:`neurophase.fpga.host.NeuroPhaseHost.resynchronise` recovers the link."""
+
+
 class Transport(abc.ABC):
     """Base of the byte transports: ``open``/``close``/``write``/``read`` and a context manager."""
 
     timeout: float = 2.0
     #: Seconds of silence after which the bridge has surely dropped a partial frame.
     resync_quiet_s: float = 0.1
+    #: Whether a new host session must resynchronise the link itself: the board's bridge
+    #: may still hold a frame an earlier host left unfinished. The simulated board does it
+    #: for each connection itself.
+    resync_on_open: bool = True
 
     @abc.abstractmethod
     def open(self) -> None:
@@ -105,7 +115,8 @@ class SerialTransport(Transport):
     def read(self, count: int) -> bytes:
         data = self._serial.read(count)
         if len(data) < count:
-            raise LinkTimeout(f"serial port {self.port!r}: {len(data)} of {count} bytes within {self.timeout} s")
+            raise LinkTimeout(f"serial port {self.port!r}: {len(data)} of {count} bytes within {self.timeout} s; "
+                              "a late answer would put the link out of step: resynchronise() before going on")
         return data
 
     def discard_input(self) -> bytes:
@@ -128,6 +139,8 @@ class SocketTransport(Transport):
 
     #: The simulation runs slower than real time while idle (see cosim/benches/fpga_board.py).
     resync_quiet_s = 3.0
+    #: The simulated board resynchronises between connections before accepting the next.
+    resync_on_open = False
 
     def __init__(self, host: str, port: int, *, timeout: float = 30.0, connect_timeout: float = 10.0):
         self.host, self.port, self.timeout, self.connect_timeout = host, port, timeout, connect_timeout
@@ -160,7 +173,8 @@ class SocketTransport(Transport):
         while len(data) < count:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self._sock], [], [], left)[0]:
-                raise LinkTimeout(f"simulated board: {len(data)} of {count} bytes within {self.timeout} s")
+                raise LinkTimeout(f"simulated board: {len(data)} of {count} bytes within {self.timeout} s; "
+                                  "a late answer would put the link out of step: resynchronise() before going on")
             chunk = self._sock.recv(count - len(data))
             if not chunk:
                 raise LinkError("the simulated board closed the connection")
@@ -232,12 +246,26 @@ class UartBoneLink:
         self.transport.write(b"".join(frames))
 
     def read(self, address: int, count: int = 1, *, increment: bool = True) -> list[int]:
-        """``count`` words from byte ``address`` on."""
+        """``count`` words from byte ``address`` on.
+
+        Raises
+        ------
+        LinkDesync
+            When bytes that no read asked for are waiting before a read frame is sent: the
+            words that follow could not be told apart from them.
+        LinkTimeout
+            When the answer does not arrive within the transport's timeout.
+        """
         command = CMD_READ_INCR if increment else CMD_READ_FIXED
         words: list[int] = []
         for start in range(0, count, MAX_BURST):
             length = min(MAX_BURST, count - start)
             at = address + 4 * start if increment else address
+            stale = self.transport.discard_input()
+            if stale:
+                raise LinkDesync(f"{len(stale)} byte(s) arrived that no read asked for (starting "
+                                 f"{stale[:8].hex(' ')}): the link is out of step, after a timed-out read or stray "
+                                 "bytes on the line; resynchronise() recovers it")
             self.transport.write(self._header(command, at, length))
             data = self.transport.read(4 * length)
             words += [int.from_bytes(data[i:i + 4], "big") for i in range(0, len(data), 4)]

@@ -3,26 +3,42 @@
 A state file is a numpy ``.npz`` archive (no pickles) holding the arrays of
 :class:`ChipState` plus a JSON header with the format version, the chip configuration,
 the device parameters and a SHA-256 checksum over every array's dtype, shape and bytes.
-:func:`load_state` rejects a file that is not such an archive, has another version,
-misses or adds arrays, fails the checksum, or (when ``expect`` is given) was made for
-another configuration.
+:func:`save_state` writes atomically (a kill mid-write leaves the previous file intact) and
+refuses NaN or infinite values. :func:`load_state` rejects, always with
+:class:`StateFileError`, a file that is not such an archive, declares more data than
+``max_bytes`` (checked from the archive's directory and each array's header before
+anything is read), has another version, misses or adds arrays, has arrays of the wrong
+type, rank or shape, a malformed header, NaN or infinite values, fails the checksum, or
+(when ``expect`` is given) was made for another configuration.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ChipState", "StateFileError", "save_state", "load_state", "FORMAT_VERSION"]
+from neurophase.atomic import atomic_write
+
+__all__ = ["ChipState", "StateFileError", "save_state", "load_state", "FORMAT_VERSION", "MAX_STATE_BYTES"]
 
 FORMAT_VERSION = 1
 
 _ARRAYS = ("g_prog", "nu", "rtn", "pulses", "w_int", "scale", "ref_w_int", "adc_offsets")
+#: numpy dtype kind of each array: float, bool, signed integer.
+_KINDS = {"g_prog": "f", "nu": "f", "rtn": "b", "pulses": "i", "w_int": "i", "scale": "f", "ref_w_int": "i",
+          "adc_offsets": "f"}
+_KIND_NAMES = {"f": "floating-point", "b": "boolean", "i": "signed integer"}
+#: Default bound on the data a state file may declare (all arrays together), in bytes:
+#: far above the largest tile (2 x 4 slices x 1024 x 1024 x 4 devices x 8 bytes x 4 arrays).
+MAX_STATE_BYTES = 2 << 30
+#: Bound on the JSON header member, in bytes.
+MAX_HEADER_BYTES = 16 << 20
 
 
 class StateFileError(ValueError):
@@ -83,6 +99,10 @@ class ChipState:
 
     def check_shapes(self) -> None:
         """Raise :class:`StateFileError` when the arrays do not fit together."""
+        for name, ndim in (("w_int", 2), ("ref_w_int", 2), ("scale", 1), ("adc_offsets", 1)):
+            if np.ndim(getattr(self, name)) != ndim:
+                raise StateFileError(f"chip state {name} must have {ndim} dimension(s), not shape "
+                                     f"{np.shape(getattr(self, name))}")
         shape = self.g_prog.shape
         for name in ("nu", "rtn", "pulses"):
             if getattr(self, name).shape != shape:
@@ -111,18 +131,91 @@ def _header(state: ChipState) -> dict:
             "seed": int(state.seed), "config": state.config, "device": state.device}
 
 
+def _check_finite(arrays: dict[str, np.ndarray], time_s, where: str) -> None:
+    for name, array in arrays.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+            raise StateFileError(f"{where}: {name} holds {array[bad]} at index {bad}; every value must be finite")
+    if not (isinstance(time_s, (int, float)) and math.isfinite(time_s) and time_s >= 0):
+        raise StateFileError(f"{where}: time_s must be a finite number of seconds >= 0, not {time_s!r}")
+
+
 def save_state(state: ChipState, path: str | Path) -> Path:
-    """Write ``state`` to ``path`` (an ``.npz`` file); returns the path written."""
+    """Write ``state`` to ``path`` (an ``.npz`` file) atomically; returns the path written.
+
+    Raises
+    ------
+    StateFileError
+        When the arrays do not fit together or hold NaN or infinite values (nothing is written).
+    """
     state.check_shapes()
     path = Path(path)
+    _check_finite(state.arrays(), state.time_s, "chip state not saved")
     header = _header(state)
     header_text = json.dumps({**header, "checksum": _checksum(state.arrays(), header)}, sort_keys=True)
-    with open(path, "wb") as handle:
+    with atomic_write(path, "wb") as handle:
         np.savez(handle, header=np.array(header_text), **state.arrays())
     return path
 
 
-def load_state(path: str | Path, expect: dict | None = None) -> ChipState:
+def _read_npy_header(member) -> tuple[tuple, np.dtype]:
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return shape, dtype
+
+
+def _check_declared_sizes(path: Path, max_bytes: int) -> None:
+    """Bound every member's size from the zip directory and its .npy header before numpy
+    allocates anything (a header may declare a shape of petabytes in a few bytes)."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            limit = MAX_HEADER_BYTES if name == "header" else max_bytes
+            with archive.open(info) as member:
+                shape, dtype = _read_npy_header(member)
+            declared = math.prod(shape) * dtype.itemsize
+            if dtype.hasobject:
+                raise StateFileError(f"chip state file {str(path)!r}: array {name!r} holds Python objects")
+            size = max(declared, info.file_size)
+            total += size
+            if size > limit or total > max_bytes:
+                raise StateFileError(
+                    f"chip state file {str(path)!r}: array {name!r} declares shape {shape} of {dtype} "
+                    f"({size} bytes, {total} with the arrays before it); the limit is {limit} bytes per array "
+                    f"and {max_bytes} in all (load_state max_bytes)")
+            if declared > info.file_size:
+                raise StateFileError(f"chip state file {str(path)!r}: array {name!r} declares {declared} bytes but "
+                                     f"stores {info.file_size}: truncated or corrupt")
+
+
+def _check_header(path: Path, header) -> None:
+    if not isinstance(header, dict):
+        raise StateFileError(f"chip state file {str(path)!r} has a header that is not a JSON object")
+    for key, kind, test in (("time_s", "a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+                            ("reads", "an integer >= 0", lambda v: type(v) is int and v >= 0),
+                            ("seed", "an integer", lambda v: type(v) is int),
+                            ("config", "a JSON object", lambda v: isinstance(v, dict)),
+                            ("device", "a JSON object", lambda v: isinstance(v, dict))):
+        if key not in header:
+            raise StateFileError(f"chip state file {str(path)!r}: header has no {key!r}")
+        if not test(header[key]):
+            raise StateFileError(f"chip state file {str(path)!r}: header {key} must be {kind}, not {header[key]!r}")
+
+
+def _check_kinds(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    for name, kind in _KINDS.items():
+        if arrays[name].dtype.kind != kind:
+            raise StateFileError(f"chip state file {str(path)!r}: {name} must be a {_KIND_NAMES[kind]} array, "
+                                 f"not {arrays[name].dtype}")
+
+
+def load_state(path: str | Path, expect: dict | None = None, *, max_bytes: int = MAX_STATE_BYTES) -> ChipState:
     """Read a state written by :func:`save_state`.
 
     Parameters
@@ -130,19 +223,25 @@ def load_state(path: str | Path, expect: dict | None = None) -> ChipState:
     path : str or Path
     expect : dict, optional
         ``ChipConfig.to_dict()`` the state must have been built for.
+    max_bytes : int
+        Most data the file may declare, all arrays together (checked before reading them).
 
     Raises
     ------
     StateFileError
-        Unreadable, wrong version, corrupt (checksum), incomplete, or another configuration.
+        Unreadable, too large, wrong version, malformed, non-finite, corrupt (checksum),
+        incomplete, or another configuration: every defect of the file.
     """
     path = Path(path)
     try:
+        _check_declared_sizes(path, max_bytes)
         with np.load(path, allow_pickle=False) as archive:
             contents = {name: archive[name] for name in archive.files}
     except FileNotFoundError:
         raise StateFileError(f"chip state file {str(path)!r} does not exist") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile, EOFError, MemoryError) as exc:
+        if isinstance(exc, StateFileError):
+            raise
         raise StateFileError(f"chip state file {str(path)!r} is not a readable state archive: {exc}") from None
     names = sorted(set(contents) - {"header"})
     if "header" not in contents or names != sorted(_ARRAYS):
@@ -150,16 +249,25 @@ def load_state(path: str | Path, expect: dict | None = None) -> ChipState:
             f"chip state file {str(path)!r} holds arrays {names}; expected header and {sorted(_ARRAYS)}")
     try:
         header = json.loads(str(contents["header"]))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise StateFileError(f"chip state file {str(path)!r} has a corrupt header: {exc}") from None
+    if not isinstance(header, dict):
+        raise StateFileError(f"chip state file {str(path)!r} has a header that is not a JSON object")
     if header.get("version") != FORMAT_VERSION:
         raise StateFileError(
             f"chip state file {str(path)!r} has format version {header.get('version')!r}; "
             f"this model reads version {FORMAT_VERSION}")
     checksum = header.pop("checksum", None)
     arrays = {name: contents[name] for name in _ARRAYS}
-    if checksum != _checksum(arrays, header):
+    _check_header(path, header)
+    _check_kinds(path, arrays)
+    try:
+        digest = _checksum(arrays, header)
+    except (TypeError, ValueError) as exc:
+        raise StateFileError(f"chip state file {str(path)!r} has a malformed header: {exc}") from None
+    if checksum != digest:
         raise StateFileError(f"chip state file {str(path)!r} is corrupt: checksum mismatch")
+    _check_finite(arrays, header["time_s"], f"chip state file {str(path)!r}")
     if expect is not None and header["config"] != json.loads(json.dumps(expect)):
         diff = _first_difference(expect, header["config"])
         raise StateFileError(f"chip state file {str(path)!r} was made for another configuration ({diff})")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neurophase.atomic import save_figure_atomic
 from neurophase.config import ChipConfig
 from neurophase.models.crossbar import build_tile, digital_result
 from neurophase.models.gdc import calibrate
@@ -163,7 +164,7 @@ def plot_error_vs_time(t_s, series, path: str | Path, *, ylabel: str, xlabel: st
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
     return path
 

@@ -27,10 +27,11 @@ def friendly_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         from neurophase.cosim.runner import SimulationError
+        from neurophase.folder_lock import FolderInUseError
 
         try:
             return func(*args, **kwargs)
-        except (ConfigError, ToolchainError, SimulationError, ValueError) as exc:
+        except (ConfigError, ToolchainError, SimulationError, FolderInUseError, ValueError) as exc:
             console.print(f"[bold red]error:[/] {exc}")
             sys.exit(2)
 
@@ -340,7 +341,10 @@ def sim_program(config_path, weights_path, seed, rows, out_dir, build_dir, verbo
     out_dir.mkdir(parents=True, exist_ok=True)
     figures["plot"] = str(plot_programming(result["g_target"], result["g"], out_dir / "program.png",
                                            f"program-verify RTL, {figures['devices']} devices"))
-    np.savez(out_dir / "program.npz", **{k: v for k, v in result.items() if k != "figures"})
+    from neurophase.atomic import atomic_write
+
+    with atomic_write(out_dir / "program.npz", "wb") as handle:
+        np.savez(handle, **{k: v for k, v in result.items() if k != "figures"})
     figures["results"] = str(out_dir / "program.npz")
     if as_json:
         emit_json(figures)

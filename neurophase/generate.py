@@ -11,6 +11,7 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
+from neurophase.atomic import write_text_atomic
 from neurophase.config import ChipConfig
 from neurophase.models.shift_add import ShiftAddParams
 from neurophase.regmap import tile_register_map
@@ -86,11 +87,11 @@ def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = No
         files.append({"path": path.name, "kind": kind, "sha256": digest, **extra})
 
     config_path = out_dir / "chip.toml"
-    config_path.write_text(cfg.to_toml(), encoding="utf-8")
+    write_text_atomic(config_path, cfg.to_toml())
     record(config_path, "configuration")
     for name in blocks or list(BLOCKS):
         path = out_dir / f"{name}.v"
-        path.write_text(convert(build_block(name, cfg), name), encoding="utf-8")
+        write_text_atomic(path, convert(build_block(name, cfg), name))
         record(path, "verilog", module=name)
     if "csr_bank" in (blocks or BLOCKS):
         for kind, path in write_regmap_exports(tile_register_map(cfg), out_dir).items():
@@ -105,5 +106,5 @@ def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = No
         "amaranth": version("amaranth"),
         "files": files,
     }
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest

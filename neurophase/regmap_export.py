@@ -10,11 +10,10 @@ offsets; the SystemRDL is a relocatable ``addrmap`` that a parent places at the 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from neurophase.atomic import write_text_atomic
 from neurophase.regmap import WORD_BYTES, Access, Array, RegisterMap, Register, array_member, field_member
 from neurophase.regmap_systemrdl import to_systemrdl
 
@@ -37,20 +36,6 @@ def check_base(rmap: RegisterMap, base) -> int:
                          f"from 0 to 0x{(1 << 32) - rmap.size:x}, not {base!r}")
     return base
 
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename,
-    so a reader never sees a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 _ACCESS_NOTES = {
     Access.R: "read-only, from the hardware",

@@ -1,10 +1,13 @@
 """Host driver end to end against the simulated board (the FPGA top under Verilator, its
 UART bridged to a TCP socket): load weights, run MVMs, compare with the golden model
 (crossbar emulator model -> tile datapath model); drift gains and drift steps; link
-recovery after garbage and a stalled frame. Plus transport and register-file unit tests."""
+recovery after garbage and a stalled frame; later host sessions after a stalled, a
+half-closed and a garbled one. Plus transport, register-file and validation unit tests."""
 
+import re
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from neurophase.fpga.host import HostError, NeuroPhaseHost, RegisterFile
 from neurophase.fpga.regmap import FpgaAddressMap
 from neurophase.fpga.sim_board import SimBoard
 from neurophase.fpga.transports import (
-    LinkError, SerialTransport, SocketTransport, UartBoneLink, open_transport,
+    LinkDesync, LinkError, SerialTransport, SocketTransport, UartBoneLink, open_transport,
 )
 from neurophase.models.crossbar_emulator import CrossbarEmulatorModel, EmulatorParams, emulated_mvm
 from neurophase.models.datapath import DatapathParams, DatapathSettings
@@ -31,9 +34,13 @@ def fpga_config() -> ChipConfig:
 @pytest.mark.verilator
 def test_host_script_on_the_simulated_board(tmp_path, seed):
     """One simulated board (one Verilator build, so it is one test: pytest-xdist would build
-    it once per worker otherwise) and one host session running every step below."""
+    it once per worker otherwise) serving host sessions until the test stops it: the first
+    runs every step of the host script; the ones after it leave the link stalled,
+    half-closed and garbled, and the last, clean one must work exactly."""
     cfg = fpga_config()
-    with SimBoard(cfg, tmp_path / "sim_board", sessions=1) as board:
+    with SimBoard(cfg, tmp_path / "sim_board", sessions=0, accept_timeout_s=1.0) as board:
+        # sessions 0 serves until stopped: waiting longer than accept_timeout_s is no failure
+        time.sleep(2.5)
         host = NeuroPhaseHost.connect(board.url, board.map_path, timeout=60.0)
         model = CrossbarEmulatorModel(EmulatorParams.from_config(cfg))
         session = (cfg, host, model)
@@ -42,9 +49,21 @@ def test_host_script_on_the_simulated_board(tmp_path, seed):
             check_mvms_match_the_golden_model(session, seed)
             check_drift_gains_and_drift_step(session, seed)
             check_link_recovers_from_garbage_and_a_stalled_frame(session)
+            bias = leave_per_tile_gain_and_a_stalled_frame(session)
         finally:
             host.close()
+        check_half_closed_session_gets_its_answer(board)
+        abandon_a_long_read(board)
+        check_garbled_session_is_named(board)
+        check_clean_session_after_broken_ones(board, cfg, seed, bias)
+        with pytest.raises(Exception, match="is in use by another run"):  # the folder is locked while it runs
+            with SimBoard(cfg, tmp_path / "sim_board"):
+                pass
     assert board.run is not None and board.run.ok, f"simulated board failed: {board.run}"
+    log = board.run.log.read_text(encoding="utf-8")
+    assert "session 5 ended" in log and "stop file found" in log
+    dropped = re.search(r"session 3 ended: \d+ bytes in, \d+ bytes out, (\d+) of them dropped", log)
+    assert dropped and int(dropped[1]) >= 1000, "the abandoned answer must be dropped, not kept for the next host"
 
 
 def random_settings(cfg, rng, params):
@@ -150,6 +169,70 @@ def check_link_recovers_from_garbage_and_a_stalled_frame(session):
     assert after["uart_framing"] == before["uart_framing"]
 
 
+def leave_per_tile_gain_and_a_stalled_frame(session):
+    """Select the tile gain (per-tile mode), then send half a write frame and hang up: the
+    next session must neither finish this frame nor inherit the gain mode."""
+    cfg, host, _ = session
+    host.update_drift_gains(1 << DatapathParams.from_config(cfg).drift_gain.gain_frac_bits)
+    assert host.field("DRIFT", "per_column") == 0
+    bias = host.read_array("BN_BIAS")
+    address = host.regs.array("BN_BIAS")["base"] // 4
+    host.transport.write(bytes([0x01, 0x02]) + address.to_bytes(4, "big") + bytes([0x12, 0x34]))  # 2 of 8 data bytes
+    return bias
+
+
+def read_frame(host, name: str, count: int) -> bytes:
+    return bytes([0x02, count]) + (host.regs.array(name)["base"] // 4).to_bytes(4, "big")
+
+
+def check_half_closed_session_gets_its_answer(board):
+    """A host that half-closes after a read still receives the answer; it stays in its session."""
+    with NeuroPhaseHost.connect(board.url, board.map_path, timeout=60.0) as host:
+        host.transport.write(read_frame(host, "BN_BIAS", 32))
+        host.transport._sock.shutdown(socket.SHUT_WR)
+        answer = host.transport.read(4 * 32)
+        assert len(answer) == 128
+
+
+def abandon_a_long_read(board):
+    """A host that asks for 255 words and disconnects at once: its answer must go nowhere."""
+    with NeuroPhaseHost.connect(board.url, board.map_path, timeout=60.0) as host:
+        host.transport.write(read_frame(host, "WEIGHT", 255))
+
+
+def check_garbled_session_is_named(board):
+    """Stray bytes that start a read frame: the driver says the link is out of step,
+    not that the bitstream is wrong."""
+    with NeuroPhaseHost.connect(board.url, board.map_path, timeout=60.0) as host:
+        host.transport.write(read_frame(host, "BN_SCALE", 8))  # an answer nobody asked for
+        with pytest.raises(LinkDesync, match="the link is out of step"):
+            host.identify()
+
+
+def check_clean_session_after_broken_ones(board, cfg, seed, bias_before):
+    with NeuroPhaseHost.connect(board.url, board.map_path, timeout=60.0) as host:
+        before = host.link_errors()
+        host.identify()
+        assert host.transport.discard_input() == b"", "bytes of an earlier session leaked into this one"
+        assert np.array_equal(host.read_array("BN_BIAS"), bias_before), "the stalled frame was finished"
+        assert before["frame_timeouts"] >= 1
+        rng = np.random.default_rng(seed + 11)
+        model = CrossbarEmulatorModel(EmulatorParams.from_config(cfg))
+        g_plus, g_minus = host.load_weights(rng.integers(-127, 128, (cfg.tile.rows, cfg.tile.cols)))
+        model.set_conductances(g_plus, g_minus)
+        host.set_fields("EMU_SCALE", factor=512)
+        model.scale = 512
+        host.set_noise(0, 1)
+        model.noise_bits = 0
+        model.reseed(1)
+        settings = random_settings(cfg, rng, DatapathParams.from_config(cfg))  # per-column gains
+        apply_settings(host, settings)
+        assert host.field("DRIFT", "per_column") == 1
+        for _ in range(2):
+            x = rng.integers(-128, 128, cfg.tile.rows)
+            assert np.array_equal(host.mvm(x).result, emulated_mvm(cfg, model, settings, x)["result"])
+
+
 # -- without the board ------------------------------------------------------------------------
 
 def test_register_file_round_trip_and_errors(tmp_path):
@@ -169,6 +252,8 @@ class FakeBridge:
 
     def __init__(self):
         self.memory = {}
+        self.frames = 0
+        self.extra = b""  # sent after the next answer: bytes no read asked for
         self.server = socket.socket()
         self.server.bind(("127.0.0.1", 0))
         self.server.listen(1)
@@ -194,9 +279,12 @@ class FakeBridge:
                         self.memory[address + (i if command == 1 else 0)] = int.from_bytes(
                             buffer[6 + 4 * i:10 + 4 * i], "big")
                     buffer = buffer[6 + 4 * length:]
+                    self.frames += 1
                 else:
+                    self.frames += 1  # before answering: the host may look at once
                     conn.sendall(b"".join(self.memory.get(address + (i if command == 2 else 0), 0).to_bytes(4, "big")
-                                          for i in range(length)))
+                                          for i in range(length)) + self.extra)
+                    self.extra = b""
                     buffer = buffer[6:]
         conn.close()
 
@@ -226,3 +314,101 @@ def test_transport_errors():
     free.close()
     with pytest.raises(LinkError, match=rf"^cannot connect to the simulated board at 127.0.0.1:{port}: "):
         SocketTransport("127.0.0.1", port, connect_timeout=0.3).open()
+
+
+# -- the host driver's checks, against a fake bridge ---------------------------------------------------
+
+@pytest.fixture
+def fake_host():
+    fake = FakeBridge()
+    cfg = fpga_config()
+    transport = SocketTransport("127.0.0.1", fake.port, timeout=5)
+    transport.open()
+    transport.resync_quiet_s = 0.3  # the fake answers at once
+    host = NeuroPhaseHost(transport, RegisterFile.from_config(cfg))
+    yield fake, host, cfg
+    host.close()
+
+
+def word(host, register):
+    return host.regs.register(register)["address"] // 4
+
+
+NAN_WEIGHTS = np.zeros((32, 32))
+NAN_WEIGHTS[3, 4] = np.nan
+FRACTIONS = np.zeros((32, 32))
+FRACTIONS[0, 0] = 0.5
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda h: h.load_weights(NAN_WEIGHTS), r"^weights \(for 7-bit conductance codes\) must be integers, found nan$"),
+    (lambda h: h.load_weights(FRACTIONS), r"^weights \(for 7-bit conductance codes\) must be integers, found 0.5$"),
+    (lambda h: h.load_weights(np.zeros((32, 31), dtype=int)),
+     r"^weights \(for 7-bit conductance codes\) must have shape \(32, 32\), not \(32, 31\)$"),
+    (lambda h: h.load_weights(np.full((32, 32), 128)),
+     r"^weights \(for 7-bit conductance codes\) must lie in \[-127, 127\], found 128$"),
+    (lambda h: h.load_weights(np.zeros((32, 32), dtype=complex)),
+     r"^weights \(for 7-bit conductance codes\) must be integers, not complex numbers$"),
+    (lambda h: h.load_conductances(np.zeros((1, 32, 32), int), np.zeros((32, 32), int)),
+     r"^g_minus codes must have shape \(1, 32, 32\), not \(32, 32\)$"),
+    (lambda h: h.mvm(np.zeros(31, dtype=int)), r"^INPUT values must have shape \(32,\), not \(31,\)$"),
+    (lambda h: h.mvm(np.full(32, 128)), r"^INPUT values must lie in \[-128, 127\], found 128$"),
+    (lambda h: h.mvm([float("nan")] * 32), r"^INPUT values must be integers, found nan$"),
+    (lambda h: h.set_datapath(gains=np.ones(31, dtype=int)), r"^GAIN values must have shape \(32,\), not \(31,\)$"),
+    (lambda h: h.set_datapath(bias=np.ones(32, dtype=int), trims=[0] * 33),
+     r"^ADC_TRIM values must have shape \(32,\), not \(33,\)$"),
+    (lambda h: h.set_datapath(relu="yes"), r"^relu must be True or False, not 'yes'$"),
+    (lambda h: h.update_drift_gains(float("inf")), r"^the tile gain DRIFT_GAIN.alpha must be an integer, found inf$"),
+    (lambda h: h.write_array("BN_BIAS", [1, 2], start=31), r"^array BN_BIAS has 32 elements; cannot write 2 from 31$"),
+    (lambda h: h.write_array("BN_BIAS", [1], start=-1),
+     r"^start index of array BN_BIAS must be an integer from 0 to 31, not -1$"),
+    (lambda h: h.read_array("BN_BIAS", 4, start=30),
+     r"^element count of array BN_BIAS from 30 must be an integer from 1 to 2, not 4$"),
+    (lambda h: h.read_array("RESULT", start=32), r"^start index of array RESULT must be an integer from 0 to 31, not 32$"),
+    (lambda h: h.set_fields("ADC_TIMEOUT", cycles=2.5), r"^ADC_TIMEOUT.cycles must be an integer from 0 to \d+, not 2.5$"),
+    (lambda h: h.set_fields("ADC_TIMEOUT", cycles=float("nan")),
+     r"^ADC_TIMEOUT.cycles must be an integer from 0 to \d+, not nan$"),
+    (lambda h: h.drift_step(t_s=float("nan"), nu=0.05), r"^t_s must be a positive number, not nan$"),
+])
+def test_the_driver_refuses_bad_values_before_sending(fake_host, call, message):
+    fake, host, _ = fake_host
+    with pytest.raises(ValueError, match=message):
+        call(host)
+    host.read("FPGA_ID")  # a frame after the refused call: it sent nothing before it
+    assert fake.frames == 1 and fake.memory == {}
+
+
+def test_set_datapath_gains_selects_per_column_gains_itself(fake_host):
+    """An earlier session left the tile gain selected (DRIFT.per_column = 0): per-column
+    gains must select per-column mode, a scalar gain the tile gain."""
+    fake, host, _ = fake_host
+    fake.memory[word(host, "DRIFT")] = 0
+    gains = np.arange(1000, 1032)
+    host.set_datapath(gains=gains)
+    assert host.field("DRIFT", "per_column") == 1
+    assert list(host.read_array("GAIN")) == list(gains)
+    host.set_datapath(gains=1234)
+    assert host.field("DRIFT", "per_column") == 0 and host.field("DRIFT_GAIN", "alpha") == 1234
+
+
+def test_bytes_no_read_asked_for_are_named(fake_host):
+    fake, host, _ = fake_host
+    fake.extra = b"\x01\x02\x03"
+    host.read("FPGA_ID")
+    time.sleep(0.2)
+    with pytest.raises(LinkDesync, match=r"^3 byte\(s\) arrived that no read asked for \(starting 01 02 03\): "
+                                          r"the link is out of step"):
+        host.read("FPGA_ID")
+    fake.extra = b"\xAA" * 8  # the magic word read is followed by more bytes: not a wrong bitstream
+    with pytest.raises(LinkDesync, match=r"^register ID reads 0x00000000, expected 0x4e504854, and 8 more byte\(s\) "
+                                          r"followed the answer: the link is out of step"):
+        host.identify()
+    with pytest.raises(HostError, match=r"^register ID reads 0x00000000, expected 0x4e504854: wrong bitstream"):
+        host.identify()  # in step, but no magic: that is a wrong bitstream
+
+
+def test_a_serial_session_starts_resynchronised(monkeypatch):
+    calls = []
+    monkeypatch.setattr(NeuroPhaseHost, "resynchronise", lambda self: calls.append(type(self.transport).__name__))
+    NeuroPhaseHost.connect("loop://", fpga_config()).close()
+    assert calls == ["SerialTransport"]

@@ -6,10 +6,19 @@ by bit, and every byte the top transmits on ``uart_tx`` is sampled bit by bit an
 back. Python acts once per UART bit (``Timer``-based, never per clock); between bytes the
 design runs freely in chunks of a few bit times.
 
+Every host session starts on a resynchronised link: when a host closes (or half-closes)
+its connection, the board keeps running with its receive line idle until the transmit
+line has been quiet for longer than the bridge's frame timeout. By then the bridge has
+dropped any frame the host left unfinished and sent every answer it owed; answers still
+go to the closing host while it listens, never to the next one. Only then is the next
+connection accepted.
+
 Parameters come from the runner as JSON in ``NEUROPHASE_PARAMS``: ``divisor`` (clock
 cycles per bit), ``port`` (0: any free port), ``port_file`` (where the port is written
-once the socket listens), ``sessions`` (client connections to serve; 0: until killed),
-``accept_timeout_s``.
+once the socket listens), ``sessions`` (client connections to serve; 0: until the
+process is interrupted or ``stop_file`` appears), ``accept_timeout_s`` (how long to wait
+for each connection when ``sessions`` is not 0), ``frame_timeout_bits`` (the bridge's
+frame timeout in bit times), ``stop_file``.
 """
 
 from __future__ import annotations
@@ -18,24 +27,31 @@ import json
 import os
 import select
 import socket
+import time
 from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, Timer
 
+from neurophase.atomic import write_text_atomic
+
 CLOCK_NS = 10
+#: Seconds between checks for the stop file while waiting for a host.
+ACCEPT_POLL_S = 0.5
 
 
 class UartSocketBridge:
     """Bit-level UART driver and monitor between ``dut.uart_rx``/``dut.uart_tx`` and a socket."""
 
-    def __init__(self, dut, divisor: int):
+    def __init__(self, dut, divisor: int, frame_timeout_bits: int):
         self.dut = dut
         self.bit_ns = divisor * CLOCK_NS
+        self.frame_timeout_bits = frame_timeout_bits
         self.connection: socket.socket | None = None
         self.bytes_in = 0
         self.bytes_out = 0
+        self.bytes_dropped = 0
         dut.uart_rx.value = 1
 
     async def send_byte(self, value: int) -> None:
@@ -55,14 +71,18 @@ class UartSocketBridge:
                 value |= int(self.dut.uart_tx.value) << i
                 await Timer(self.bit_ns, unit="ns")
             self.bytes_out += 1
-            if self.connection is not None:
-                try:
-                    self.connection.sendall(bytes([value]))
-                except OSError:
-                    self.connection = None
+            if self.connection is None:
+                self.bytes_dropped += 1
+                continue
+            try:
+                self.connection.sendall(bytes([value]))
+            except OSError:  # the host is gone: what it was owed goes nowhere
+                self.connection = None
+                self.bytes_dropped += 1
 
     async def serve(self, connection: socket.socket) -> None:
-        """Move bytes until the client closes the connection."""
+        """Move bytes until the client closes (or half-closes) the connection, then
+        :meth:`resynchronise`."""
         self.connection = connection
         idle_rounds = 0
         while True:
@@ -83,9 +103,23 @@ class UartSocketBridge:
                 # of a few seconds covers the bridge's frame timeout (SIM_FRAME_TIMEOUT_BYTES)
                 await Timer((4 if idle_rounds < 256 else 64) * self.bit_ns, unit="ns")
                 idle_rounds += 1
-        # let the last answer leave before the next session
-        await Timer(40 * self.bit_ns, unit="ns")
+        await self.resynchronise()
         self.connection = None
+
+    async def resynchronise(self) -> None:
+        """Run on with ``uart_rx`` idle until ``uart_tx`` has been quiet for longer than the
+        bridge's frame timeout plus a byte: any unfinished frame is dropped, every answer
+        sent (to the closing host while it still listens)."""
+        self.dut.uart_rx.value = 1
+        quiet_needed = self.frame_timeout_bits + 20
+        step = 16
+        quiet, seen = 0, self.bytes_out
+        while quiet < quiet_needed:
+            await Timer(step * self.bit_ns, unit="ns")
+            if self.bytes_out != seen or int(self.dut.uart_tx.value) == 0:
+                quiet, seen = 0, self.bytes_out
+            else:
+                quiet += step
 
 
 def _settings() -> dict:
@@ -98,7 +132,7 @@ async def serve_host(dut):
     settings = _settings()
     Clock(dut.clk, CLOCK_NS, unit="ns").start()
     dut.rst.value = 1
-    bridge = UartSocketBridge(dut, int(settings["divisor"]))
+    bridge = UartSocketBridge(dut, int(settings["divisor"]), int(settings.get("frame_timeout_bits", 2000)))
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 4)
@@ -110,22 +144,42 @@ async def serve_host(dut):
     server.listen(1)
     port = server.getsockname()[1]
     if settings.get("port_file"):
-        Path(settings["port_file"]).write_text(f"{port}\n", encoding="utf-8")
+        write_text_atomic(settings["port_file"], f"{port}\n")
     dut._log.info(f"simulated board listening on {settings.get('host', '127.0.0.1')}:{port}")
     sessions = int(settings.get("sessions", 1))
     served = 0
-    server.settimeout(float(settings.get("accept_timeout_s", 120)))
     try:
         while sessions == 0 or served < sessions:
-            try:
-                connection, peer = server.accept()
-            except socket.timeout:
-                raise AssertionError(f"no host connected within {settings.get('accept_timeout_s', 120)} s") from None
+            accepted = _accept(server, sessions, float(settings.get("accept_timeout_s", 120)),
+                               settings.get("stop_file") or None)
+            if accepted is None:
+                dut._log.info("stop file found: the simulated board stops")
+                break
+            connection, peer = accepted
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             dut._log.info(f"host connected from {peer[0]}:{peer[1]}")
+            counts = (bridge.bytes_in, bridge.bytes_out, bridge.bytes_dropped)
             await bridge.serve(connection)
             connection.close()
             served += 1
-            dut._log.info(f"session {served} ended: {bridge.bytes_in} bytes in, {bridge.bytes_out} bytes out")
+            bytes_in, bytes_out, dropped = (now - then for now, then in zip(
+                (bridge.bytes_in, bridge.bytes_out, bridge.bytes_dropped), counts))
+            dut._log.info(f"session {served} ended: {bytes_in} bytes in, {bytes_out} bytes out, "
+                          f"{dropped} of them dropped (the host had stopped listening)")
     finally:
         server.close()
+
+
+def _accept(server: socket.socket, sessions: int, timeout_s: float, stop_file: str | None):
+    """The next connection, or None once ``stop_file`` exists. With ``sessions`` 0 it waits
+    for ever; otherwise at most ``timeout_s`` (then the test fails)."""
+    server.settimeout(ACCEPT_POLL_S)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if stop_file and Path(stop_file).exists():
+            return None
+        try:
+            return server.accept()
+        except socket.timeout:
+            if sessions and time.monotonic() > deadline:
+                raise AssertionError(f"no host connected within {timeout_s} s") from None

@@ -25,6 +25,7 @@ from cocotb.clock import Clock
 from cocotb.utils import get_sim_time
 from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer
 
+from neurophase.atomic import atomic_write, write_text_atomic
 from neurophase.config import ChipConfig
 from neurophase.cosim.device_bridge import DeviceBridge
 from neurophase.cosim.scoreboard import Scoreboard
@@ -454,7 +455,7 @@ async def program_tile(dut):
         row_reads[row] = result["counters"]["row_reads"]
         commands[row] = result["counters"]["commands"]
         if progress:
-            with open(progress, "w", encoding="utf-8") as f:
-                f.write(str(row + 1))
-    np.savez(raw["out"], g=array.g, row_reads=row_reads, commands=commands, device_pulses=array.pulses,
-             sim_time_ns=get_sim_time("ns"), **results)
+            write_text_atomic(progress, str(row + 1))
+    with atomic_write(raw["out"], "wb") as handle:
+        np.savez(handle, g=array.g, row_reads=row_reads, commands=commands, device_pulses=array.pulses,
+                 sim_time_ns=get_sim_time("ns"), **results)

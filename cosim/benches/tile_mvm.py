@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
+from neurophase.atomic import write_text_atomic
 from neurophase.config import ChipConfig
 from neurophase.cosim.bridge import CrossbarBridge
 from neurophase.cosim.harness import CLOCK_PERIOD_NS
@@ -59,7 +59,7 @@ async def programmed_testbench(dut, cfg: ChipConfig, seed: int,
 def write_results(raw: dict, results: dict) -> None:
     path = raw.get("results_json")
     if path:
-        Path(path).write_text(json.dumps(results, indent=2), encoding="utf-8")
+        write_text_atomic(path, json.dumps(results, indent=2))
 
 
 async def run_checked(bench: TileTestbench, inputs: np.ndarray, batch: int) -> None:
