@@ -47,7 +47,7 @@ import numpy as np
 
 from neurophase.config import ChipConfig, ConfigError
 from neurophase.models.chip_state import ChipState
-from neurophase.models.devices import DeviceModel, check_time, device_model_from_config
+from neurophase.models.devices import DeviceModel, check_real, check_time, device_model_from_config
 from neurophase.models.mapping import (
     WeightMapping, digits_to_conductances, expand_devices, map_weights, split_slices, sum_devices,
 )
@@ -78,7 +78,7 @@ def drive_max(cfg: ChipConfig) -> int:
 
 def check_inputs(cfg: ChipConfig, inputs) -> np.ndarray:
     """``inputs`` as int64 of shape (batch, rows) after shape, type and range checks."""
-    x = np.asarray(inputs)
+    x = check_real("inputs", inputs)
     if x.ndim not in (1, 2) or x.shape[-1] != cfg.tile.rows:
         raise ValueError(f"inputs must have shape (batch, {cfg.tile.rows}) or ({cfg.tile.rows},), not {x.shape}")
     if not np.issubdtype(x.dtype, np.integer):
@@ -381,7 +381,8 @@ def build_tile(cfg: ChipConfig, weights: np.ndarray, seed: int, program_verify: 
         raise ValueError(f"seed must be an integer, not {seed!r}")
     device = device_model_from_config(cfg)
     mapping = WeightMapping.from_config(cfg, device)
-    w = np.asarray(weights, dtype=np.float64) if np.ndim(weights) == 2 else np.asarray(weights)
+    w = check_real("weights", weights)
+    w = w.astype(np.float64) if w.ndim == 2 else w
     if w.shape != (cfg.tile.rows, cfg.tile.cols):
         raise ValueError(f"weights must have shape (tile.rows, tile.cols) = {(cfg.tile.rows, cfg.tile.cols)}, "
                          f"not {w.shape}")
