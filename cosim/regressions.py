@@ -25,9 +25,11 @@ def run_shift_add(
     waves: bool = False,
     simulator: str = "verilator",
     verbose: bool = False,
+    progress=None,
 ) -> SimRun:
     """Generate the shift-and-add Verilog for ``params`` and run its cocotb regression
-    (corner cases, ``count`` random MVMs, back-pressure, throughput, restart)."""
+    (corner cases, ``count`` random MVMs, back-pressure, throughput, restart); ``progress``
+    receives the stages (:func:`~neurophase.cosim.runner.run_cocotb`)."""
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / "shift_add.v"
@@ -44,6 +46,7 @@ def run_shift_add(
         waves=waves,
         simulator=simulator,
         verbose=verbose,
+        progress=progress,
     )
 
 

@@ -14,12 +14,15 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from xml.etree import ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cocotb_tools import runner as cocotb_runner
 
+from neurophase.progress import LogWatcher
 from neurophase.toolchain import ToolchainError, activate_verilator
 
 __all__ = ["SimRun", "SimulationError", "run_cocotb", "lint_verilog", "LINT_WAIVERS"]
@@ -173,6 +176,7 @@ def run_cocotb(
     verbose: bool = False,
     build_args: list[str] | tuple[str, ...] = (),
     timing: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> SimRun:
     """Build ``verilog`` with top ``toplevel`` and run the cocotb ``test_module`` on it.
 
@@ -180,7 +184,10 @@ def run_cocotb(
     when None) becomes ``COCOTB_RANDOM_SEED``. The simulator's output goes to
     ``build_dir/sim.log`` unless ``verbose``. ``timing``: the design has delays of its own
     (a clock generator), in 1 ns units; Verilator then builds with ``--timing``.
+    ``progress`` receives the stage ("building ...", "simulating") and, while the test runs
+    (its output logged), each ``progress:`` line the test module logs.
     """
+    report = progress or (lambda status: None)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
@@ -196,6 +203,7 @@ def run_cocotb(
             build_args.append("--trace-fst" if _has_lz4() else "--trace")
     started = time.perf_counter()
     log = build_dir / "build.log"
+    report(f"building {toplevel} with {simulator}")
     try:
         runner.build(
             sources=sources,
@@ -214,20 +222,24 @@ def run_cocotb(
     results_xml = build_dir / f"results_{seed}.xml"
     extra_env = {"NEUROPHASE_PARAMS": json.dumps(params or {})}
     sim_log = None if verbose else build_dir / "sim.log"
+    if sim_log is not None:
+        sim_log.unlink(missing_ok=True)  # the log of this run only (and followed from its start)
+    report("simulating")
     try:
-        runner.test(
-            hdl_toplevel=toplevel,
-            test_module=test_module,
-            build_dir=build_dir,
-            test_dir=build_dir,
-            hdl_toplevel_lang="verilog",
-            seed=seed,
-            extra_env=extra_env,
-            results_xml=results_xml,
-            testcase=testcase,
-            waves=waves,
-            log_file=sim_log,
-        )
+        with LogWatcher(sim_log, report) if progress and sim_log else nullcontext():
+            runner.test(
+                hdl_toplevel=toplevel,
+                test_module=test_module,
+                build_dir=build_dir,
+                test_dir=build_dir,
+                hdl_toplevel_lang="verilog",
+                seed=seed,
+                extra_env=extra_env,
+                results_xml=results_xml,
+                testcase=testcase,
+                waves=waves,
+                log_file=sim_log,
+            )
     except (SystemExit, Exception) as exc:
         where = sim_log or results_xml
         raise SimulationError(f"simulating {toplevel} failed ({exc}); see {where}") from None

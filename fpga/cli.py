@@ -51,7 +51,9 @@ def link_errors(func):
         try:
             return func(*args, **kwargs)
         except (BuildError, HostError, LinkError) as exc:
-            _console().print(f"[bold red]error:[/] {exc}")
+            from neurophase.cli import print_error
+
+            print_error(exc)
             sys.exit(2 if not isinstance(exc, BuildError) or getattr(exc, "report", None) is None else 1)
 
     return wrapper
@@ -91,7 +93,7 @@ def print_report(report) -> None:
     console.print(table)
     verdict = "[green]met[/]" if report.timing_met else "[red]NOT met[/]"
     console.print(f"Fmax {report.fmax_mhz:.2f} MHz vs {report.clock_mhz:g} MHz clock: timing {verdict}")
-    console.print(f"bitstream: {report.bitstream}  ({report.build_s:.0f} s, {report.toolchain} toolchain)")
+    console.print(f"bitstream: {report.bitstream}  ({report.build_s:.0f} s, {report.toolchain} toolchain)", markup=False)
 
 
 @fpga.command("build")
@@ -107,17 +109,21 @@ def print_report(report) -> None:
 @link_errors
 def build_command(config_path, board, out_dir, toolchain, as_json, verbose):
     """Build the bitstream of the FPGA top; print utilisation and Fmax against the board clock."""
-    from neurophase.cli import console, emit_json
+    from neurophase.cli import console, emit_json, print_error, status_reporter
     from neurophase.fpga.build import BuildError, build_bitstream
     from neurophase.fpga.regmap import FpgaAddressMap
+    from neurophase.paths import check_writable_dir
 
     cfg = fpga_config(config_path)
+    check_writable_dir(out_dir, "--out")
     if not as_json:
         console.print(f"building for {board or cfg.fpga.board}: {cfg.tile.rows} x {cfg.tile.cols} tile, "
                       f"{cfg.datapath.lanes} lanes, {cfg.clock_mhz:g} MHz (takes minutes) ...")
     FpgaAddressMap(cfg).write(out_dir)
     try:
-        report = build_bitstream(cfg, out_dir, board=board, toolchain=toolchain, verbose=verbose)
+        with status_reporter("fpga build") as status:
+            report = build_bitstream(cfg, out_dir, board=board, toolchain=toolchain, verbose=verbose,
+                                     progress=lambda stage: status.update(status=stage))
     except BuildError as exc:
         report = getattr(exc, "report", None)
         if report is None:
@@ -127,13 +133,13 @@ def build_command(config_path, board, out_dir, toolchain, as_json, verbose):
             emit_json(report.to_dict())
         else:
             print_report(report)
-            console.print(f"[bold red]error:[/] {exc}")
+            print_error(exc)
         sys.exit(1)
     if as_json:
         emit_json(report.to_dict())
     else:
         print_report(report)
-        console.print(f"register map for the host: {out_dir / 'fpga_map.json'}")
+        console.print(f"register map for the host: {out_dir / 'fpga_map.json'}", markup=False)
 
 
 @fpga.command("program")
@@ -172,8 +178,11 @@ def sim_command(config_path, build_dir, port, sessions, waves):
     """Run the FPGA top under Verilator as a simulated board for the host driver."""
     from neurophase.fpga.sim_board import SimBoard
 
+    from neurophase.paths import check_writable_dir
+
     console = _console()
     cfg = fpga_config(config_path)
+    check_writable_dir(build_dir, "--build-dir")
     console.print(f"building the simulated board ({cfg.tile.rows} x {cfg.tile.cols} tile, "
                   f"{cfg.fpga.sim_clocks_per_bit} clocks per UART bit) in {build_dir} ...")
     board = SimBoard(cfg, build_dir, sessions=sessions, port=port, waves=waves)

@@ -168,8 +168,9 @@ def sim_shift_add(config_path, seed, length, waves, simulator, build_dir, verbos
     build_dir = sim_build_dir(build_dir, "out/sim/shift_add")
     console.print(f"shift-add: {params.columns} columns, {params.lanes} lanes, {params.planes} planes, "
                   f"{params.slices} slice(s), {params.width}-bit result; {length} random MVMs + corner cases")
-    run = run_shift_add(params, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
-                        verbose=verbose)
+    with status_reporter("sim shift-add") as report:
+        run = run_shift_add(params, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
+                            verbose=verbose, progress=lambda text: report.update(status=text))
     print_sim_summary("shift-add", run)
     sys.exit(0 if run.ok else 1)
 
@@ -198,7 +199,8 @@ def bench_model_command(batch, repeats, seed, as_json):
     """Analog crossbar model (256 x 256, 8 bit-planes, 1 day) against plain float32 matmuls."""
     from neurophase.benchmarks.bench_model import bench_model
 
-    figures = bench_model(batch=batch, repeats=repeats, seed=seed)
+    with status_reporter("bench model: timing the analog model and the float32 baseline"):
+        figures = bench_model(batch=batch, repeats=repeats, seed=seed)
     if as_json:
         emit_json(figures)
         return
@@ -221,7 +223,9 @@ def bench_datapath_command(config_path, as_json):
     """Tile top in simulation with an ideal ADC: cycles per MVM against the ADC bound."""
     from neurophase.benchmarks.bench_datapath import run as bench_datapath
 
-    figures = bench_datapath(get_config(config_path))
+    cfg = get_config(config_path)
+    with status_reporter("bench datapath: simulating the tile top"):
+        figures = bench_datapath(cfg)
     if as_json:
         emit_json(figures)
         return
@@ -245,7 +249,8 @@ def model_drift_command(config_path, out_path, seed, weights, devices, as_json):
 
     cfg = get_config(config_path, devices)
     check_writable_file(out_path, "--out")
-    rows = drift_study(cfg, seed=seed, weights=weights)
+    with status_reporter("drift study: time points") as report:
+        rows = drift_study(cfg, seed=seed, weights=weights, progress=report.update)
     plot_drift_study(rows, out_path)
     if as_json:
         emit_json({"seed": seed, "weights": weights, "devices_per_polarity": cfg.weights.devices_per_polarity,
@@ -271,7 +276,9 @@ def model_floor_command(config_path, seeds, t_s, weights, devices, as_json):
     from neurophase.models.studies import floor_decomposition
 
     cfg = get_config(config_path, devices)
-    result = floor_decomposition(cfg, seeds=tuple(range(1, seeds + 1)), t_s=t_s, weights=weights)
+    with status_reporter("floor decomposition: error evaluations") as report:
+        result = floor_decomposition(cfg, seeds=tuple(range(1, seeds + 1)), t_s=t_s, weights=weights,
+                                     progress=report.update)
     if as_json:
         emit_json(result)
         return
@@ -298,8 +305,9 @@ def sim_program_verify(config_path, seed, length, waves, simulator, build_dir, v
     build_dir = sim_build_dir(build_dir, "out/sim/program_verify_regression")
     console.print(f"program-verify: {physical_columns(cfg)} devices per row, "
                   f"{cfg.datapath.lanes} lanes; {length} random rows + corner cases")
-    run = run_program_verify(cfg, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
-                             verbose=verbose)
+    with status_reporter("sim program-verify"):
+        run = run_program_verify(cfg, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
+                                 verbose=verbose)
     print_sim_summary("program-verify", run)
     sys.exit(0 if run.ok else 1)
 
