@@ -25,7 +25,7 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
     from neurophase.paths import check_writable_file
 
     @sim.command("mvm")
-    @sim_options
+    @sim_options(length=200, length_help="Random MVMs checked (quick: 20, exhaustive: 2000+).")
     @click.option("--time", "time_s", type=FiniteFloat(0.0), default=3600.0, show_default=True,
                   help="Model time since programming of the MVMs, seconds.")
     @click.option("--gdc", type=click.Choice(["none", "per-tile", "per-column"]), default="per-tile",
@@ -56,7 +56,7 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         sys.exit(0 if run.ok else 1)
 
     @sim.command("drift")
-    @sim_options
+    @sim_options(length=64, length_help="Evaluation MVMs per time point and compensation mode.")
     @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
                   default=Path("out/sim/drift.png"), show_default=True, help="Plot file (PNG).")
     @weight_distribution_option

@@ -118,12 +118,16 @@ def sim():
     """cocotb co-simulations of the generated RTL (Verilator by default)."""
 
 
-def sim_options(func):
+def sim_options(func=None, *, length: int = 1000,
+                length_help: str = "Random transactions (quick: ~100, exhaustive: 10000+)."):
+    """The options every ``neurophase sim`` command shares; ``length`` is the default of
+    ``--length`` (each command's own test length)."""
+    if func is None:
+        return lambda f: sim_options(f, length=length, length_help=length_help)
     for option in reversed([
         config_option,
         click.option("--seed", type=int, default=None, help="Random seed (printed; reuse it to repeat a run)."),
-        click.option("--length", type=click.IntRange(1), default=1000, show_default=True,
-                     help="Random transactions (quick: ~100, exhaustive: 10000+)."),
+        click.option("--length", type=click.IntRange(1), default=length, show_default=True, help=length_help),
         click.option("--waves", is_flag=True, help="Record waveforms (FST when liblz4 is available, else VCD)."),
         click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
                      show_default=True),
