@@ -344,6 +344,7 @@ def sim_program(config_path, weights_path, seed, rows, out_dir, build_dir, verbo
         result = program_tile(cfg, build_dir, weights=weights, seed=seed, rows=rows, verbose=verbose,
                               progress=lambda done, total: report.update(done, total))
     figures = result["figures"]
+    out_dir.mkdir(parents=True, exist_ok=True)
     figures["plot"] = str(plot_programming(result["g_target"], result["g"], out_dir / "program.png",
                                            f"program-verify RTL, {figures['devices']} devices"))
     np.savez(out_dir / "program.npz", **{k: v for k, v in result.items() if k != "figures"})

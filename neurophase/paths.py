@@ -18,21 +18,28 @@ class OutputPathError(ValueError):
 
 
 def _unwritable_reason(folder: Path) -> str | None:
-    """Why ``folder`` cannot be created or written, or None when it can."""
-    if folder.exists() and not folder.is_dir():
-        return "exists and is not a folder"
+    """Why ``folder`` cannot be created or written, or None when it can. A missing folder
+    is not created here (bad input found later leaves nothing behind): its nearest existing
+    ancestor must be a folder that takes a new entry."""
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return "exists and is not a folder" if existing == folder else f"cannot be created: {existing} is a file"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".neurophase-write-check-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".neurophase-write-check-"):
             pass
     except OSError as exc:
-        return f"cannot write to this folder: {exc.strerror or exc}"
+        where = "this folder" if existing == folder else f"{existing}"
+        return f"cannot write to {where}: {exc.strerror or exc}"
     return None
 
 
 def check_writable_dir(path: str | Path, option: str = "--out") -> Path:
-    """Create folder ``path`` (with its parents) and prove it writable by creating and
-    removing a temporary file in it.
+    """Prove folder ``path`` writable, or creatable when missing, by creating and removing a
+    temporary file in it (or in its nearest existing ancestor).
 
     Parameters
     ----------
@@ -59,8 +66,8 @@ def check_writable_dir(path: str | Path, option: str = "--out") -> Path:
 
 
 def check_writable_file(path: str | Path, option: str = "--out") -> Path:
-    """Check that file ``path`` can be written: not a folder, and its folder writable
-    (created when missing).
+    """Check that file ``path`` can be written: not a folder, and its folder writable or
+    creatable (see :func:`check_writable_dir`).
 
     Raises
     ------

@@ -118,16 +118,17 @@ def blocked(tmp_path):
 
 
 def test_output_checks_name_the_option_and_path(blocked, tmp_path):
-    with pytest.raises(OutputPathError, match=r"--build-dir .*sub: cannot write to this folder"):
+    with pytest.raises(OutputPathError, match=r"--build-dir .*sub: cannot be created: .*file is a file"):
         check_writable_dir(blocked, "--build-dir")
     with pytest.raises(OutputPathError, match=r"--out .*file: exists and is not a folder"):
         check_writable_dir(tmp_path / "file")
     with pytest.raises(OutputPathError, match=r"--out .*: is a folder; give a file name"):
         check_writable_file(tmp_path)
-    with pytest.raises(OutputPathError, match=r"--out .*plot.png: its folder .*sub cannot write"):
+    with pytest.raises(OutputPathError, match=r"--out .*plot.png: its folder .*sub cannot be created"):
         check_writable_file(blocked / "plot.png")
-    assert check_writable_dir(tmp_path / "new" / "folder").is_dir()
-    assert not list((tmp_path / "new" / "folder").iterdir()), "the write check leaves nothing behind"
+    before = sorted(tmp_path.iterdir())
+    assert check_writable_dir(tmp_path / "new" / "folder") == tmp_path / "new" / "folder"
+    assert sorted(tmp_path.iterdir()) == before, "the check creates nothing and leaves nothing behind"
 
 
 def _never(*args, **kwargs):
@@ -152,7 +153,7 @@ def test_unwritable_output_is_a_one_line_error_before_any_work(args, work, block
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --"), result.output
-    assert "cannot write" in lines[0] and str(blocked) in lines[0]
+    assert "cannot be created" in lines[0] and str(blocked) in lines[0]
 
 
 def test_error_text_with_brackets_is_printed_literally():
