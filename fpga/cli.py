@@ -158,9 +158,9 @@ def program_command(config_path, board, bitstream, flash, dry_run):
     cfg = fpga_config(config_path)
     command = program_board(bitstream, board or cfg.fpga.board, flash=flash, dry_run=dry_run)
     if dry_run:
-        console.print("would run: " + " ".join(command))
+        console.print("would run: " + " ".join(command), markup=False)
     else:
-        console.print(f"programmed {board or cfg.fpga.board} with {bitstream}")
+        console.print(f"programmed {board or cfg.fpga.board} with {bitstream}", markup=False)
 
 
 @fpga.command("sim")
@@ -184,13 +184,13 @@ def sim_command(config_path, build_dir, port, sessions, waves):
     cfg = fpga_config(config_path)
     check_writable_dir(build_dir, "--build-dir")
     console.print(f"building the simulated board ({cfg.tile.rows} x {cfg.tile.cols} tile, "
-                  f"{cfg.fpga.sim_clocks_per_bit} clocks per UART bit) in {build_dir} ...")
+                  f"{cfg.fpga.sim_clocks_per_bit} clocks per UART bit) in {build_dir} ...", markup=False)
     board = SimBoard(cfg, build_dir, sessions=sessions, port=port, waves=waves)
     with board:
-        console.print(f"simulated board listening: {board.url}")
-        console.print(f"register map: {board.map_path}")
+        console.print(f"simulated board listening: {board.url}", markup=False)
+        console.print(f"register map: {board.map_path}", markup=False)
         console.print("host: NeuroPhaseHost.connect(url, map)  (Ctrl-C stops)")
         board.wait()
     run = board.run
-    console.print(f"simulation ended: {'ok' if run and run.ok else 'FAILED'}  (log: {run.log if run else '-'})")
+    console.print(f"simulation ended: {'ok' if run and run.ok else 'FAILED'}  (log: {run.log if run else '-'})", markup=False)
     sys.exit(0 if run and run.ok else 1)

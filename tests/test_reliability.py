@@ -6,6 +6,7 @@ every test the page names exists).
 
 import asyncio
 import io
+import os
 
 import click
 import numpy as np
@@ -247,6 +248,19 @@ def test_fpga_build_stages_are_recognised():
     assert build_stage("Info: Routing..\n") == "nextpnr: routing"
     assert build_stage("Info: Packing IOs..\n") == "nextpnr: packing"
     assert build_stage("Warning: something\n") is None
+
+
+def test_fpga_build_script_reports_its_stages_and_logs_everything(tmp_path):
+    from neurophase.fpga.build import _run_script
+
+    (tmp_path / "build.sh").write_text("true first-tool\necho 'Info: Packing IOs..'\necho 'Info: Routing..'\n"
+                                       "exit 3\n", encoding="utf-8")
+    stages = []
+    log = tmp_path / "build.log"
+    assert _run_script(tmp_path, "build.sh", dict(os.environ), log, False, stages.append) == 3
+    assert stages == ["running true", "running echo", "nextpnr: packing", "running echo", "nextpnr: routing",
+                      "running exit"]
+    assert "Info: Routing.." in log.read_text(encoding="utf-8")
 
 
 def test_model_drift_shows_progress_on_stderr(tmp_path):
