@@ -309,9 +309,9 @@ def sim_program_verify(config_path, seed, length, waves, simulator, build_dir, v
     build_dir = sim_build_dir(build_dir, "out/sim/program_verify_regression")
     console.print(f"program-verify: {physical_columns(cfg)} devices per row, "
                   f"{cfg.datapath.lanes} lanes; {length} random rows + corner cases")
-    with status_reporter("sim program-verify"):
+    with status_reporter("sim program-verify") as report:
         run = run_program_verify(cfg, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
-                                 verbose=verbose)
+                                 verbose=verbose, progress=lambda text: report.update(status=text))
     print_sim_summary("program-verify", run)
     sys.exit(0 if run.ok else 1)
 
