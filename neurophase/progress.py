@@ -60,7 +60,9 @@ class StatusReporter:
             columns = [SpinnerColumn(), TextColumn("{task.description}")]
             if self.total:
                 columns += [BarColumn(), MofNCompleteColumn()]
-            self._bar = Progress(*columns, TimeElapsedColumn(), console=self.console, transient=True)
+            # two refreshes a second: the bar must not compete with the work it reports on
+            self._bar = Progress(*columns, TimeElapsedColumn(), console=self.console, transient=True,
+                                 refresh_per_second=2)
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total)
         else:
@@ -75,7 +77,8 @@ class StatusReporter:
             changed = status is not None and status != self.status
             self.status = self.status if status is None else status
             if self._bar is not None:
-                self._bar.update(self._task, completed=self.done, total=self.total, description=self._text())
+                self._bar.update(self._task, completed=self.done, total=self.total,
+                                 description=self._text(counts=False))
             else:
                 self._line(force=changed or (self.total is not None and self.done >= self.total))
 
@@ -86,9 +89,9 @@ class StatusReporter:
             elif exc[0] is None:
                 self.console.print(f"{self.label}: finished in {self.clock() - self._started:.0f} s", markup=False)
 
-    def _text(self) -> str:
+    def _text(self, counts: bool = True) -> str:
         text = self.label + (f": {self.status}" if self.status else "")
-        return text + (f" ({self.done}/{self.total})" if self.total else "")
+        return text + (f" ({self.done}/{self.total})" if self.total and counts else "")
 
     def _line(self, force: bool) -> None:
         """Print the status now when ``force`` (a new stage, the end) and the text is new,
