@@ -47,6 +47,7 @@ class StatusReporter:
         self.done, self.status = 0, ""
         self._lock = threading.Lock()
         self._bar = None
+        self._bar_counts = False
         self._task = None
         self._started = self._last_line = 0.0
         self._last_text = None
@@ -58,7 +59,8 @@ class StatusReporter:
                 TimeElapsedColumn
 
             columns = [SpinnerColumn(), TextColumn("{task.description}")]
-            if self.total:
+            self._bar_counts = bool(self.total)
+            if self._bar_counts:  # else counts that arrive later go into the description
                 columns += [BarColumn(), MofNCompleteColumn()]
             # two refreshes a second: the bar must not compete with the work it reports on
             self._bar = Progress(*columns, TimeElapsedColumn(), console=self.console, transient=True,
@@ -78,7 +80,7 @@ class StatusReporter:
             self.status = self.status if status is None else status
             if self._bar is not None:
                 self._bar.update(self._task, completed=self.done, total=self.total,
-                                 description=self._text(counts=False))
+                                 description=self._text(counts=not self._bar_counts))
             else:
                 self._line(force=changed or (self.total is not None and self.done >= self.total))
 
