@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from neurophase.cli import friendly_errors, main
+from neurophase.cli import FiniteFloat, friendly_errors, main
 from neurophase.config import ChipConfig, ConfigError
 from neurophase.cosim.host import FirmwareError, TileFirmware
 from neurophase.fpga.build import build_stage
@@ -90,6 +90,24 @@ def test_float_options_refuse_nan_and_infinity(args):
         return
     assert result.exit_code == 2, result.output
     assert "is not a finite number" in result.output
+
+
+def _commands(group, path=()):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+        else:
+            yield " ".join((*path, name)), command
+
+
+def test_every_float_option_is_finite():
+    floats = [(name, param.name) for name, command in _commands(main) for param in command.params
+              if isinstance(param.type, click.types.FloatParamType)]
+    assert floats, "the CLI has float options"
+    for name, param in floats:
+        command = dict(_commands(main))[name]
+        option = next(p for p in command.params if p.name == param)
+        assert isinstance(option.type, FiniteFloat), f"neurophase {name} --{param} accepts NaN"
 
 
 def test_complex_arrays_are_refused_where_arrays_enter():
