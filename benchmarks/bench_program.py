@@ -57,7 +57,7 @@ def _write_verilog(cfg: ChipConfig, build_dir: Path) -> Path:
 
 def run_program_verify(cfg: ChipConfig, build_dir: str | Path, *, seed: int | None = None, count: int = 8,
                        tests: tuple[str, ...] = REGRESSION_TESTS, waves: bool = False,
-                       simulator: str = "verilator", verbose: bool = False) -> SimRun:
+                       simulator: str = "verilator", verbose: bool = False, progress=None) -> SimRun:
     """The controller's cocotb regression for ``cfg``: ``count`` random rows against the
     golden model, target already met, unreachable target, stuck devices, abort, tolerance
     zero, CSR extremes (bad range, timeout, interrupts)."""
@@ -66,7 +66,7 @@ def run_program_verify(cfg: ChipConfig, build_dir: str | Path, *, seed: int | No
         return run_cocotb(toplevel="program_verify", verilog=[source],
                           test_module="neurophase.cosim.benches.program_verify", build_dir=build_dir,
                           params={"config": cfg.to_dict(), "count": count}, seed=seed, waves=waves,
-                          simulator=simulator, testcase=list(tests), verbose=verbose)
+                          simulator=simulator, testcase=list(tests), verbose=verbose, progress=progress)
 
 
 # -- the full-tile scenario --------------------------------------------------------------------------

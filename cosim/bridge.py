@@ -135,6 +135,27 @@ class CrossbarBridge:
         self.reads += len(inputs)
         return codes
 
+    def read_reference(self, inputs: np.ndarray) -> np.ndarray:
+        """ADC codes of the reference columns for a batch of MVMs at the present model time,
+        laid out as a whole MVM (batch, slices, planes, cols): reference column k in column
+        k, zeros beyond the reference columns. The reference columns share the ADCs and the
+        digital periphery with the data columns, so the firmware reads them as one MVM
+        (:func:`neurophase.models.gdc.gdc_reference` pads them the same way)."""
+        inputs = np.atleast_2d(inputs)
+        reference = self.tile.reference_codes(inputs, self._time_s, self.rng)
+        width = min(reference.shape[-1], self.cfg.tile.cols)
+        if width == 0:
+            raise ValueError("analog.gdc_source 'reference-columns' needs analog.reference_columns >= 1, not 0")
+        codes = np.zeros(reference.shape[:-1] + (self.cfg.tile.cols,), dtype=reference.dtype)
+        codes[..., :width] = reference[..., :width]
+        self.reads += len(inputs)
+        return codes
+
+    @property
+    def reference_width(self) -> int:
+        """Reference columns read by :meth:`read_reference` (at most a tile's columns)."""
+        return min(self.cfg.analog.reference_columns, self.cfg.tile.cols)
+
     def ideal(self, inputs: np.ndarray) -> np.ndarray:
         """The float MVM ``x . W`` of the programmed (unquantised-scale) weights in
         shift-and-add result units (one unit digit = g_unit / LSB codes), (batch, cols)."""

@@ -19,12 +19,14 @@ def _time_label(t_s: float) -> str:
 
 def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
     """Add ``mvm`` and ``drift`` to ``sim`` and ``cosim`` to ``bench``."""
-    from neurophase.cli import (config_option, console, devices_option, emit_json, friendly_errors, get_config,
-                                print_sim_summary, sim_options, weight_distribution_option)
+    from neurophase.cli import (FiniteFloat, config_option, console, devices_option, emit_json, friendly_errors,
+                                get_config, print_sim_summary, sim_build_dir, sim_options, status_reporter,
+                                weight_distribution_option)
+    from neurophase.paths import check_writable_file
 
     @sim.command("mvm")
-    @sim_options
-    @click.option("--time", "time_s", type=click.FloatRange(0.0), default=3600.0, show_default=True,
+    @sim_options(length=200, length_help="Random MVMs checked (quick: 20, exhaustive: 2000+).")
+    @click.option("--time", "time_s", type=FiniteFloat(0.0), default=3600.0, show_default=True,
                   help="Model time since programming of the MVMs, seconds.")
     @click.option("--gdc", type=click.Choice(["none", "per-tile", "per-column"]), default="per-tile",
                   show_default=True, help="Drift compensation the firmware applies first.")
@@ -35,12 +37,13 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         from neurophase.cosim.tile_cosim import run_mvm_cosim
 
         cfg = get_config(config_path)
-        build_dir = build_dir or Path("out/sim/tile_cosim")
+        build_dir = sim_build_dir(build_dir, "out/sim/tile_cosim")
         console.print(f"tile MVMs: {cfg.tile.rows} x {cfg.tile.cols}, {cfg.input.bits}-bit inputs, "
                       f"{cfg.adc.bits}-bit ADCs, {cfg.device.preset}; {length} random MVMs at t = {time_s:g} s "
                       f"after {gdc} GDC, {simulator}")
-        run, res = run_mvm_cosim(cfg, build_dir, count=length, time_s=time_s, gdc=gdc, seed=seed, waves=waves,
-                                 simulator=simulator, verbose=verbose)
+        with status_reporter("sim mvm") as report:
+            run, res = run_mvm_cosim(cfg, build_dir, count=length, time_s=time_s, gdc=gdc, seed=seed, waves=waves,
+                                     simulator=simulator, verbose=verbose, progress=lambda text: report.update(status=text))
         console.print(f"  exact against the golden periphery: {res['exact']} of {res['mvms']} MVMs "
                       f"({res['checked_mvms']} random, the rest calibration reads)")
         verdict = "[green]within[/]" if res["error_pct"] <= res["budget_pct"] else "[red]OVER[/]"
@@ -53,7 +56,7 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         sys.exit(0 if run.ok else 1)
 
     @sim.command("drift")
-    @sim_options
+    @sim_options(length=64, length_help="Evaluation MVMs per time point and compensation mode.")
     @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
                   default=Path("out/sim/drift.png"), show_default=True, help="Plot file (PNG).")
     @weight_distribution_option
@@ -68,9 +71,11 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         from neurophase.cosim.tile_cosim import improvement, plot_drift, run_drift_cosim
 
         cfg = get_config(config_path, devices)
-        build_dir = build_dir or Path("out/sim/tile_cosim")
-        run, res = run_drift_cosim(cfg, build_dir, count=length, seed=seed, waves=waves, simulator=simulator,
-                                   verbose=verbose, weights=weights)
+        build_dir = sim_build_dir(build_dir, "out/sim/tile_cosim")
+        check_writable_file(out_path, "--out")
+        with status_reporter("sim drift") as report:
+            run, res = run_drift_cosim(cfg, build_dir, count=length, seed=seed, waves=waves, simulator=simulator,
+                                       verbose=verbose, weights=weights, progress=lambda text: report.update(status=text))
         rows = res["rows"]
         plot_drift(rows, out_path)
         month = 30 * 86400.0
@@ -93,7 +98,7 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         for mode, factor in factors.items():
             console.print(f"  1 month: {mode} GDC cuts the error {factor:.1f}x")
         console.print(f"  {res['exact']} of {res['mvms']} MVMs exact against the golden periphery")
-        console.print(f"  plot: {out_path}")
+        console.print(f"  plot: {out_path}", markup=False)
         print_sim_summary("sim drift", run)
         sys.exit(0 if run.ok else 1)
 
@@ -111,8 +116,11 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         per-cycle bridge, measured in the same simulation."""
         from neurophase.benchmarks.bench_cosim import bench_cosim
 
-        figures = bench_cosim(get_config(config_path), build_dir or Path("out/sim/tile_cosim"), count=count,
-                              seed=seed, simulator=simulator)
+        cfg = get_config(config_path)
+        build_dir = sim_build_dir(build_dir, "out/sim/tile_cosim")
+        with status_reporter("bench cosim") as report:
+            figures = bench_cosim(cfg, build_dir, count=count, seed=seed, simulator=simulator,
+                                  progress=lambda text: report.update(status=text))
         if as_json:
             emit_json(figures)
             return

@@ -6,14 +6,17 @@ read and clear STATUS, and run global drift compensation (GDC):
 
 1. set a unit drift gain (``DRIFT.per_column = 0``, ``DRIFT_GAIN.alpha = 1.0``);
 2. run the fixed calibration input set and form ``r = mean |q| * 2**shift`` from the tile's
-   outputs ``q`` (per column and over the whole tile);
+   outputs ``q`` (per column and over the whole tile); with ``analog.gdc_source =
+   "reference-columns"`` from the outputs of the reference columns instead, a tile-wide
+   figure (every column gets the same alpha, as in :func:`neurophase.models.gdc.gdc_reference`);
 3. ``alpha = r0 / r(t)`` against the reference taken right after programming;
 4. write the gains: per tile into ``DRIFT_GAIN`` with ``DRIFT.per_column = 0``, per column
    into the ``GAIN`` array with ``DRIFT.per_column = 1``.
 
 Running an MVM needs the rows driven with a vector, which on the chip is the activation
 path and here is the co-simulation's driver: the firmware gets it as a coroutine
-``run_batch(inputs) -> outputs`` (shape (batch, cols)).
+``run_batch(inputs) -> outputs`` (shape (batch, cols)), and the read of the reference
+columns as ``run_reference(inputs) -> outputs`` (shape (batch, reference columns)).
 """
 
 from __future__ import annotations
@@ -141,19 +144,34 @@ class TileFirmware:
         self.gains = codes
         return codes
 
-    async def measure_reference(self, run_batch: RunBatch, inputs: np.ndarray) -> DriftReference:
-        """Calibration reads at unit gain: ``r = mean |q| * 2**shift`` per column and per tile."""
+    async def measure_reference(self, run_batch: RunBatch, inputs: np.ndarray,
+                                run_reference: RunBatch | None = None) -> DriftReference:
+        """Calibration reads at unit gain: ``r = mean |q| * 2**shift`` per column and per tile
+        from the data columns, or, when ``analog.gdc_source`` is ``"reference-columns"``, from
+        the reference columns read by ``run_reference`` (the same figure for every column).
+
+        Raises
+        ------
+        FirmwareError
+            When the configuration asks for reference columns and no ``run_reference`` is given.
+        """
         await self.set_tile_gain(1.0)
+        if self.cfg.analog.gdc_source == "reference-columns":
+            if run_reference is None:
+                raise FirmwareError("analog.gdc_source is 'reference-columns' but no reference-column read was given")
+            outputs = np.abs(np.asarray(await run_reference(inputs), dtype=np.float64)) * (1 << self.shift)
+            per_tile = float(outputs.mean())
+            return DriftReference(np.full(self.cfg.tile.cols, per_tile), per_tile)
         outputs = np.abs(np.asarray(await run_batch(inputs), dtype=np.float64)) * (1 << self.shift)
         return DriftReference(outputs.mean(axis=0), float(outputs.mean()))
 
     async def compensate_drift(self, run_batch: RunBatch, inputs: np.ndarray, r0: DriftReference,
-                               granularity: str) -> np.ndarray:
+                               granularity: str, run_reference: RunBatch | None = None) -> np.ndarray:
         """Measure ``r(t)``, compute ``alpha = r0 / r(t)`` and write it; ``granularity`` is
         ``"per-tile"`` or ``"per-column"``. Returns the register value(s) written."""
         if granularity not in ("per-tile", "per-column"):
             raise ValueError(f"granularity must be 'per-tile' or 'per-column', not {granularity!r}")
-        r_t = await self.measure_reference(run_batch, inputs)
+        r_t = await self.measure_reference(run_batch, inputs, run_reference)
         return await self.apply_gdc(r0, r_t, granularity)
 
     def alpha(self, r0: DriftReference, r_t: DriftReference, granularity: str) -> np.ndarray:

@@ -27,9 +27,11 @@ def run_shift_add(
     waves: bool = False,
     simulator: str = "verilator",
     verbose: bool = False,
+    progress=None,
 ) -> SimRun:
     """Generate the shift-and-add Verilog for ``params`` and run its cocotb regression
-    (corner cases, ``count`` random MVMs, back-pressure, throughput, restart)."""
+    (corner cases, ``count`` random MVMs, back-pressure, throughput, restart); ``progress``
+    receives the stages (:func:`~neurophase.cosim.runner.run_cocotb`)."""
     with folder_lock(build_dir, "simulation") as build_dir:
         source = build_dir / "shift_add.v"
         write_text_if_changed(source, convert(ShiftAdd(params), "shift_add"))
@@ -43,6 +45,7 @@ def run_shift_add(
             waves=waves,
             simulator=simulator,
             verbose=verbose,
+            progress=progress,
         )
 
 
@@ -130,9 +133,11 @@ def run_tile(cfg, build_dir: str | Path, *, seed: int | None = None, count: int 
 
 
 def run_program_verify(cfg, build_dir: str | Path, *, seed: int | None = None, count: int = 8, waves: bool = False,
-                       simulator: str = "verilator", verbose: bool = False) -> SimRun:
+                       simulator: str = "verilator", verbose: bool = False, progress=None) -> SimRun:
     """Program-verify controller Verilog for ``cfg`` against the golden policy model and the
-    numpy device model (see :func:`neurophase.benchmarks.bench_program.run_program_verify`)."""
+    numpy device model (see :func:`neurophase.benchmarks.bench_program.run_program_verify`);
+    ``progress`` receives the stages (:func:`~neurophase.cosim.runner.run_cocotb`)."""
     from neurophase.benchmarks.bench_program import run_program_verify as run
 
-    return run(cfg, build_dir, seed=seed, count=count, waves=waves, simulator=simulator, verbose=verbose)
+    return run(cfg, build_dir, seed=seed, count=count, waves=waves, simulator=simulator, verbose=verbose,
+               progress=progress)

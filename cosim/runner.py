@@ -14,6 +14,8 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from xml.etree import ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from cocotb_tools import runner as cocotb_runner
 
 from neurophase.atomic import write_text_if_changed
 from neurophase.folder_lock import folder_lock
+from neurophase.progress import LogWatcher
 from neurophase.toolchain import ToolchainError, activate_verilator
 
 __all__ = ["SimRun", "SimulationError", "run_cocotb", "lint_verilog", "LINT_WAIVERS"]
@@ -175,6 +178,7 @@ def run_cocotb(
     verbose: bool = False,
     build_args: list[str] | tuple[str, ...] = (),
     timing: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> SimRun:
     """Build ``verilog`` with top ``toplevel`` and run the cocotb ``test_module`` on it.
 
@@ -182,6 +186,8 @@ def run_cocotb(
     when None) becomes ``COCOTB_RANDOM_SEED``. The simulator's output goes to
     ``build_dir/sim.log`` unless ``verbose``. ``timing``: the design has delays of its own
     (a clock generator), in 1 ns units; Verilator then builds with ``--timing``.
+    ``progress`` receives the stage ("building ...", "simulating") and, while the test runs
+    (its output logged), each ``progress:`` line the test module logs.
 
     The run holds the lock of ``build_dir`` (:func:`neurophase.folder_lock.folder_lock`):
     a second run on the same folder stops at once with
@@ -190,11 +196,12 @@ def run_cocotb(
     with folder_lock(build_dir, "simulation") as locked:
         return _build_and_test(toplevel=toplevel, verilog=verilog, test_module=test_module, build_dir=locked,
                                params=params, seed=seed, waves=waves, simulator=simulator, testcase=testcase,
-                               verbose=verbose, build_args=build_args, timing=timing)
+                               verbose=verbose, build_args=build_args, timing=timing, progress=progress)
 
 
 def _build_and_test(*, toplevel, verilog, test_module, build_dir: Path, params, seed, waves, simulator, testcase,
-                    verbose, build_args, timing) -> SimRun:
+                    verbose, build_args, timing, progress) -> SimRun:
+    report = progress or (lambda status: None)
     seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
     runner = _runner(simulator)
     sources = [Path(v).resolve() for v in verilog]
@@ -208,6 +215,7 @@ def _build_and_test(*, toplevel, verilog, test_module, build_dir: Path, params, 
             build_args.append("--trace-fst" if _has_lz4() else "--trace")
     started = time.perf_counter()
     log = build_dir / "build.log"
+    report(f"building {toplevel} with {simulator}")
     try:
         runner.build(
             sources=sources,
@@ -227,20 +235,24 @@ def _build_and_test(*, toplevel, verilog, test_module, build_dir: Path, params, 
     results_xml.unlink(missing_ok=True)  # never report an earlier run's results as this one's
     extra_env = {"NEUROPHASE_PARAMS": json.dumps(params or {})}
     sim_log = None if verbose else build_dir / "sim.log"
+    if sim_log is not None:
+        sim_log.unlink(missing_ok=True)  # the log of this run only (and followed from its start)
+    report("simulating")
     try:
-        runner.test(
-            hdl_toplevel=toplevel,
-            test_module=test_module,
-            build_dir=build_dir,
-            test_dir=build_dir,
-            hdl_toplevel_lang="verilog",
-            seed=seed,
-            extra_env=extra_env,
-            results_xml=results_xml,
-            testcase=testcase,
-            waves=waves,
-            log_file=sim_log,
-        )
+        with LogWatcher(sim_log, report) if progress and sim_log else nullcontext():
+            runner.test(
+                hdl_toplevel=toplevel,
+                test_module=test_module,
+                build_dir=build_dir,
+                test_dir=build_dir,
+                hdl_toplevel_lang="verilog",
+                seed=seed,
+                extra_env=extra_env,
+                results_xml=results_xml,
+                testcase=testcase,
+                waves=waves,
+                log_file=sim_log,
+            )
     except (SystemExit, Exception) as exc:
         where = sim_log or results_xml
         raise SimulationError(f"simulating {toplevel} failed ({exc}); see {where}") from None

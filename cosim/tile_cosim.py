@@ -61,14 +61,14 @@ def _hdl_sources_digest() -> str:
 
 
 def _run(cfg: ChipConfig, build_dir, bench: str, testcase: str, settings: dict, *, seed, waves, simulator,
-         verbose) -> tuple[SimRun, dict]:
+         verbose, progress=None) -> tuple[SimRun, dict]:
     with folder_lock(build_dir, "simulation") as build_dir:
         return _run_locked(cfg, build_dir, bench, testcase, settings, seed=seed, waves=waves, simulator=simulator,
-                           verbose=verbose)
+                           verbose=verbose, progress=progress)
 
 
 def _run_locked(cfg: ChipConfig, build_dir: Path, bench: str, testcase: str, settings: dict, *, seed, waves,
-                simulator, verbose) -> tuple[SimRun, dict]:
+                simulator, verbose, progress) -> tuple[SimRun, dict]:
     source = harness_verilog(cfg, build_dir)
     # The simulator process shares two cores with numpy: one BLAS thread per process is
     # faster than threads fighting the simulator (a user's own setting wins).
@@ -80,7 +80,7 @@ def _run_locked(cfg: ChipConfig, build_dir: Path, bench: str, testcase: str, set
                      build_dir=build_dir, params={"config": cfg.to_dict(), "results_json": str(results.resolve()),
                                                   **settings},
                      seed=seed, waves=waves, simulator=simulator, testcase=[testcase], verbose=verbose,
-                     timing=True)
+                     timing=True, progress=progress)
     if not results.exists():
         where = run.log or run.results_xml
         raise SimulationError(f"the {testcase} test wrote no results (it stopped early); see {where}")
@@ -89,33 +89,34 @@ def _run_locked(cfg: ChipConfig, build_dir: Path, bench: str, testcase: str, set
 
 def run_mvm_cosim(cfg: ChipConfig, build_dir, *, count: int = 200, time_s: float = 3600.0, gdc: str = "per-tile",
                   seed: int | None = None, waves: bool = False, simulator: str = "verilator",
-                  verbose: bool = False) -> tuple[SimRun, dict]:
+                  verbose: bool = False, progress=None) -> tuple[SimRun, dict]:
     """``count`` seeded random MVMs at model time ``time_s`` after GDC of ``gdc``
-    (``"none"``, ``"per-tile"``, ``"per-column"``); exact and error-budget checks."""
+    (``"none"``, ``"per-tile"``, ``"per-column"``); exact and error-budget checks.
+    ``progress``: see :func:`~neurophase.cosim.runner.run_cocotb`."""
     if gdc not in ("none", "per-tile", "per-column"):
         raise ValueError(f"gdc must be one of 'none', 'per-tile', 'per-column', not {gdc!r}")
     return _run(cfg, build_dir, "tile_mvm", "mvm_regression", {"count": count, "time_s": time_s, "gdc": gdc},
-                seed=seed, waves=waves, simulator=simulator, verbose=verbose)
+                seed=seed, waves=waves, simulator=simulator, verbose=verbose, progress=progress)
 
 
 def run_drift_cosim(cfg: ChipConfig, build_dir, *, count: int = 64, times_s=DRIFT_TIMES_S, seed: int | None = None,
                     waves: bool = False, simulator: str = "verilator", verbose: bool = False,
-                    weights: str = "gaussian") -> tuple[SimRun, dict]:
+                    weights: str = "gaussian", progress=None) -> tuple[SimRun, dict]:
     """The drift scenario at ``times_s``; ``count`` evaluation MVMs per time point and mode;
     programmed weights of distribution ``weights`` (:func:`neurophase.models.studies.study_weights`)."""
     if weights not in WEIGHT_DISTRIBUTIONS:
         raise ValueError(f"weights must be one of {', '.join(map(repr, WEIGHT_DISTRIBUTIONS))}, not {weights!r}")
     return _run(cfg, build_dir, "drift", "drift_scenario",
                 {"count": count, "times_s": list(times_s), "weights": weights},
-                seed=seed, waves=waves, simulator=simulator, verbose=verbose)
+                seed=seed, waves=waves, simulator=simulator, verbose=verbose, progress=progress)
 
 
 def run_cosim_bench(cfg: ChipConfig, build_dir, *, count: int = 100, seed: int | None = None,
-                    simulator: str = "verilator") -> tuple[SimRun, dict]:
+                    simulator: str = "verilator", progress=None) -> tuple[SimRun, dict]:
     """``count`` MVMs through the transaction-level bridge, then the same through the naive
     one, in one simulation; returns the figures (see :func:`neurophase.cosim.benches.tile_mvm.cosim_speed`)."""
     return _run(cfg, build_dir, "tile_mvm", "cosim_speed", {"count": count}, seed=seed, waves=False,
-                simulator=simulator, verbose=False)
+                simulator=simulator, verbose=False, progress=progress)
 
 
 def improvement(rows: list[dict], t_s: float, mode: str = "per-tile") -> float:

@@ -132,8 +132,9 @@ class MvmScoreboard:
     worst_mvm_pct: float = 0.0
     flags: dict = field(default_factory=dict)
 
-    def check(self, tag: str, expected: dict, got: tuple, ideal_out: np.ndarray) -> np.ndarray:
-        """Compare one MVM; returns the activations observed."""
+    def check(self, tag: str, expected: dict, got: tuple, ideal_out: np.ndarray | None) -> np.ndarray:
+        """Compare one MVM; returns the activations observed. ``ideal_out`` None (reference
+        column reads): exactness only, no error statistics."""
         values, saturated, last = got
         groups = len(last)
         ok = (np.array_equal(values, expected["result"]) and np.array_equal(saturated, expected["saturated"])
@@ -147,6 +148,8 @@ class MvmScoreboard:
                 self.errors.append(f"{tag}: {len(bad)} columns differ, first {bad[:8].tolist()}: got "
                                    f"{values[bad[:8]].tolist()}, expected {expected['result'][bad[:8]].tolist()}; "
                                    f"last flags {last.astype(int).tolist()}")
+        if ideal_out is None:
+            return values
         diff = values - ideal_out
         self.squared_error += float(np.sum(diff**2))
         self.outputs += diff.size
@@ -198,6 +201,8 @@ class TileTestbench:
         self.firmware = TileFirmware(self.bus, cfg)
         self.scoreboard = MvmScoreboard(cfg)
         self.mvms = 0
+        #: MVMs that read the reference columns (``analog.gdc_source = "reference-columns"``).
+        self.reference_mvms = 0
         self.calibration: np.ndarray | None = None
         self.use(naive)
 
@@ -225,22 +230,37 @@ class TileTestbench:
     async def run_batch(self, inputs: np.ndarray) -> np.ndarray:
         """Run ``inputs`` (batch, rows) through RTL and model, one MVM each; checks each
         result (scoreboard) and returns the activations (batch, cols)."""
-        codes = self.bridge.read(inputs)
         ideal_out = self.bridge.ideal(inputs) / 2**self.firmware.shift
+        return await self._run_codes(self.bridge.read(inputs), ideal_out, "MVM")
+
+    async def run_reference_batch(self, inputs: np.ndarray) -> np.ndarray:
+        """Read the reference columns for ``inputs``: their codes go through the RTL as one
+        MVM each (checked exactly against the golden periphery); returns the activations
+        of the reference columns, (batch, reference columns)."""
+        outputs = await self._run_codes(self.bridge.read_reference(inputs), None, "reference MVM")
+        self.reference_mvms += len(inputs)
+        return outputs[:, :self.bridge.reference_width]
+
+    async def measure_reference(self):
+        """The firmware's GDC reference at the present model time, from the calibration set
+        (:meth:`~neurophase.cosim.host.TileFirmware.measure_reference`)."""
+        return await self.firmware.measure_reference(self.run_batch, self.calibration, self.run_reference_batch)
+
+    async def _run_codes(self, codes: np.ndarray, ideal_out: np.ndarray | None, tag: str) -> np.ndarray:
         golden = datapath_batch(self.params, codes, self.settings())
         self.scoreboard.add_flags(golden["flags"])
-        outputs = np.empty((len(inputs), self.cfg.tile.cols), dtype=np.int64)
+        outputs = np.empty((len(codes), self.cfg.tile.cols), dtype=np.int64)
         served = self.adc.conversions()
         for i, mvm_codes in enumerate(codes):
             expected = {"result": golden["result"][i], "saturated": golden["saturated"][i]}
             await self.driver.send(mvm_codes)
             got = await self.monitor.receive()
-            outputs[i] = self.scoreboard.check(f"MVM {self.mvms} at t={self.bridge.time_s:g} s", expected, got,
-                                               ideal_out[i])
+            outputs[i] = self.scoreboard.check(f"{tag} {self.mvms} at t={self.bridge.time_s:g} s", expected, got,
+                                               None if ideal_out is None else ideal_out[i])
             self.mvms += 1
         conversions = self.adc.conversions() - served
-        assert conversions == len(inputs) * self.params.adc.conversions_per_mvm, \
-            f"{len(inputs)} MVMs took {conversions} conversions, not {self.params.adc.conversions_per_mvm} each"
+        assert conversions == len(codes) * self.params.adc.conversions_per_mvm, \
+            f"{len(codes)} MVMs took {conversions} conversions, not {self.params.adc.conversions_per_mvm} each"
         return outputs
 
     async def configure(self, calibration: np.ndarray | None = None) -> np.ndarray:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -159,10 +160,13 @@ def parse_nextpnr_report(report: dict, clock_net: str = "sync") -> tuple[float, 
 
 
 def build_bitstream(cfg: ChipConfig, build_dir: str | Path, *, board: str | None = None,
-                    toolchain: str = "auto", verbose: bool = False) -> BuildReport:
+                    toolchain: str = "auto", verbose: bool = False,
+                    progress: Callable[[str], None] | None = None) -> BuildReport:
     """Build the bitstream of the FPGA top for ``cfg`` on ``board`` (default ``cfg.fpga.board``).
 
     Writes ``<build_dir>/<TOP_NAME>.bit``, nextpnr's ``report.json`` and ``build.log``.
+    ``progress`` receives each stage as it starts (elaboration, each tool, nextpnr's
+    packing, placement and routing).
 
     Raises
     ------
@@ -183,18 +187,18 @@ def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolch
     spec = get_board(board or cfg.fpga.board)
     tools = find_ecp5_toolchain(toolchain)
     started = time.perf_counter()
+    report_stage = progress or (lambda stage: None)
+    report_stage("elaborating the design")
     platform = spec.make_platform()
     report_path = build_dir / "report.json"
     plan = platform.build(BoardTop(cfg, spec), name=TOP_NAME, build_dir=str(build_dir), do_build=False,
                           synth_opts=SYNTH_OPTS, nextpnr_opts="--timing-allow-fail --report report.json")  # relative: YoWASP sees only the build dir
     log = build_dir / "build.log"
     plan.extract(str(build_dir))
-    with open(log, "w", encoding="utf-8") as out:
-        result = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, env=tools.env(),
-                                stdout=None if verbose else out, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
+    returncode = _run_script(build_dir, f"{plan.script}.sh", tools.env(), log, verbose, report_stage)
+    if returncode != 0:
         tail = "".join(_tail(log, 15)) if log.exists() else ""
-        raise BuildError(f"bitstream build for {spec.name} failed (exit {result.returncode}); see {log}\n{tail}")
+        raise BuildError(f"bitstream build for {spec.name} failed (exit {returncode}); see {log}\n{tail}")
     bitstream = build_dir / f"{TOP_NAME}.bit"
     if not bitstream.is_file() or not report_path.is_file():
         raise BuildError(f"the build finished without {bitstream.name} or report.json; see {log}")
@@ -208,6 +212,40 @@ def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolch
         error.report = report
         raise error
     return report
+
+
+#: nextpnr log lines that start a stage worth reporting -> the stage's name.
+_NEXTPNR_STAGES = (("Info: Packing", "nextpnr: packing"), ("Info: Running placer", "nextpnr: placing"),
+                   ("Info: Placed", "nextpnr: placing"), ("Info: Routing", "nextpnr: routing"),
+                   ("Info: Running router", "nextpnr: routing"))
+
+
+def build_stage(line: str) -> str | None:
+    """The stage a line of the build's output starts, or None: ``sh -x`` echoes each tool's
+    command as ``+ <tool> ...``; nextpnr announces packing, placement and routing."""
+    if line.startswith("+ "):
+        words = line[2:].split()
+        return f"running {Path(words[0]).name}" if words else None
+    return next((stage for prefix, stage in _NEXTPNR_STAGES if line.startswith(prefix)), None)
+
+
+def _run_script(cwd: Path, script: str, env: dict, log: Path, verbose: bool,
+                report_stage: Callable[[str], None]) -> int:
+    """Run the build script with its commands echoed, its output into ``log`` (and to
+    stdout when ``verbose``), reporting each new stage; returns the exit status."""
+    last = None
+    with open(log, "w", encoding="utf-8") as out:
+        process = subprocess.Popen(["sh", "-x", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+        for line in process.stdout:
+            out.write(line)
+            if verbose:
+                sys.stdout.write(line)
+            stage = build_stage(line)
+            if stage and stage != last:
+                report_stage(stage)
+                last = stage
+        return process.wait()
 
 
 def _tail(path: Path, lines: int) -> list[str]:

@@ -51,7 +51,9 @@ def link_errors(func):
         try:
             return func(*args, **kwargs)
         except (BuildError, HostError, LinkError) as exc:
-            _console().print(f"[bold red]error:[/] {exc}")
+            from neurophase.cli import print_error
+
+            print_error(exc)
             sys.exit(2 if not isinstance(exc, BuildError) or getattr(exc, "report", None) is None else 1)
 
     return wrapper
@@ -91,7 +93,7 @@ def print_report(report) -> None:
     console.print(table)
     verdict = "[green]met[/]" if report.timing_met else "[red]NOT met[/]"
     console.print(f"Fmax {report.fmax_mhz:.2f} MHz vs {report.clock_mhz:g} MHz clock: timing {verdict}")
-    console.print(f"bitstream: {report.bitstream}  ({report.build_s:.0f} s, {report.toolchain} toolchain)")
+    console.print(f"bitstream: {report.bitstream}  ({report.build_s:.0f} s, {report.toolchain} toolchain)", markup=False)
 
 
 @fpga.command("build")
@@ -107,19 +109,22 @@ def print_report(report) -> None:
 @link_errors
 def build_command(config_path, board, out_dir, toolchain, as_json, verbose):
     """Build the bitstream of the FPGA top; print utilisation and Fmax against the board clock."""
-    from neurophase.cli import console, emit_json
+    from neurophase.cli import console, emit_json, print_error, status_reporter
     from neurophase.fpga.build import BuildError, build_bitstream
     from neurophase.folder_lock import folder_lock
     from neurophase.fpga.regmap import FpgaAddressMap
+    from neurophase.paths import check_writable_dir
 
     cfg = fpga_config(config_path)
+    check_writable_dir(out_dir, "--out")
     if not as_json:
         console.print(f"building for {board or cfg.fpga.board}: {cfg.tile.rows} x {cfg.tile.cols} tile, "
                       f"{cfg.datapath.lanes} lanes, {cfg.clock_mhz:g} MHz (takes minutes) ...")
     try:
-        with folder_lock(out_dir, "FPGA build"):  # the map and the bitstream of one build
-            FpgaAddressMap(cfg).write(out_dir)
-            report = build_bitstream(cfg, out_dir, board=board, toolchain=toolchain, verbose=verbose)
+        with folder_lock(out_dir, "FPGA build"), status_reporter("fpga build") as status:
+            FpgaAddressMap(cfg).write(out_dir)  # the map and the bitstream of one build
+            report = build_bitstream(cfg, out_dir, board=board, toolchain=toolchain, verbose=verbose,
+                                     progress=lambda stage: status.update(status=stage))
     except BuildError as exc:
         report = getattr(exc, "report", None)
         if report is None:
@@ -129,13 +134,13 @@ def build_command(config_path, board, out_dir, toolchain, as_json, verbose):
             emit_json(report.to_dict())
         else:
             print_report(report)
-            console.print(f"[bold red]error:[/] {exc}")
+            print_error(exc)
         sys.exit(1)
     if as_json:
         emit_json(report.to_dict())
     else:
         print_report(report)
-        console.print(f"register map for the host: {out_dir / 'fpga_map.json'}")
+        console.print(f"register map for the host: {out_dir / 'fpga_map.json'}", markup=False)
 
 
 @fpga.command("program")
@@ -157,13 +162,14 @@ def program_command(config_path, board, bitstream, flash, dry_run):
     if dry_run:
         plan = plan_programming(bitstream, board, flash=flash)
         if plan.problem is not None:
-            console.print(f"[bold yellow]warning:[/] {plan.problem}")
-            console.print("no command: it cannot run here (openFPGALoader arguments: " + " ".join(plan.command[1:]) + ")")
+            console.print("warning: " + plan.problem, style="bold yellow", markup=False)
+            console.print("no command: it cannot run here (openFPGALoader arguments: " + " ".join(plan.command[1:]) + ")",
+                          markup=False)
             sys.exit(1)
-        console.print("would run: " + " ".join(plan.command))
+        console.print("would run: " + " ".join(plan.command), markup=False)
         return
     program_board(bitstream, board, flash=flash)
-    console.print(f"programmed {board} with {bitstream}")
+    console.print(f"programmed {board} with {bitstream}", markup=False)
 
 
 @fpga.command("sim")
@@ -181,17 +187,21 @@ def sim_command(config_path, build_dir, port, sessions, waves):
     """Run the FPGA top under Verilator as a simulated board for the host driver."""
     from neurophase.fpga.sim_board import SimBoard
 
+    from neurophase.paths import check_writable_dir
+
     console = _console()
     cfg = fpga_config(config_path)
+    check_writable_dir(build_dir, "--build-dir")
     console.print(f"building the simulated board ({cfg.tile.rows} x {cfg.tile.cols} tile, "
-                  f"{cfg.fpga.sim_clocks_per_bit} clocks per UART bit) in {build_dir} ...")
+                  f"{cfg.fpga.sim_clocks_per_bit} clocks per UART bit) in {build_dir} ...", markup=False)
     board = SimBoard(cfg, build_dir, sessions=sessions, port=port, waves=waves)
     with board:
-        console.print(f"simulated board listening: {board.url}")
-        console.print(f"register map: {board.map_path}  (LiteX csr.csv: {board.map_path.with_suffix('.csv')})")
+        console.print(f"simulated board listening: {board.url}", markup=False)
+        console.print(f"register map: {board.map_path}  (LiteX csr.csv: {board.map_path.with_suffix('.csv')})",
+                      markup=False)
         console.print("host: NeuroPhaseHost.connect(url, map), or LiteX: "
-                      f"litex_server --uart --uart-port {board.url} --bind-ip 127.0.0.1  (Ctrl-C stops)")
+                      f"litex_server --uart --uart-port {board.url} --bind-ip 127.0.0.1  (Ctrl-C stops)", markup=False)
         board.wait()
     run = board.run
-    console.print(f"simulation ended: {'ok' if run and run.ok else 'FAILED'}  (log: {run.log if run else '-'})")
+    console.print(f"simulation ended: {'ok' if run and run.ok else 'FAILED'}  (log: {run.log if run else '-'})", markup=False)
     sys.exit(0 if run and run.ok else 1)

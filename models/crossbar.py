@@ -57,7 +57,7 @@ import numpy as np
 
 from neurophase.config import ChipConfig, ConfigError
 from neurophase.models.chip_state import ChipState
-from neurophase.models.devices import DeviceModel, check_time, device_model_from_config
+from neurophase.models.devices import DeviceModel, check_real, check_time, device_model_from_config
 from neurophase.models.mapping import (
     WeightMapping, digits_to_conductances, expand_devices, quantise_weights, split_slices, sum_devices,
 )
@@ -95,7 +95,7 @@ def check_inputs(cfg: ChipConfig, inputs, rows: int | None = None, what: str = "
     ``rows`` defaults to ``cfg.tile.rows``; ``what`` names the argument in error messages.
     """
     rows = cfg.tile.rows if rows is None else rows
-    x = np.asarray(inputs)
+    x = check_real(what, inputs)
     if x.ndim not in (1, 2) or x.shape[-1] != rows:
         raise ValueError(f"{what} must have shape (batch, {rows}) or ({rows},), not {x.shape}")
     if not np.issubdtype(x.dtype, np.integer):
@@ -578,7 +578,8 @@ def build_tile(cfg: ChipConfig, weights: np.ndarray, seed: int, program_verify: 
         raise ValueError(f"seed must be an integer, not {seed!r}")
     device = device_model_from_config(cfg)
     mapping = WeightMapping.from_config(cfg, device)
-    w = np.asarray(weights, dtype=np.float64) if np.ndim(weights) == 2 else np.asarray(weights)
+    w = check_real("weights", weights)
+    w = w.astype(np.float64) if w.ndim == 2 else w
     if w.shape != (cfg.tile.rows, cfg.tile.cols):
         raise ValueError(f"weights must have shape (tile.rows, tile.cols) = {(cfg.tile.rows, cfg.tile.cols)}, "
                          f"not {w.shape}")

@@ -348,9 +348,21 @@ def check_time(t_s) -> float:
     return float(t_s)
 
 
+def check_real(name: str, values) -> np.ndarray:
+    """``values`` as an array after checking they are real numbers (integer, float or bool):
+    complex values would silently lose their imaginary part in a float conversion, and
+    strings or objects are no numbers at all."""
+    arr = np.asarray(values)
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real numbers, not complex ({arr.dtype})")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise ValueError(f"{name} must be real numbers, not {arr.dtype} values")
+    return arr
+
+
 def check_finite(name: str, values) -> np.ndarray:
-    """``values`` as float64 after checking for NaN and infinities."""
-    arr = np.asarray(values, dtype=np.float64)
+    """``values`` as float64 after checking they are real (:func:`check_real`) and finite."""
+    arr = check_real(name, values).astype(np.float64)
     bad = ~np.isfinite(arr)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -20,6 +20,7 @@ import numpy as np
 
 from neurophase.config import ChipConfig
 from neurophase.models.crossbar import AnalogTile, digital_result, input_range
+from neurophase.models.devices import check_finite
 
 __all__ = ["CALIBRATION_SEED", "calibration_inputs", "gdc_reference", "gdc_alpha", "compensate", "calibrate"]
 
@@ -73,7 +74,7 @@ def gdc_reference(tile: AnalogTile, t_s: float, rng: np.random.Generator,
 
 def gdc_alpha(r0: np.ndarray, r_t: np.ndarray) -> np.ndarray:
     """alpha = r0 / r(t); 1 where r(t) is 0 (nothing to compensate)."""
-    r0, r_t = np.asarray(r0, dtype=np.float64), np.asarray(r_t, dtype=np.float64)
+    r0, r_t = check_finite("r0", r0), check_finite("r_t", r_t)
     if r0.shape != r_t.shape:
         raise ValueError(f"r0 and r_t must have the same shape, not {r0.shape} and {r_t.shape}")
     return np.where(r_t > 0, r0 / np.where(r_t > 0, r_t, 1.0), 1.0)

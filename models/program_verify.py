@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurophase.config import ChipConfig
-from neurophase.models.devices import DeviceModel, device_model_from_config
+from neurophase.models.devices import DeviceModel, check_finite, check_real, device_model_from_config
 from neurophase.models.pulse import VERIFY_DELAY_S, reset_pulse, set_pulse
 from neurophase.regmap import Access, Array, Field, Register, RegisterMap
 
@@ -119,7 +119,7 @@ def verify_lsb_us(device: DeviceModel, adc_bits: int) -> float:
 
 def target_codes(g_target_us: np.ndarray, lsb_us: float, adc_bits: int) -> np.ndarray:
     """Target conductances as verify codes: rint(G / lsb) clipped to [0, 2**(B-1)-1], int64."""
-    return np.clip(np.rint(np.asarray(g_target_us, dtype=np.float64) / lsb_us), 0, 2 ** (adc_bits - 1) - 1
+    return np.clip(np.rint(check_finite("g_target_us", g_target_us) / lsb_us), 0, 2 ** (adc_bits - 1) - 1
                    ).astype(np.int64)
 
 
@@ -309,7 +309,7 @@ class ControllerModel:
 
     def __init__(self, params: PolicyParams, targets, row: int = 0):
         self.params = params
-        self.targets = np.asarray(targets, np.int64)
+        self.targets = check_real("targets", targets).astype(np.int64)
         self.row = row
         n = self.targets.size
         cols = np.arange(n)
@@ -370,7 +370,7 @@ class DeviceArray:
     def __init__(self, device: DeviceModel, g_us, adc_bits: int, rng: np.random.Generator,
                  adc_noise_lsb: float = 0.0, stuck=None, lsb_us: float | None = None):
         self.device = device
-        self.g = np.array(g_us, dtype=np.float64)
+        self.g = check_finite("conductances", g_us).copy()
         if self.g.ndim != 2:
             raise ValueError(f"conductances must be a 2-D array (rows, P), not shape {self.g.shape}")
         self.adc_bits = adc_bits

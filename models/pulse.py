@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neurophase.models.devices import DeviceModel
+from neurophase.models.devices import DeviceModel, check_finite, check_real
 
 __all__ = ["set_pulse", "reset_pulse", "program_verify", "ProgramVerifyResult", "VERIFY_DELAY_S"]
 
@@ -37,7 +37,7 @@ VERIFY_DELAY_S = 1e-6
 
 
 def _strength(amplitude, threshold: float) -> np.ndarray:
-    a = np.asarray(amplitude, dtype=np.float64)
+    a = check_real("pulse amplitude", amplitude).astype(np.float64)
     if np.any((a < 0) | (a > 1)) or not np.all(np.isfinite(a)):
         raise ValueError(f"pulse amplitude must be a normalised value from 0 to 1, not {a[(a < 0) | (a > 1)][:1]}")
     return np.clip((a - threshold) / (1 - threshold), 0.0, 1.0)
@@ -109,8 +109,8 @@ def program_verify(device: DeviceModel, g_target_us: np.ndarray, rng: np.random.
         raise ValueError(f"tolerance_us must be > 0, not {tolerance_us!r}")
     if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
         raise ValueError(f"max_iterations must be an integer >= 1, not {max_iterations!r}")
-    target = device.quantise_target(np.asarray(g_target_us, dtype=np.float64))
-    g = np.full(target.shape, device.g_min) if g_start_us is None else np.array(g_start_us, dtype=np.float64)
+    target = device.quantise_target(check_finite("g_target_us", g_target_us))
+    g = np.full(target.shape, device.g_min) if g_start_us is None else check_finite("g_start_us", g_start_us)
     spent = np.zeros(target.shape, np.int64) if used_pulses is None else np.asarray(used_pulses, np.int64)
     pulses = np.zeros(target.shape, np.int64)
     iterations = np.zeros(target.shape, np.int64)

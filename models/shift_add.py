@@ -80,7 +80,7 @@ class ShiftAddParams:
             factor=cfg.weights.significance_factor,
             columns=cfg.tile.cols,
             lanes=cfg.datapath.lanes,
-            out_bits=cfg.datapath.accumulator_bits,
+            out_bits=cfg.accumulator_bits,  # the chip's one derivation of the width
         )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,14 +47,15 @@ def best_alpha(y: np.ndarray, ideal: np.ndarray, per_column: bool) -> np.ndarray
 
 
 def drift_study(cfg: ChipConfig, seed: int, batch: int = 256, times=STUDY_TIMES_S,
-                weights: str = "gaussian") -> list[dict]:
+                weights: str = "gaussian", progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Relative RMS MVM error ||y - y_ideal|| / ||y_ideal|| at each time, raw and with GDC,
     and their ratio ``improvement``; ``error_best_alpha`` is the error with the
     least-squares alpha (:func:`best_alpha`) instead of the estimated one.
 
     ``y_ideal`` is the exact x . W_int in the same units as the shift-and-add result
     (one unit digit = g_unit / LSB codes). Weights of distribution ``weights``
-    (:func:`study_weights`), inputs uniform, all seeded.
+    (:func:`study_weights`), inputs uniform, all seeded. ``progress(done, total)`` is called
+    after each time point.
     """
     rng = np.random.default_rng(seed)
     tile = build_tile(cfg, study_weights(weights, (cfg.tile.rows, cfg.tile.cols), rng), seed)
@@ -63,6 +65,8 @@ def drift_study(cfg: ChipConfig, seed: int, batch: int = 256, times=STUDY_TIMES_
     norm = np.sqrt(np.mean(ideal**2))
     r0, rows = None, []
     for t in times:
+        if progress and rows:
+            progress(len(rows), len(times))
         alpha, r0 = calibrate(tile, t, rng, r0=r0)
         y = digital_result(cfg, tile.adc_codes(x, t, rng)).astype(np.float64)
         error_raw = float(np.sqrt(np.mean((y - ideal) ** 2)) / norm)
@@ -72,6 +76,8 @@ def drift_study(cfg: ChipConfig, seed: int, batch: int = 256, times=STUDY_TIMES_
         rows.append({"t_s": float(t), "error_raw": error_raw, "error_gdc": error_gdc,
                      "improvement": error_raw / error_gdc, "alpha_mean": float(np.mean(alpha)),
                      "error_best_alpha": error_best})
+    if progress:
+        progress(len(rows), len(times))
     return rows
 
 
@@ -112,14 +118,15 @@ def _floor_error(cfg: ChipConfig, sources, seeds, t_s: float, batch: int, weight
 
 
 def floor_decomposition(cfg: ChipConfig, seeds=(1,), t_s: float = _MONTH_S, batch: int = 256,
-                        weights: str = "gaussian") -> dict:
+                        weights: str = "gaussian", progress: Callable[[int, int], None] | None = None) -> dict:
     """Split the drift-compensated MVM error at ``t_s`` into its sources (:data:`FLOOR_SOURCES`).
 
     For every source: ``without`` is the error with that source switched off and every other
     one on; ``contribution = sign(d) sqrt(|d|)`` with ``d = total**2 - without**2`` its share in
     quadrature (negative when switching the source off makes the error larger); ``only``
     the error with that source alone (every other one off). The same study as
-    :func:`drift_study`; errors are RMS over ``seeds``.
+    :func:`drift_study`; errors are RMS over ``seeds``. ``progress(done, total)`` is called
+    after each of the ``2 * len(FLOOR_SOURCES) + 2`` error evaluations.
 
     Raises
     ------
@@ -127,15 +134,24 @@ def floor_decomposition(cfg: ChipConfig, seeds=(1,), t_s: float = _MONTH_S, batc
         For device presets without the pcm-joshi drift-law parameters (pcm-hermes).
     """
     names = list(FLOOR_SOURCES)
-    total = _floor_error(cfg, (), seeds, t_s, batch, weights)
+    steps, done = 2 * len(names) + 2, [0]
+
+    def floor_error(sources) -> float:
+        error = _floor_error(cfg, sources, seeds, t_s, batch, weights)
+        done[0] += 1
+        if progress:
+            progress(done[0], steps)
+        return error
+
+    total = floor_error(())
     rows = []
     for name in names:
-        without = _floor_error(cfg, (name,), seeds, t_s, batch, weights)
-        only = _floor_error(cfg, [other for other in names if other != name], seeds, t_s, batch, weights)
+        without = floor_error((name,))
+        only = floor_error([other for other in names if other != name])
         share = total**2 - without**2
         rows.append({"source": name, "without": without, "only": only,
                      "contribution": float(np.sign(share) * np.sqrt(abs(share)))})
-    none = _floor_error(cfg, names, seeds, t_s, batch, weights)
+    none = floor_error(names)
     return {"t_s": float(t_s), "weights": weights, "seeds": list(seeds), "total": total, "all_off": none,
             "sources": rows}
 

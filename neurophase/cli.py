@@ -4,16 +4,47 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from neurophase.config import ChipConfig, ConfigError, load_config
+from neurophase.paths import check_writable_dir, check_writable_file
 from neurophase.toolchain import ToolchainError
 
 console = Console(highlight=False, soft_wrap=True)
+#: Progress of long commands goes to stderr, so stdout stays the answer (``--json``).
+status_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that also refuses NaN and infinities (``click.FloatRange`` lets NaN
+    through: every comparison with NaN is false)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def status_reporter(label: str, total: int | None = None):
+    """A :class:`~neurophase.progress.StatusReporter` on stderr for a long job."""
+    from neurophase.progress import StatusReporter
+
+    return StatusReporter(label, total, console=status_console)
+
+
+def print_error(message) -> None:
+    """``error: <message>`` on one line; the message is printed literally (brackets in
+    it are not taken as rich markup)."""
+    console.print(f"[bold red]error:[/] {escape(str(message))}")
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -32,7 +63,10 @@ def friendly_errors(func):
         try:
             return func(*args, **kwargs)
         except (ConfigError, ToolchainError, SimulationError, FolderInUseError, ValueError) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            print_error(exc)
+            sys.exit(2)
+        except OSError as exc:  # a file or folder the command could not read or write
+            print_error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else exc)
             sys.exit(2)
 
     return wrapper
@@ -73,10 +107,11 @@ def generate(config_path, out_dir):
     from neurophase.generate import generate as generate_all
 
     cfg = get_config(config_path)
+    check_writable_dir(out_dir, "--out")
     manifest = generate_all(cfg, out_dir)
     for entry in manifest["files"]:
-        console.print(f"  wrote {out_dir / entry['path']}  [dim]({entry['kind']})[/]")
-    console.print(f"manifest: {out_dir / 'manifest.json'}")
+        console.print(f"  wrote {escape(str(out_dir / entry['path']))}  [dim]({entry['kind']})[/]")
+    console.print(f"manifest: {out_dir / 'manifest.json'}", markup=False)
 
 
 @main.group()
@@ -84,12 +119,16 @@ def sim():
     """cocotb co-simulations of the generated RTL (Verilator by default)."""
 
 
-def sim_options(func):
+def sim_options(func=None, *, length: int = 1000,
+                length_help: str = "Random transactions (quick: ~100, exhaustive: 10000+)."):
+    """The options every ``neurophase sim`` command shares; ``length`` is the default of
+    ``--length`` (each command's own test length)."""
+    if func is None:
+        return lambda f: sim_options(f, length=length, length_help=length_help)
     for option in reversed([
         config_option,
         click.option("--seed", type=int, default=None, help="Random seed (printed; reuse it to repeat a run)."),
-        click.option("--length", type=click.IntRange(1), default=1000, show_default=True,
-                     help="Random transactions (quick: ~100, exhaustive: 10000+)."),
+        click.option("--length", type=click.IntRange(1), default=length, show_default=True, help=length_help),
         click.option("--waves", is_flag=True, help="Record waveforms (FST when liblz4 is available, else VCD)."),
         click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
                      show_default=True),
@@ -101,17 +140,22 @@ def sim_options(func):
     return func
 
 
+def sim_build_dir(build_dir: Path | None, default: str) -> Path:
+    """``--build-dir`` (or ``default``), checked writable before any work starts."""
+    return check_writable_dir(build_dir or Path(default), "--build-dir")
+
+
 def print_sim_summary(name: str, run) -> None:
     status = "[bold green]PASS[/]" if run.ok else "[bold red]FAIL[/]"
     console.print(f"{name}: {status}  {run.passed} passed, {run.failed} failed  "
                   f"seed={run.seed}  ({run.wall_s:.1f} s)")
-    console.print(f"  results: {run.results_xml}")
+    console.print(f"  results: {run.results_xml}", markup=False)
     if run.log:
-        console.print(f"  log:     {run.log}")
+        console.print(f"  log:     {run.log}", markup=False)
     for name in run.failures:
-        console.print(f"  [red]failed:[/] {name}")
+        console.print(f"  [red]failed:[/] {escape(name)}")
     if run.waves:
-        console.print(f"  waves:   {run.waves}")
+        console.print(f"  waves:   {run.waves}", markup=False)
     if not run.ok:
         console.print(f"  repeat with: --seed {run.seed}")
 
@@ -126,11 +170,12 @@ def sim_shift_add(config_path, seed, length, waves, simulator, build_dir, verbos
 
     cfg = get_config(config_path)
     params = ShiftAddParams.from_config(cfg)
-    build_dir = build_dir or Path("out/sim/shift_add")
+    build_dir = sim_build_dir(build_dir, "out/sim/shift_add")
     console.print(f"shift-add: {params.columns} columns, {params.lanes} lanes, {params.planes} planes, "
                   f"{params.slices} slice(s), {params.width}-bit result; {length} random MVMs + corner cases")
-    run = run_shift_add(params, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
-                        verbose=verbose)
+    with status_reporter("sim shift-add") as report:
+        run = run_shift_add(params, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
+                            verbose=verbose, progress=lambda text: report.update(status=text))
     print_sim_summary("shift-add", run)
     sys.exit(0 if run.ok else 1)
 
@@ -159,7 +204,8 @@ def bench_model_command(batch, repeats, seed, as_json):
     """Analog crossbar model (256 x 256, 8 bit-planes, 1 day) against one float32 matmul; block reads."""
     from neurophase.benchmarks.bench_model import bench_model
 
-    figures = bench_model(batch=batch, repeats=repeats, seed=seed)
+    with status_reporter("bench model: timing the analog model and the float32 baseline"):
+        figures = bench_model(batch=batch, repeats=repeats, seed=seed)
     if as_json:
         emit_json(figures)
         return
@@ -186,7 +232,9 @@ def bench_datapath_command(config_path, as_json):
     """Tile top in simulation with an ideal ADC: cycles per MVM against the ADC bound."""
     from neurophase.benchmarks.bench_datapath import run as bench_datapath
 
-    figures = bench_datapath(get_config(config_path))
+    cfg = get_config(config_path)
+    with status_reporter("bench datapath: simulating the tile top"):
+        figures = bench_datapath(cfg)
     if as_json:
         emit_json(figures)
         return
@@ -209,7 +257,9 @@ def model_drift_command(config_path, out_path, seed, weights, devices, as_json):
     from neurophase.models.studies import drift_study, plot_drift_study
 
     cfg = get_config(config_path, devices)
-    rows = drift_study(cfg, seed=seed, weights=weights)
+    check_writable_file(out_path, "--out")
+    with status_reporter("drift study: time points") as report:
+        rows = drift_study(cfg, seed=seed, weights=weights, progress=report.update)
     plot_drift_study(rows, out_path)
     if as_json:
         emit_json({"seed": seed, "weights": weights, "devices_per_polarity": cfg.weights.devices_per_polarity,
@@ -218,13 +268,13 @@ def model_drift_command(config_path, out_path, seed, weights, devices, as_json):
     for row in rows:
         console.print(f"t = {row['t_s']:>10.3g} s   error {row['error_raw']:.4f}   with GDC {row['error_gdc']:.4f}"
                       f"   ({row['improvement']:.2f}x)")
-    console.print(f"plot: {out_path}")
+    console.print(f"plot: {out_path}", markup=False)
 
 
 @model.command("floor")
 @config_option
 @click.option("--seeds", type=click.IntRange(1), default=4, show_default=True, help="Seeds 1..N (errors RMS over them).")
-@click.option("--t", "t_s", type=click.FloatRange(0.0), default=30 * 86400.0, show_default=True,
+@click.option("--t", "t_s", type=FiniteFloat(0.0), default=30 * 86400.0, show_default=True,
               help="Time since programming, s.")
 @weight_distribution_option
 @devices_option
@@ -235,7 +285,9 @@ def model_floor_command(config_path, seeds, t_s, weights, devices, as_json):
     from neurophase.models.studies import floor_decomposition
 
     cfg = get_config(config_path, devices)
-    result = floor_decomposition(cfg, seeds=tuple(range(1, seeds + 1)), t_s=t_s, weights=weights)
+    with status_reporter("floor decomposition: error evaluations") as report:
+        result = floor_decomposition(cfg, seeds=tuple(range(1, seeds + 1)), t_s=t_s, weights=weights,
+                                     progress=report.update)
     if as_json:
         emit_json(result)
         return
@@ -302,11 +354,12 @@ def sim_program_verify(config_path, seed, length, waves, simulator, build_dir, v
 
     cfg = get_config(config_path)
     length = max(1, length // 100)
-    build_dir = build_dir or Path("out/sim/program_verify_regression")
+    build_dir = sim_build_dir(build_dir, "out/sim/program_verify_regression")
     console.print(f"program-verify: {physical_columns(cfg)} devices per row, "
                   f"{cfg.datapath.lanes} lanes; {length} random rows + corner cases")
-    run = run_program_verify(cfg, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
-                             verbose=verbose)
+    with status_reporter("sim program-verify") as report:
+        run = run_program_verify(cfg, build_dir, seed=seed, count=length, waves=waves, simulator=simulator,
+                                 verbose=verbose, progress=lambda text: report.update(status=text))
     print_sim_summary("program-verify", run)
     sys.exit(0 if run.ok else 1)
 
@@ -332,11 +385,12 @@ def sim_program(config_path, weights_path, seed, rows, out_dir, build_dir, verbo
     from neurophase.benchmarks.bench_program import plot_programming, print_report, program_tile
 
     cfg = get_config(config_path)
+    check_writable_dir(out_dir, "--out")
+    build_dir = sim_build_dir(build_dir, "out/sim/program_verify")
     weights = np.load(weights_path) if weights_path else None
-    with Progress(console=console, transient=True, disable=as_json) as bar:
-        task = bar.add_task("programming rows", total=rows or cfg.tile.rows)
-        result = program_tile(cfg, build_dir or Path("out/sim/program_verify"), weights=weights, seed=seed, rows=rows,
-                              verbose=verbose, progress=lambda done, total: bar.update(task, completed=done))
+    with status_reporter("programming rows", total=rows or cfg.tile.rows) as report:
+        result = program_tile(cfg, build_dir, weights=weights, seed=seed, rows=rows, verbose=verbose,
+                              progress=lambda done, total: report.update(done, total))
     figures = result["figures"]
     out_dir.mkdir(parents=True, exist_ok=True)
     figures["plot"] = str(plot_programming(result["g_target"], result["g"], out_dir / "program.png",
@@ -350,7 +404,7 @@ def sim_program(config_path, weights_path, seed, rows, out_dir, build_dir, verbo
         emit_json(figures)
         return
     print_report(console, figures)
-    console.print(f"plot: {figures['plot']}\nresults: {figures['results']}\nlog: {figures['log']}")
+    console.print(f"plot: {figures['plot']}\nresults: {figures['results']}\nlog: {figures['log']}", markup=False)
 
 
 @bench.command("program")
@@ -362,13 +416,10 @@ def sim_program(config_path, weights_path, seed, rows, out_dir, build_dir, verbo
 def bench_program_command(rows, cols, seed, as_json):
     """Program a tile through the program-verify RTL (default PCM preset): convergence,
     iterations, programming error."""
-    from rich.progress import Progress
-
     from neurophase.benchmarks.bench_program import bench_program, print_report
 
-    with Progress(console=console, transient=True, disable=as_json) as bar:
-        task = bar.add_task("programming rows", total=rows)
-        figures = bench_program(rows, cols, seed, progress=lambda done, total: bar.update(task, completed=done))
+    with status_reporter("programming rows", total=rows) as report:
+        figures = bench_program(rows, cols, seed, progress=lambda done, total: report.update(done, total))
     if as_json:
         emit_json(figures)
         return

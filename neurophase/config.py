@@ -233,16 +233,20 @@ class DatapathConfig(_Section):
     gain_frac_bits: int = _int_field(12, 0, 31, "fractional bits of the drift gain")
     bn_scale_bits: int = _int_field(16, 2, 32, "signed batch-norm scale width")
     bn_scale_frac_bits: int = _int_field(12, 0, 31, "fractional bits of the batch-norm scale")
-    bn_bias_bits: int = _int_field(24, 2, 62, "signed batch-norm bias width (accumulator LSBs)")
+    bn_bias_bits: int = _int_field(24, 2, 32, "signed batch-norm bias width (accumulator LSBs; one register word)")
     adc_timeout_cycles: int = _int_field(1024, 1, 65535, "ADC done timeout in clock cycles (reset value)")
 
     def _check(self) -> None:
-        if self.gain_frac_bits >= self.gain_bits:
+        # The gain and the scale reset to 1.0, which a signed format holds only with at least
+        # one integer bit besides the sign: frac <= bits - 2.
+        if self.gain_frac_bits > self.gain_bits - 2:
             raise self.error("gain_frac_bits", self.gain_frac_bits,
-                             f"must be less than datapath.gain_bits ({self.gain_bits})")
-        if self.bn_scale_frac_bits >= self.bn_scale_bits:
+                             f"must be at most datapath.gain_bits - 2 ({self.gain_bits - 2}) so that the "
+                             f"unit gain 1.0 fits the signed {self.gain_bits}-bit drift gain")
+        if self.bn_scale_frac_bits > self.bn_scale_bits - 2:
             raise self.error("bn_scale_frac_bits", self.bn_scale_frac_bits,
-                             f"must be less than datapath.bn_scale_bits ({self.bn_scale_bits})")
+                             f"must be at most datapath.bn_scale_bits - 2 ({self.bn_scale_bits - 2}) so that the "
+                             f"unit scale 1.0 fits the signed {self.bn_scale_bits}-bit batch-norm scale")
 
 
 @dataclass(frozen=True)
@@ -417,7 +421,8 @@ class ChipConfig:
         if self.full_accumulator_bits > 62:
             raise ConfigError(
                 f"weights.significance_factor {self.weights.significance_factor} with weights.slices "
-                f"{self.weights.slices}, input.bits {self.input.bits} and adc.bits {self.adc.bits} needs a "
+                f"{self.weights.slices}, input.bits {self.input.bits} ({self.input.mode}) and adc.bits "
+                f"{self.adc.bits} needs a "
                 f"{self.full_accumulator_bits}-bit accumulator; at most 62 bits are allowed"
             )
         acc = self.datapath.accumulator_bits
@@ -431,13 +436,46 @@ class ChipConfig:
                 f"datapath.adc_timeout_cycles must be at least adc.latency_cycles "
                 f"({self.adc.latency_cycles}), not {self.datapath.adc_timeout_cycles!r}"
             )
+        self._check_register_maps()
+
+    def _check_register_maps(self) -> None:
+        """Build the tile's and the program-verify controller's register maps, which the RTL
+        is generated from: a configuration that validates can always be generated. A map
+        that does not fit is a ConfigError naming the fields that size it."""
+        from neurophase.regmap import RegmapError, tile_register_map
+
+        try:
+            tile_register_map(self)
+        except RegmapError as exc:
+            raise ConfigError(
+                f"tile.cols {self.tile.cols} cannot be built: the tile "
+                f"register map (four per-column arrays of one word per column) does not fit: {exc}"
+            ) from None
+        from neurophase.models.devices import device_model_from_config
+        from neurophase.models.program_verify import physical_columns, program_verify_register_map
+
+        device_model_from_config(self)  # bad device overrides are their own error
+        try:
+            program_verify_register_map(self)
+        except (RegmapError, ValueError) as exc:
+            raise ConfigError(
+                f"tile.cols {self.tile.cols} x weights.slices {self.weights.slices} x "
+                f"weights.devices_per_polarity {self.weights.devices_per_polarity} x 2 polarities = "
+                f"{physical_columns(self)} devices per row, with adc.bits {self.adc.bits}, "
+                f"analog.pv_tolerance_us {self.analog.pv_tolerance_us:g} and analog.pv_max_iterations "
+                f"{self.analog.pv_max_iterations}, cannot be built: the program-verify register map does not "
+                f"fit: {exc}"
+            ) from None
 
     # -- derived quantities -------------------------------------------------
     @property
     def full_accumulator_bits(self) -> int:
-        """Signed width that holds any shift-and-add result without saturation."""
+        """Signed width that holds any shift-and-add result without saturation: the one
+        derivation of the accumulator width (the shift-and-add model and RTL, the drift
+        gain and the batch-norm all size from it). Pulse-width inputs arrive in one array
+        read, so only bit-serial inputs add ``input.bits`` to the width."""
         return full_precision_bits(
-            self.adc.bits, self.input.bits, self.weights.slices, self.weights.significance_factor
+            self.adc.bits, self.input.planes, self.weights.slices, self.weights.significance_factor
         )
 
     @property
@@ -508,9 +546,10 @@ def _toml_value(value: Any) -> str:
     return repr(value)
 
 
-def full_precision_bits(adc_bits: int, input_bits: int, slices: int, factor: int) -> int:
-    """Signed width holding the largest |sum_s F**s sum_b 2**b c| with |c| <= 2**(adc_bits-1)."""
-    bound = (2 ** (adc_bits - 1)) * (2**input_bits - 1) * sum(factor**s for s in range(slices))
+def full_precision_bits(adc_bits: int, planes: int, slices: int, factor: int) -> int:
+    """Signed width holding the largest |sum_s F**s sum_b 2**b c| over ``planes`` bit-planes
+    ``b`` (the input bits when bit-serial, 1 for pulse-width inputs) with |c| <= 2**(adc_bits-1)."""
+    bound = (2 ** (adc_bits - 1)) * (2**planes - 1) * sum(factor**s for s in range(slices))
     return bound.bit_length() + 1
 
 

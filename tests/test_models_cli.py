@@ -22,7 +22,7 @@ def test_bench_model_reports_figures():
 def test_bench_model_cli_json():
     result = CliRunner().invoke(main, ["bench", "model", "--json", "--batch", "8", "--repeats", "1"])
     assert result.exit_code == 0, result.output
-    figures = json.loads(result.output)
+    figures = json.loads(result.stdout)
     assert figures["config"]["batch"] == 8 and figures["config"]["blas_threads"] == 1
     table = CliRunner().invoke(main, ["bench", "model", "--batch", "8", "--repeats", "1"])
     assert table.exit_code == 0 and "ratio_vs_matmul" in table.output and "block_read speedup" in table.output
@@ -34,7 +34,7 @@ def test_model_drift_cli(tmp_path):
     out = tmp_path / "drift.png"
     result = CliRunner().invoke(main, ["model", "drift", "--config", str(config), "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)["rows"]
+    rows = json.loads(result.stdout)["rows"]
     assert out.stat().st_size > 0 and rows[-1]["error_gdc"] < rows[-1]["error_raw"]
 
 
@@ -43,6 +43,6 @@ def test_model_floor_cli(tmp_path):
     config.write_text("[tile]\nrows = 32\ncols = 16\n[datapath]\nlanes = 16\n")
     result = CliRunner().invoke(main, ["model", "floor", "--config", str(config), "--seeds", "1", "--json"])
     assert result.exit_code == 0, result.output
-    figures = json.loads(result.output)
+    figures = json.loads(result.stdout)
     assert figures["t_s"] == 30 * 86400.0 and len(figures["sources"]) == 6
     assert figures["all_off"] < figures["total"]

@@ -131,7 +131,7 @@ def test_model_drift_cli_takes_devices_per_polarity(tmp_path):
     args = ["model", "drift", "--config", str(config_path), "--out", str(tmp_path / "d.png"), "--json"]
     result = CliRunner().invoke(main, args + ["--devices-per-polarity", "2"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["devices_per_polarity"] == 2
+    assert json.loads(result.stdout)["devices_per_polarity"] == 2
     result = CliRunner().invoke(main, args + ["--devices-per-polarity", "5"])
     assert result.exit_code == 2
     assert "weights.devices_per_polarity must be an integer from 1 to 4, not 5" in result.output

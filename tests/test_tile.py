@@ -90,7 +90,9 @@ def test_golden_is_exact_beyond_int64():
 
 
 def test_datapath_config_errors():
-    with pytest.raises(ConfigError, match=r"datapath.bn_scale_frac_bits must be less than datapath.bn_scale_bits \(16\), not 16"):
+    with pytest.raises(ConfigError, match=r"datapath.bn_scale_frac_bits must be at most datapath.bn_scale_bits - 2 "
+                                          r"\(14\) so that the unit scale 1.0 fits the signed 16-bit batch-norm scale, "
+                                          r"not 16"):
         ChipConfig.from_dict({"datapath": {"bn_scale_frac_bits": 16}})
     with pytest.raises(ConfigError, match=r"datapath.adc_timeout_cycles must be at least adc.latency_cycles \(16\), not 8"):
         ChipConfig.from_dict({"datapath": {"adc_timeout_cycles": 8}})

@@ -33,13 +33,17 @@ async def drift_scenario(dut):
     bench, rng = await programmed_testbench(dut, cfg, cocotb.RANDOM_SEED, raw.get("weights", "gaussian"))
     evaluation = random_inputs(cfg, rng, count)
     budget_inputs = random_inputs(cfg, rng, 64)
-    r0 = await bench.firmware.measure_reference(bench.run_batch, bench.calibration)
+    r0 = await bench.measure_reference()
     await bench.check_status()
     rows = []
-    for t in raw.get("times_s", DRIFT_TIMES_S):
+    times = raw.get("times_s", DRIFT_TIMES_S)
+    for point, t in enumerate(times):
+        dut._log.info("progress: time point %d/%d (t = %g s)", point + 1, len(times), t)
         bench.bridge.advance_to(float(t))
-        r_t = await bench.firmware.measure_reference(bench.run_batch, bench.calibration)
-        row = {"t_s": float(t), "alpha_tile": r0.per_tile / r_t.per_tile if r_t.per_tile else 1.0}
+        r_t = await bench.measure_reference()
+        alpha_columns = bench.firmware.alpha(r0, r_t, "per-column")
+        row = {"t_s": float(t), "alpha_tile": r0.per_tile / r_t.per_tile if r_t.per_tile else 1.0,
+               "alpha_column_spread": float(alpha_columns.max() - alpha_columns.min())}
         for label, granularity in MODES.items():
             await bench.set_gains(granularity, r0, r_t)
             bench.scoreboard.reset_errors()
@@ -50,7 +54,8 @@ async def drift_scenario(dut):
         rows.append(row)
         dut._log.info("t = %g s: %s", t, {k: round(v, 4) for k, v in row.items()})
     board = bench.scoreboard
-    write_results(raw, {"rows": rows, "shift": bench.firmware.shift,
+    write_results(raw, {"rows": rows, "shift": bench.firmware.shift, "gdc_source": cfg.analog.gdc_source,
+                        "reference_mvms": bench.reference_mvms,
                         "mvms": bench.mvms, "exact": board.matched, "mismatched": board.mismatched,
                         "full_scale_lsb": 2 ** (cfg.datapath.activation_bits - 1) - 1})
     assert board.ok, board.report()

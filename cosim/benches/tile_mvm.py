@@ -66,6 +66,7 @@ async def run_checked(bench: TileTestbench, inputs: np.ndarray, batch: int) -> N
     for first in range(0, len(inputs), batch):
         await bench.run_batch(inputs[first: first + batch])
         await bench.check_status()
+        bench.dut._log.info("progress: %d/%d MVMs", min(first + batch, len(inputs)), len(inputs))
 
 
 @cocotb.test()
@@ -74,10 +75,10 @@ async def mvm_regression(dut):
     golden periphery on the same ADC codes, the error within the model's budget."""
     cfg, raw = load_params()
     bench, rng = await programmed_testbench(dut, cfg, cocotb.RANDOM_SEED)
-    r0 = await bench.firmware.measure_reference(bench.run_batch, bench.calibration)
+    r0 = await bench.measure_reference()
     bench.bridge.advance_to(float(raw.get("time_s", 3600.0)))
     gdc = raw.get("gdc", "per-tile")
-    r_t = await bench.firmware.measure_reference(bench.run_batch, bench.calibration)
+    r_t = await bench.measure_reference()
     await bench.set_gains(None if gdc == "none" else gdc, r0, r_t)
     await bench.firmware.clear_status()
     bench.scoreboard.flags = {}
@@ -94,6 +95,7 @@ async def mvm_regression(dut):
         "error_pct": board.error_pct, "worst_mvm_pct": board.worst_mvm_pct, "predicted_pct": predicted,
         "budget_pct": BUDGET_TOLERANCE * predicted, "shift": bench.firmware.shift,
         "mvm_count_register": await bench.firmware.mvm_count(), "wall_s": wall, "cycles": cycles,
+        "gdc_source": cfg.analog.gdc_source, "reference_mvms": bench.reference_mvms,
         "full_scale_lsb": 2 ** (cfg.datapath.activation_bits - 1) - 1,
     }
     write_results(raw, results)
