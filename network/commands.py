@@ -6,6 +6,7 @@ imported inside each command.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -48,6 +49,7 @@ def load_flow(config_path, model_path, data_path, calib_path, get_config, images
 
 
 def placement_table(placement: dict):
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"placement: {placement['tiles_used']} of {placement['tiles_configured']} tiles of "
@@ -55,7 +57,7 @@ def placement_table(placement: dict):
     for column in ("layer", "kind", "matrix (rows x outputs)", "row x col blocks", "tiles", "psum bits"):
         table.add_column(column)
     for layer in placement["layers"]:
-        table.add_row(layer["layer"], layer["kind"], f"{layer['rows']} x {layer['cols']}",
+        table.add_row(escape(layer["layer"]), layer["kind"], f"{layer['rows']} x {layer['cols']}",
                       f"{layer['row_blocks']} x {layer['col_blocks']}", ", ".join(map(str, layer["tiles"])),
                       str(layer["psum_bits"]))
     return table
@@ -100,10 +102,11 @@ def register_network_commands(model, bench, console, emit_json, friendly_errors,
                               out_path, as_json):
         """Accuracy of MODEL.onnx on the chip model versus time since programming, with no compensation,
         GDC and GDC + batch-norm recalibration."""
-        from neurophase.network.files import check_output_folder, write_json_atomic
+        from neurophase.atomic import write_text_atomic
         from neurophase.network.study import network_study, plot_study
+        from neurophase.paths import check_writable_file
 
-        check_output_folder(out_path.parent)
+        check_writable_file(out_path, "--out")
         _cfg, _net, mapped, test, calib = load_flow(config_path, model_path, data_path, calib_path, get_config,
                                                    images)
         def say(line: str) -> None:
@@ -114,7 +117,7 @@ def register_network_commands(model, bench, console, emit_json, friendly_errors,
         result["plot"] = str(out_path)
         result["results"] = str(out_path.with_suffix(".json"))
         plot_study(result, out_path)
-        write_json_atomic(out_path.with_suffix(".json"), result)
+        write_text_atomic(out_path.with_suffix(".json"), json.dumps(result, indent=2, sort_keys=True) + "\n")
         if as_json:
             emit_json(result)
             return
@@ -165,7 +168,7 @@ def print_study(console, result: dict) -> None:
     if diagnosis:
         console.print(f"where accuracy goes at {diagnosis['time']} (GDC):")
         for name, acc in diagnosis["layer_alone_on_analog"].items():
-            console.print(f"  layer {name} alone on the analog tiles: {100 * acc:.2f} %")
+            console.print(f"  layer {name} alone on the analog tiles: {100 * acc:.2f} %", markup=False)
         for source, acc in diagnosis["source_alone"].items():
             console.print(f"  {source}: {100 * acc:.2f} %")
-    console.print(f"plot: {result['plot']}   results: {result['results']}")
+    console.print(f"plot: {result['plot']}   results: {result['results']}", markup=False)

@@ -7,6 +7,7 @@ where the accuracy goes (per layer, per noise source).
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -152,7 +153,7 @@ def plot_study(result: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from neurophase.network.files import save_figure
+    from neurophase.atomic import save_figure_atomic
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     times = result["times_s"]
@@ -171,5 +172,6 @@ def plot_study(result: dict, path) -> None:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
