@@ -41,7 +41,7 @@ from neurophase.network.compensation import GdcFirmware
 from neurophase.network.golden import NetworkChip
 from neurophase.network.mapping import MappedNetwork
 
-__all__ = ["error_variance_digits", "weight_scores", "select_top", "select_random", "tile_selections",
+__all__ = ["check_percent", "error_variance_digits", "weight_scores", "select_top", "select_random", "tile_selections",
            "ReprogramFirmware"]
 
 
@@ -84,9 +84,16 @@ def weight_scores(mapped: MappedNetwork, fisher: dict, t_s: float) -> dict[str, 
     return scores
 
 
-def _count(mapped: MappedNetwork, percent: float) -> int:
-    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 <= percent <= 100:
+def check_percent(percent) -> float:
+    """``percent`` as a float after checking it is a number from 0 to 100."""
+    if isinstance(percent, bool) or not isinstance(percent, (int, float, np.integer, np.floating)) \
+            or not 0 <= percent <= 100:
         raise ValueError(f"reprogram percent must be a number from 0 to 100, not {percent!r}")
+    return float(percent)
+
+
+def _count(mapped: MappedNetwork, percent: float) -> int:
+    percent = check_percent(percent)
     total = sum(layer.k * layer.n for layer in mapped.layers.values())
     return int(round(total * percent / 100))
 

@@ -128,6 +128,10 @@ def network_study(mapped: MappedNetwork, test: Dataset, calibration: Dataset, se
     for t_s in times:
         if not np.isfinite(t_s) or t_s < 0:
             raise ValueError(f"times must be finite and >= 0 s, not {t_s!r}")
+    if reprogram_percent is not None:
+        from neurophase.network.reprogram import check_percent
+
+        reprogram_percent = check_percent(reprogram_percent)
     say = progress or (lambda line: None)
     calib = calibration.head(CALIBRATION_IMAGES)
     fp32 = float(np.mean(mapped.network.run(test.inputs).reshape(len(test), -1).argmax(1) == test.labels))

@@ -2,8 +2,6 @@
 of re-programmed devices, state files with programming times, the Fisher ranking against
 random choice, and the reported cost."""
 
-import json
-
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -247,17 +245,20 @@ def test_selection_counts_and_tiles(default_flow):
         select_top(mapped, scores, 120)
 
 
-def test_study_reports_reprogramming_and_its_cost(tmp_path):
-    from neurophase.cli import main
+def test_study_reports_reprogramming_and_its_cost(default_flow):
+    """The study's reprogramming column, its 1-year drop and the cost figures (two times, one
+    seed, 40 images: the command itself is exercised by tests/test_network.py)."""
+    from neurophase.network.data import digits
+    from neurophase.network.study import network_study
 
-    out = tmp_path / "network.png"
-    result = CliRunner().invoke(main, ["model", "network", "--seeds", "1", "--images", "40", "--no-diagnosis",
-                                       "--reprogram-percent", "5", "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
+    mapped, _fisher, test = default_flow
+    train = digits()[0]
+    data = network_study(mapped, test.head(40), train, seeds=(1,), times=(MONTH, YEAR), diagnose_at=None,
+                         reprogram_percent=5.0)
     assert data["compensations"] == ["none", "gdc", "gdc+bn", "gdc+bn+reprogram"]
-    assert len(data["rows"]) == 6 * 4
+    assert len(data["rows"]) == 2 * 4
     assert data["drop_1y_prong_reprogram"] == pytest.approx(data["drop_1y"]["gdc+bn+reprogram"])
+    assert set(data["drop_1y"]) == set(data["compensations"])
     cost = data["reprogramming"]
     assert cost["percent"] == 5 and cost["weights"] == round(9872 * 0.05) and cost["devices_per_weight"] == 2
     for row in cost["per_time"]:
@@ -265,5 +266,14 @@ def test_study_reports_reprogramming_and_its_cost(tmp_path):
         assert row["pulses"] == row["resets"] + row["pv_pulses"] > 0
         assert row["pulses_per_device"] == pytest.approx(row["pulses"] / row["devices"])
         assert row["iterations_per_device"] > 0 and 0.9 <= row["converged_fraction"] <= 1
-    bad = CliRunner().invoke(main, ["model", "network", "--reprogram-percent", "150", "--out", str(out)])
-    assert bad.exit_code == 2 and "150" in bad.output
+    with pytest.raises(ValueError, match=r"reprogram percent must be a number from 0 to 100, not -1"):
+        network_study(mapped, test.head(5), train, seeds=(1,), times=(MONTH,), diagnose_at=None,
+                      reprogram_percent=-1)
+
+
+def test_reprogram_percent_option_is_checked(tmp_path):
+    from neurophase.cli import main
+
+    bad = CliRunner().invoke(main, ["model", "network", "--reprogram-percent", "150", "--out",
+                                    str(tmp_path / "n.png")])
+    assert bad.exit_code == 2 and "150" in bad.output and "--reprogram-percent" in bad.output
