@@ -257,7 +257,7 @@ def test_study_reports_reprogramming_and_its_cost(default_flow):
                          reprogram_percent=5.0)
     assert data["compensations"] == ["none", "gdc", "gdc+bn", "gdc+bn+reprogram"]
     assert len(data["rows"]) == 2 * 4
-    assert data["drop_1y_prong_reprogram"] == pytest.approx(data["drop_1y"]["gdc+bn+reprogram"])
+    assert data["drop_1y_prong_reprogram"] == pytest.approx(100 * data["drop_1y"]["gdc+bn+reprogram"])  # points
     assert set(data["drop_1y"]) == set(data["compensations"])
     cost = data["reprogramming"]
     assert cost["percent"] == 5 and cost["weights"] == round(9872 * 0.05) and cost["devices_per_weight"] == 2
