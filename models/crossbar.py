@@ -587,7 +587,8 @@ class AnalogTile:
         a new amorphous plug), then program-verify (:func:`neurophase.models.pulse.program_verify`,
         ``analog.pv_tolerance_us`` and ``analog.pv_max_iterations``, endurance counted in
         ``state.pulses``) from ``g_min`` to its target. The new plug gets a fresh drift exponent
-        and its drift and 1/f read-noise clocks restart: ``state.t_programmed`` = ``t_s``.
+        and its drift and 1/f read-noise clocks restart: ``state.t_programmed`` = ``t_s``. A
+        device already at ``endurance_cycles`` pulses responds to nothing and keeps its state.
 
         Parameters
         ----------
@@ -619,14 +620,18 @@ class AnalogTile:
         target = (target_conductances(cfg, self.mapping, state.w_int, state.ref_w_int) * column_scale)[mask]
         from neurophase.models.pulse import program_verify
 
-        melted = state.g_prog[mask] > self.device.g_min
-        used = state.pulses[mask] + melted
+        g_now, spent = state.g_prog[mask], state.pulses[mask]
+        alive = spent < self.device.endurance_cycles  # a worn-out device responds to no pulse
+        melted = alive & (g_now > self.device.g_min)
+        used = spent + melted
         result = program_verify(self.device, target, rng, tolerance_us=cfg.analog.pv_tolerance_us,
-                                max_iterations=cfg.analog.pv_max_iterations, used_pulses=used)
+                                max_iterations=cfg.analog.pv_max_iterations,
+                                g_start_us=np.where(melted, self.device.g_min, g_now), used_pulses=used)
+        nu = self.device.draw_drift_exponents(target, rng)
         state.g_prog[mask] = result.g
-        state.nu[mask] = self.device.draw_drift_exponents(target, rng)
+        state.nu[mask] = np.where(alive, nu, state.nu[mask])
         state.pulses[mask] = used + result.pulses
-        state.t_programmed[mask] = t_s
+        state.t_programmed[mask] = np.where(alive, t_s, state.t_programmed[mask])
         self._programming += 1
         self._cache_key = None
         return Reprogramming(int(mask.sum()), int(melted.sum()), int(result.pulses.sum()),

@@ -277,3 +277,17 @@ def test_reprogram_percent_option_is_checked(tmp_path):
     bad = CliRunner().invoke(main, ["model", "network", "--reprogram-percent", "150", "--out",
                                     str(tmp_path / "n.png")])
     assert bad.exit_code == 2 and "150" in bad.output and "--reprogram-percent" in bad.output
+
+
+def test_worn_out_devices_keep_their_state(seed):
+    cfg, tile = quiet_tile(seed)
+    chosen = np.ones((16, 16), dtype=bool)
+    devices = tile.device_mask(chosen)
+    worn = devices & (np.random.default_rng(seed).random(devices.shape) < 0.5)
+    tile.state.pulses[worn] = int(tile.device.endurance_cycles)
+    before = tile.state.copy()
+    tile.reprogram(chosen, 60.0, np.random.default_rng(seed))
+    for name in ("g_prog", "nu", "pulses", "t_programmed"):
+        assert np.array_equal(getattr(tile.state, name)[worn], getattr(before, name)[worn]), name
+    fresh = devices & ~worn
+    assert np.all(tile.state.t_programmed[fresh] == 60.0)
