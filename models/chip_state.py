@@ -10,6 +10,11 @@ refuses NaN or infinite values. :func:`load_state` rejects, always with
 anything is read), has another version, misses or adds arrays, has arrays of the wrong
 type, rank or shape, a malformed header, NaN or infinite values, fails the checksum, or
 (when ``expect`` is given) was made for another configuration.
+
+The per-device programming times ``t_programmed`` (set by selective reprogramming) are an
+optional array of the format: written, and covered by the checksum, only when some device
+was reprogrammed after the first programming, so the file of a state that never was is the
+same as before the array existed; a file without it loads with every time 0.
 """
 
 from __future__ import annotations
@@ -32,13 +37,15 @@ FORMAT_VERSION = 1
 _ARRAYS = ("g_prog", "nu", "rtn", "pulses", "w_int", "scale", "ref_w_int", "adc_offsets")
 #: numpy dtype kind of each array: float, bool, signed integer.
 _KINDS = {"g_prog": "f", "nu": "f", "rtn": "b", "pulses": "i", "w_int": "i", "scale": "f", "ref_w_int": "i",
-          "adc_offsets": "f"}
+          "adc_offsets": "f", "t_programmed": "f"}
 _KIND_NAMES = {"f": "floating-point", "b": "boolean", "i": "signed integer"}
 #: Default bound on the data a state file may declare (all arrays together), in bytes:
 #: far above the largest tile (2 x 4 slices x 1024 x 1024 x 4 devices x 8 bytes x 4 arrays).
 MAX_STATE_BYTES = 2 << 30
 #: Bound on the JSON header member, in bytes.
 MAX_HEADER_BYTES = 16 << 20
+#: Arrays a file holds only when they differ from their default.
+_OPTIONAL = ("t_programmed",)
 
 
 class StateFileError(ValueError):
@@ -78,6 +85,10 @@ class ChipState:
         ``ChipConfig.to_dict()`` of the configuration it was built for.
     device : dict
         ``{"preset": ..., "params": {...}}`` of the device model.
+    t_programmed : float64 array, same shape as ``g_prog``, optional
+        When each device was last programmed, seconds on the chip's clock (0: the first
+        programming; default all 0). A device reprogrammed at ``t_r`` drifts and gathers 1/f
+        read noise over ``t - t_r`` at time ``t``.
     """
 
     g_prog: np.ndarray
@@ -93,9 +104,24 @@ class ChipState:
     seed: int = 0
     config: dict = field(default_factory=dict)
     device: dict = field(default_factory=dict)
+    t_programmed: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.t_programmed is None:
+            self.t_programmed = np.zeros(np.shape(self.g_prog))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in _ARRAYS}
+        """The arrays a state file holds (``t_programmed`` only when some device was reprogrammed)."""
+        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        if np.any(self.t_programmed):
+            arrays["t_programmed"] = self.t_programmed
+        return arrays
+
+    def copy(self) -> "ChipState":
+        """An independent copy (arrays and dictionaries copied)."""
+        return ChipState(**{name: getattr(self, name).copy() for name in _ARRAYS + _OPTIONAL},
+                         time_s=self.time_s, reads=self.reads, seed=self.seed,
+                         config=json.loads(json.dumps(self.config)), device=json.loads(json.dumps(self.device)))
 
     def check_shapes(self) -> None:
         """Raise :class:`StateFileError` when the arrays do not fit together."""
@@ -104,7 +130,7 @@ class ChipState:
                 raise StateFileError(f"chip state {name} must have {ndim} dimension(s), not shape "
                                      f"{np.shape(getattr(self, name))}")
         shape = self.g_prog.shape
-        for name in ("nu", "rtn", "pulses"):
+        for name in ("nu", "rtn", "pulses", "t_programmed"):
             if getattr(self, name).shape != shape:
                 raise StateFileError(f"chip state {name} has shape {getattr(self, name).shape}, expected {shape}")
         if len(shape) not in (4, 5) or shape[0] != 2:
@@ -119,7 +145,7 @@ class ChipState:
 
 def _checksum(arrays: dict[str, np.ndarray], header: dict) -> str:
     digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
-    for name in _ARRAYS:
+    for name in _ARRAYS + tuple(name for name in _OPTIONAL if name in arrays):
         arr = np.ascontiguousarray(arrays[name])
         digest.update(f"{name}:{arr.dtype.str}:{arr.shape}".encode())
         digest.update(arr.tobytes())
@@ -152,9 +178,10 @@ def save_state(state: ChipState, path: str | Path) -> Path:
     path = Path(path)
     _check_finite(state.arrays(), state.time_s, "chip state not saved")
     header = _header(state)
-    header_text = json.dumps({**header, "checksum": _checksum(state.arrays(), header)}, sort_keys=True)
+    arrays = state.arrays()
+    header_text = json.dumps({**header, "checksum": _checksum(arrays, header)}, sort_keys=True)
     with atomic_write(path, "wb") as handle:
-        np.savez(handle, header=np.array(header_text), **state.arrays())
+        np.savez(handle, header=np.array(header_text), **arrays)
     return path
 
 
@@ -210,7 +237,7 @@ def _check_header(path: Path, header) -> None:
 
 def _check_kinds(path: Path, arrays: dict[str, np.ndarray]) -> None:
     for name, kind in _KINDS.items():
-        if arrays[name].dtype.kind != kind:
+        if name in arrays and arrays[name].dtype.kind != kind:
             raise StateFileError(f"chip state file {str(path)!r}: {name} must be a {_KIND_NAMES[kind]} array, "
                                  f"not {arrays[name].dtype}")
 
@@ -244,7 +271,7 @@ def load_state(path: str | Path, expect: dict | None = None, *, max_bytes: int =
             raise
         raise StateFileError(f"chip state file {str(path)!r} is not a readable state archive: {exc}") from None
     names = sorted(set(contents) - {"header"})
-    if "header" not in contents or names != sorted(_ARRAYS):
+    if "header" not in contents or sorted(set(names) - set(_OPTIONAL)) != sorted(_ARRAYS):
         raise StateFileError(
             f"chip state file {str(path)!r} holds arrays {names}; expected header and {sorted(_ARRAYS)}")
     try:
@@ -258,7 +285,7 @@ def load_state(path: str | Path, expect: dict | None = None, *, max_bytes: int =
             f"chip state file {str(path)!r} has format version {header.get('version')!r}; "
             f"this model reads version {FORMAT_VERSION}")
     checksum = header.pop("checksum", None)
-    arrays = {name: contents[name] for name in _ARRAYS}
+    arrays = {name: contents[name] for name in _ARRAYS + _OPTIONAL if name in contents}
     _check_header(path, header)
     _check_kinds(path, arrays)
     try:

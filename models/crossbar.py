@@ -57,7 +57,7 @@ import numpy as np
 
 from neurophase.config import ChipConfig, ConfigError
 from neurophase.models.chip_state import ChipState
-from neurophase.models.devices import DeviceModel, check_real, check_time, device_model_from_config
+from neurophase.models.devices import DeviceModel, check_finite, check_real, check_time, device_model_from_config
 from neurophase.models.mapping import (
     WeightMapping, digits_to_conductances, expand_devices, quantise_weights, split_slices, sum_devices,
 )
@@ -66,6 +66,7 @@ from neurophase.models.shift_add import ShiftAddParams, shift_add
 __all__ = [
     "AnalogTile", "build_tile", "program_tile", "input_planes", "input_range", "conversion_order", "digital_result",
     "ideal_codes", "exact_adc_full_scale", "exact_config", "required_adc_bits", "REFERENCE_WEIGHT_SEED",
+    "Reprogramming",
 ]
 
 #: Seed of the fixed reference-column weights (the same on every chip instance).
@@ -267,6 +268,11 @@ class AnalogTile:
         self._cache_key = None
         self._matrices = None
         self._blocks = {}
+        self._programming = 0  # bumped whenever devices are reprogrammed or the state is replaced
+
+    def restore(self, state: ChipState) -> None:
+        """Replace the device state (e.g. by a copy taken before reprogramming); drops cached reads."""
+        AnalogTile.__init__(self, self.cfg, state)
 
     # -- geometry --------------------------------------------------------------
     @property
@@ -302,11 +308,29 @@ class AnalogTile:
     def conductances(self, t_s: float) -> np.ndarray:
         """Noise-free conductances at ``t_s`` (drift and read disturb), (2, S, R, C+ref), µS,
         with a trailing axis of the P devices per polarity when P > 1."""
-        t_s = check_time(t_s)
+        elapsed = self.elapsed(t_s)
         if self.cfg.analog.drift == "off":
             return self.device.read_disturbed(self.state.g_prog, self._disturb_reads())
-        return self.device.read_disturbed(self.device.drift(self.state.g_prog, self.state.nu, t_s),
+        return self.device.read_disturbed(self.device.drift(self.state.g_prog, self.state.nu, elapsed),
                                           self._disturb_reads())
+
+    def elapsed(self, t_s: float) -> float | np.ndarray:
+        """Time since each device was programmed at chip time ``t_s``: ``t_s`` itself while no
+        device was reprogrammed, else per device ``t_s - state.t_programmed`` (float64 array).
+
+        Raises
+        ------
+        ValueError
+            For a bad time, or a time before the last reprogramming of some device.
+        """
+        t_s = check_time(t_s)
+        last = float(self.state.t_programmed.max(initial=0.0))
+        if last == 0.0:
+            return t_s
+        if t_s < last:
+            raise ValueError(f"time since programming t_s must not precede the last reprogramming of this tile "
+                             f"({last:g} s), not {t_s!r}")
+        return t_s - self.state.t_programmed
 
     def _disturb_reads(self) -> int:
         return self.state.reads if self.device.read_disturb_per_read else 0
@@ -318,11 +342,11 @@ class AnalogTile:
         Cached per (time, read count that matters); computed once per read time, not per vector.
         """
         t_s = check_time(t_s)
-        key = (t_s, self._disturb_reads())
+        key = (t_s, self._disturb_reads(), self._programming)
         if key != self._cache_key:
             g_prog = self.state.g_prog
             nu = self.state.nu if self.cfg.analog.drift == "on" else np.zeros_like(self.state.nu)
-            mean, var = self.device.read_moments(g_prog, nu, t_s, self.state.rtn, self._disturb_reads())
+            mean, var = self.device.read_moments(g_prog, nu, self.elapsed(t_s), self.state.rtn, self._disturb_reads())
             mean, var = sum_devices(mean), sum_devices(var)
             if self.cfg.analog.read_noise != "output-referred":
                 var = np.zeros_like(var)
@@ -444,10 +468,11 @@ class AnalogTile:
         n_planes, batch, _rows = planes.shape
         state, lsb = self.state, self.column_lsb_us
         nu = state.nu if self.cfg.analog.drift == "on" else np.zeros_like(state.nu)
+        elapsed = self.elapsed(t_s)
         out = np.empty((state.g_prog.shape[1], n_planes, batch, self.columns), dtype=np.float32)
         for p in range(n_planes):
             for b in range(batch):
-                g = sum_devices(self.device.read(state.g_prog, nu, t_s, rng, state.rtn, self._disturb_reads()))
+                g = sum_devices(self.device.read(state.g_prog, nu, elapsed, rng, state.rtn, self._disturb_reads()))
                 out[:, p, b] = np.einsum("r,src->sc", planes[p, b].astype(np.float64), g[0] - g[1]) / lsb
         return out
 
@@ -537,6 +562,122 @@ class AnalogTile:
         """The quantised weights W_int * scale the tile was programmed with."""
         return self.state.w_int * self.state.scale
 
+    # -- reprogramming -----------------------------------------------------------------
+    def device_mask(self, weights: np.ndarray) -> np.ndarray:
+        """Every device of the selected weights: bool of the state's shape, True on both sides,
+        every slice and every device per polarity of each weight selected in ``weights``
+        (bool, shape (tile.rows, tile.cols))."""
+        cfg = self.cfg
+        weights = np.asarray(weights)
+        if weights.shape != (cfg.tile.rows, cfg.tile.cols) or weights.dtype != bool:
+            raise ValueError(f"selected weights must be a bool array of shape (tile.rows, tile.cols) = "
+                             f"{(cfg.tile.rows, cfg.tile.cols)}, not {weights.dtype} of shape {weights.shape}")
+        data = np.zeros((cfg.tile.rows, self.columns), dtype=bool)
+        data[:, :cfg.tile.cols] = weights
+        data = np.broadcast_to(data[None, None], (2, cfg.weights.slices) + data.shape)
+        if self.state.g_prog.ndim == 5:
+            data = np.broadcast_to(data[..., None], self.state.g_prog.shape)
+        return np.array(data)
+
+    def reprogram(self, weights: np.ndarray, t_s: float, rng: np.random.Generator,
+                  target_scale: np.ndarray | None = None) -> "Reprogramming":
+        """Re-program every device of the selected weights at chip time ``t_s``.
+
+        Each selected device above ``g_min`` first gets one full-amplitude RESET (melt-quench:
+        a new amorphous plug), then program-verify (:func:`neurophase.models.pulse.program_verify`,
+        ``analog.pv_tolerance_us`` and ``analog.pv_max_iterations``, endurance counted in
+        ``state.pulses``) from ``g_min`` to its target. The new plug gets a fresh drift exponent
+        and its drift and 1/f read-noise clocks restart: ``state.t_programmed`` = ``t_s``. A
+        device already at ``endurance_cycles`` pulses responds to nothing and keeps its state.
+
+        Parameters
+        ----------
+        weights : bool array (tile.rows, tile.cols)
+            The data weights to re-program.
+        t_s : float
+            Chip time of the reprogramming, seconds (not before an earlier reprogramming).
+        rng : numpy.random.Generator
+            Pulse, verify-read and drift-exponent draws.
+        target_scale : float array (tile.cols,), optional
+            Factor on each data column's targets (default 1). Firmware passes the column's
+            present drift level (1 / GDC gain) so that the new devices match the drifted
+            devices they sit among and one drift gain serves the whole column.
+
+        Returns
+        -------
+        Reprogramming
+        """
+        cfg, state = self.cfg, self.state
+        t_s = check_time(t_s)
+        self.elapsed(t_s)  # refuses a time before an earlier reprogramming
+        mask = self.device_mask(weights)
+        scale = np.ones(cfg.tile.cols) if target_scale is None else check_finite("target_scale", target_scale)
+        if scale.shape != (cfg.tile.cols,) or np.any(scale <= 0):
+            raise ValueError(f"target_scale must hold {cfg.tile.cols} positive factors (one per data column), "
+                             f"not shape {scale.shape} with minimum {scale.min(initial=np.inf)!r}")
+        column_scale = np.concatenate([scale, np.ones(cfg.analog.reference_columns)])
+        column_scale = column_scale[:, None] if state.g_prog.ndim == 5 else column_scale
+        target = (target_conductances(cfg, self.mapping, state.w_int, state.ref_w_int) * column_scale)[mask]
+        from neurophase.models.pulse import program_verify
+
+        g_now, spent = state.g_prog[mask], state.pulses[mask]
+        alive = spent < self.device.endurance_cycles  # a worn-out device responds to no pulse
+        melted = alive & (g_now > self.device.g_min)
+        used = spent + melted
+        result = program_verify(self.device, target, rng, tolerance_us=cfg.analog.pv_tolerance_us,
+                                max_iterations=cfg.analog.pv_max_iterations,
+                                g_start_us=np.where(melted, self.device.g_min, g_now), used_pulses=used)
+        nu = self.device.draw_drift_exponents(target, rng)
+        state.g_prog[mask] = result.g
+        state.nu[mask] = np.where(alive, nu, state.nu[mask])
+        state.pulses[mask] = used + result.pulses
+        state.t_programmed[mask] = np.where(alive, t_s, state.t_programmed[mask])
+        self._programming += 1
+        self._cache_key = None
+        return Reprogramming(int(mask.sum()), int(melted.sum()), int(result.pulses.sum()),
+                             int(result.iterations.sum()), int(result.converged.sum()))
+
+
+class Reprogramming:
+    """Cost of one reprogramming: devices, pulses and program-verify iterations.
+
+    Parameters
+    ----------
+    devices : int
+        Devices re-programmed.
+    resets : int
+        Full RESET pulses (devices that were above ``g_min``).
+    pv_pulses : int
+        SET and partial-RESET pulses of program-verify.
+    iterations : int
+        Program-verify iterations (verify reads that found a device outside tolerance).
+    converged : int
+        Devices within tolerance at the last verify read.
+    """
+
+    def __init__(self, devices: int = 0, resets: int = 0, pv_pulses: int = 0, iterations: int = 0,
+                 converged: int = 0):
+        self.devices, self.resets, self.pv_pulses = devices, resets, pv_pulses
+        self.iterations, self.converged = iterations, converged
+
+    @property
+    def pulses(self) -> int:
+        """Every pulse spent: the RESETs plus the program-verify pulses."""
+        return self.resets + self.pv_pulses
+
+    def __add__(self, other: "Reprogramming") -> "Reprogramming":
+        return Reprogramming(self.devices + other.devices, self.resets + other.resets,
+                             self.pv_pulses + other.pv_pulses, self.iterations + other.iterations,
+                             self.converged + other.converged)
+
+    def as_dict(self) -> dict:
+        """The figures, with means per device (0 when no device was re-programmed)."""
+        per = 1 / self.devices if self.devices else 0.0
+        return {"devices": self.devices, "pulses": self.pulses, "resets": self.resets,
+                "pv_pulses": self.pv_pulses, "pulses_per_device": self.pulses * per,
+                "iterations": self.iterations, "iterations_per_device": self.iterations * per,
+                "converged": self.converged, "converged_fraction": self.converged * per if self.devices else 1.0}
+
 
 def _check_block_slice(name: str, value, size: int, limit: str) -> slice:
     """``value`` as ``slice(start, stop)`` after checking 0 <= start < stop <= size, step 1."""
@@ -614,10 +755,8 @@ def program_tile(cfg: ChipConfig, w_int: np.ndarray, scale: np.ndarray, seed: in
     if scale.shape != (cfg.tile.cols,) or not np.all(np.isfinite(scale)):
         raise ValueError(f"weight scales must be {cfg.tile.cols} finite numbers, not shape {scale.shape}")
     rng = np.random.default_rng(seed)
-    g_data = digits_to_conductances(mapping, split_slices(mapping, w_int))
     ref_w_int = reference_weights(cfg, mapping)
-    g_target = np.concatenate([g_data, digits_to_conductances(mapping, split_slices(mapping, ref_w_int))], axis=-1)
-    g_target = expand_devices(g_target, cfg.weights.devices_per_polarity)
+    g_target = target_conductances(cfg, mapping, w_int, ref_w_int)
     g_prog, pulses = _program(cfg, device, g_target, rng, program_verify)
     nu = device.draw_drift_exponents(g_target, rng)
     rtn = device.rtn_mask(g_target.shape, rng)
@@ -627,6 +766,15 @@ def program_tile(cfg: ChipConfig, w_int: np.ndarray, scale: np.ndarray, seed: in
                       ref_w_int=ref_w_int, adc_offsets=offsets, seed=int(seed), config=cfg.to_dict(),
                       device={"preset": device.preset, "params": dict(device.params)})
     return AnalogTile(cfg, state)
+
+
+def target_conductances(cfg: ChipConfig, mapping: WeightMapping, w_int: np.ndarray,
+                        ref_w_int: np.ndarray) -> np.ndarray:
+    """Target conductances of every device of a tile (data then reference columns), µS:
+    shape (2, S, R, C + ref), with a trailing axis of the P devices per polarity when P > 1."""
+    g_data = digits_to_conductances(mapping, split_slices(mapping, w_int))
+    g_target = np.concatenate([g_data, digits_to_conductances(mapping, split_slices(mapping, ref_w_int))], axis=-1)
+    return expand_devices(g_target, cfg.weights.devices_per_polarity)
 
 
 def _program(cfg, device, g_target, rng, program_verify):

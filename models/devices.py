@@ -258,13 +258,19 @@ class DeviceModel:
         p = self.params
         return np.minimum(p["read_q_coeff"] / np.maximum(np.abs(g) ** p["read_q_exponent"], 1e-3), p["read_q_max"])
 
-    def read_noise_time_factor(self, t_s: float) -> float:
-        """sqrt(ln((t + t0 + t_read) / (2 t_read))): the 1/f growth with time."""
-        t_s = check_time(t_s)
-        return float(np.sqrt(np.log((t_s + self.t0 + self.t_read) / (2 * self.t_read))))
+    def read_noise_time_factor(self, t_s: float | np.ndarray) -> float | np.ndarray:
+        """sqrt(ln((t + t0 + t_read) / (2 t_read))): the 1/f growth with time since programming.
 
-    def read_noise_sigma(self, g_prog_us: np.ndarray, t_s: float) -> np.ndarray:
-        """Relative read-noise sigma (a fraction of G_drift) at time ``t_s`` since programming."""
+        ``t_s`` is one time (returns a float) or an array of per-device times (returns an array):
+        a device reprogrammed later restarts its 1/f clock.
+        """
+        t_s = check_times(t_s)
+        factor = np.sqrt(np.log((t_s + self.t0 + self.t_read) / (2 * self.t_read)))
+        return float(factor) if np.ndim(t_s) == 0 else factor
+
+    def read_noise_sigma(self, g_prog_us: np.ndarray, t_s: float | np.ndarray) -> np.ndarray:
+        """Relative read-noise sigma (a fraction of G_drift) at time ``t_s`` since programming
+        (one time, or per-device times broadcasting against ``g_prog_us``)."""
         return self.read_noise_q(g_prog_us) * self.read_noise_time_factor(t_s)
 
     # -- draws -------------------------------------------------------------------
@@ -287,9 +293,11 @@ class DeviceModel:
         g = np.asarray(g_target_us, dtype=np.float64)
         return np.abs(self.drift_mean(g) + self.drift_spread(g) * rng.standard_normal(g.shape)) * self.nu_scale
 
-    def drift(self, g_prog_us: np.ndarray, nu: np.ndarray, t_s: float) -> np.ndarray:
-        """G_drift(t) = G_prog ((t + t0) / t0) ** -nu."""
-        t_s = check_time(t_s)
+    def drift(self, g_prog_us: np.ndarray, nu: np.ndarray, t_s: float | np.ndarray) -> np.ndarray:
+        """G_drift(t) = G_prog ((t + t0) / t0) ** -nu, with ``t_s`` the time since programming:
+        one time, or per-device times (broadcasting against ``g_prog_us``) when devices were
+        programmed at different moments."""
+        t_s = check_times(t_s)
         return np.asarray(g_prog_us) * ((t_s + self.t0) / self.t0) ** (-np.asarray(nu))
 
     def read_disturbed(self, g_us: np.ndarray, reads: int) -> np.ndarray:
@@ -305,7 +313,7 @@ class DeviceModel:
             return np.zeros(shape, dtype=bool)
         return rng.random(shape) < self.rtn_probability
 
-    def read(self, g_prog_us: np.ndarray, nu: np.ndarray, t_s: float, rng: np.random.Generator,
+    def read(self, g_prog_us: np.ndarray, nu: np.ndarray, t_s: float | np.ndarray, rng: np.random.Generator,
              rtn: np.ndarray | None = None, reads: int = 0) -> np.ndarray:
         """One read of every device, with fresh 1/f noise (and RTN state): G in µS.
 
@@ -320,7 +328,7 @@ class DeviceModel:
             g = g + np.where(rtn & high, self.rtn_amplitude * g_drift, 0.0)
         return np.maximum(g, 0.0)
 
-    def read_moments(self, g_prog_us: np.ndarray, nu: np.ndarray, t_s: float,
+    def read_moments(self, g_prog_us: np.ndarray, nu: np.ndarray, t_s: float | np.ndarray,
                      rtn: np.ndarray | None = None, reads: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance (µS, µS²) of one read of every device, as :meth:`read` draws it
         (ignoring the clip at 0, which is many sigmas away for these noise levels)."""
@@ -358,6 +366,23 @@ def check_real(name: str, values) -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise ValueError(f"{name} must be real numbers, not {arr.dtype} values")
     return arr
+
+
+def check_times(t_s) -> float | np.ndarray:
+    """:func:`check_time` for one time (returns a float) or an array of per-device times
+    (returns float64; every entry finite and >= 0)."""
+    if np.ndim(t_s) == 0:
+        return check_time(t_s.item() if isinstance(t_s, np.ndarray) else t_s)
+    times = np.asarray(t_s)
+    if not (np.issubdtype(times.dtype, np.integer) or np.issubdtype(times.dtype, np.floating)):
+        raise ValueError(f"times since programming t_s must be numbers of seconds, not {times.dtype} values")
+    times = times.astype(np.float64)
+    bad = ~np.isfinite(times) | (times < 0)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"times since programming t_s must be finite and >= 0 seconds; found "
+                         f"{float(times[where])!r} at index {where}")
+    return times
 
 
 def check_finite(name: str, values) -> np.ndarray:

@@ -93,15 +93,18 @@ def register_network_commands(model, bench, console, emit_json, friendly_errors,
                   help="Chip instances 1..N (mean +- std over them).")
     @click.option("--images", type=click.IntRange(1), default=None, help="Use the first N test images (default: all).")
     @click.option("--no-diagnosis", is_flag=True, help="Skip the per-layer and per-source loss attribution.")
+    @click.option("--reprogram-percent", type=click.FloatRange(0, 100), default=5.0, show_default=True,
+                  help="Weights (percent of all mapped weights, ranked by Fisher information) re-programmed at each "
+                       "time in the gdc+bn+reprogram column.")
     @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
                   default=Path("out/model/network.png"), show_default=True,
                   help="Plot (PNG); the results go beside it as JSON.")
     @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
     @friendly_errors
     def model_network_command(config_path, model_path, data_path, calib_path, seeds, images, no_diagnosis,
-                              out_path, as_json):
+                              reprogram_percent, out_path, as_json):
         """Accuracy of MODEL.onnx on the chip model versus time since programming, with no compensation,
-        GDC and GDC + batch-norm recalibration."""
+        GDC, GDC + batch-norm recalibration, and selective reprogramming before both."""
         from neurophase.atomic import write_text_atomic
         from neurophase.network.study import network_study, plot_study
         from neurophase.paths import check_writable_file
@@ -109,11 +112,13 @@ def register_network_commands(model, bench, console, emit_json, friendly_errors,
         check_writable_file(out_path, "--out")
         _cfg, _net, mapped, test, calib = load_flow(config_path, model_path, data_path, calib_path, get_config,
                                                    images)
+
         def say(line: str) -> None:
             progress_console.print(line, style="dim", markup=False)
 
         result = network_study(mapped, test, calib, seeds=tuple(range(1, seeds + 1)),
-                               diagnose_at=None if no_diagnosis else 30 * 86400.0, progress=say)
+                               diagnose_at=None if no_diagnosis else 30 * 86400.0, progress=say,
+                               reprogram_percent=reprogram_percent)
         result["plot"] = str(out_path)
         result["results"] = str(out_path.with_suffix(".json"))
         plot_study(result, out_path)
@@ -152,7 +157,7 @@ def print_study(console, result: dict) -> None:
     console.print(placement_table(result["placement"]))
     table = Table(title=f"test accuracy (%), mean +- std over {len(result['seeds'])} seeds, {result['images']} images")
     table.add_column("time since programming")
-    for comp in COMPENSATIONS:
+    for comp in result.get("compensations", COMPENSATIONS):
         table.add_column(comp, justify="right")
     for t_s in result["times_s"]:
         cells = [r for r in result["rows"] if r["time_s"] == t_s]
@@ -164,6 +169,13 @@ def print_study(console, result: dict) -> None:
     if "drop_1y" in result:
         console.print("drop at 1 year (points): " + ", ".join(
             f"{c} {100 * v:.2f}" for c, v in result["drop_1y"].items()))
+    cost = result.get("reprogramming")
+    if cost:
+        console.print(f"reprogramming {cost['percent']:g} % of the weights ({cost['weights']:.0f}, Fisher-ranked) at each "
+                      "time: " + "; ".join(f"{row['time']} {row['devices']:.0f} devices, {row['pulses']:.0f} pulses "
+                                          f"({row['pulses_per_device']:.1f}/device), {row['iterations_per_device']:.1f} "
+                                          f"iterations/device, {100 * row['converged_fraction']:.1f} % converged"
+                                          for row in cost["per_time"]))
     diagnosis = result.get("diagnosis")
     if diagnosis:
         console.print(f"where accuracy goes at {diagnosis['time']} (GDC):")

@@ -31,10 +31,12 @@ from neurophase.network.graph import im2col
 from neurophase.network.golden import NetworkChip, Registers
 from neurophase.network.mapping import requant_registers
 
-__all__ = ["GdcFirmware", "BatchNormCalibration", "COMPENSATIONS", "CALIBRATION_IMAGES"]
+__all__ = ["GdcFirmware", "BatchNormCalibration", "COMPENSATIONS", "REPROGRAM", "CALIBRATION_IMAGES"]
 
 #: The compensation columns of the network study, in order.
 COMPENSATIONS = ("none", "gdc", "gdc+bn")
+#: The column of selective reprogramming followed by GDC and batch-norm recalibration.
+REPROGRAM = "gdc+bn+reprogram"
 #: Calibration images stored on chip for batch-norm recalibration.
 CALIBRATION_IMAGES = 100
 

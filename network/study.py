@@ -1,7 +1,14 @@
 """The network study: accuracy of a mapped network versus time since programming, with
-no compensation, global drift compensation and GDC + batch-norm recalibration, over
-several chip instances (seeds), against the FP32 and freshly programmed baselines; and
-where the accuracy goes (per layer, per noise source).
+no compensation, global drift compensation, GDC + batch-norm recalibration and (optionally)
+selective reprogramming before both, over several chip instances (seeds), against the FP32
+and freshly programmed baselines; and where the accuracy goes (per layer, per noise source).
+
+Selective reprogramming (``reprogram_percent``): the top k % of the weights by Fisher-weighted
+expected loss (:mod:`neurophase.network.reprogram`, Fisher information from up to
+``FISHER_IMAGES`` calibration images) are re-programmed at each time t on the chip of each
+seed, then GDC and batch-norm recalibration run; the chip's device state is restored
+afterwards, so every time starts from the first programming and the other columns are
+untouched (they are computed before it, with the same random streams as without it).
 """
 
 from __future__ import annotations
@@ -12,12 +19,17 @@ from typing import Callable
 
 import numpy as np
 
-from neurophase.network.compensation import CALIBRATION_IMAGES, COMPENSATIONS, BatchNormCalibration, GdcFirmware
+from neurophase.network.compensation import (
+    CALIBRATION_IMAGES, COMPENSATIONS, REPROGRAM, BatchNormCalibration, GdcFirmware,
+)
 from neurophase.network.data import Dataset
 from neurophase.network.golden import NetworkChip, Registers
 from neurophase.network.mapping import MappedNetwork
 
-__all__ = ["STUDY_TIMES", "network_study", "plot_study", "time_label"]
+__all__ = ["STUDY_TIMES", "FISHER_IMAGES", "network_study", "plot_study", "time_label", "reprogrammed_accuracy"]
+
+#: Labelled calibration images the Fisher ranking is computed on (the compiler's, not the chip's).
+FISHER_IMAGES = 500
 
 #: Times since programming of the study, seconds: 1 s, 1 h, 1 day, 1 month, 1 year, 10 years.
 STUDY_TIMES = (1.0, 3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0, 3650 * 86400.0)
@@ -56,9 +68,33 @@ def compensated_accuracy(chip: NetworkChip, gdc: GdcFirmware | None, bn: BatchNo
     return accuracy(chip, data, t_s, rng, **kwargs)
 
 
+def reprogrammed_accuracy(chip: NetworkChip, firmware, gdc: GdcFirmware, bn: BatchNormCalibration | None,
+                          data: Dataset, t_s: float, rng, **kwargs) -> tuple[float, dict]:
+    """Accuracy at ``t_s`` after the firmware re-programmed its selection, then ran GDC and
+    (when given) batch-norm recalibration; the chip's device states are restored afterwards.
+    Returns the accuracy and the reprogramming cost (:meth:`Reprogramming.as_dict`)."""
+    saved = [tile.state.copy() for tile in chip.tiles]
+    try:
+        cost = firmware.apply(t_s, rng)
+        return compensated_accuracy(chip, gdc, bn, data, t_s, rng, **kwargs), cost.as_dict()
+    finally:
+        for tile, state in zip(chip.tiles, saved):
+            tile.restore(state)
+
+
+def _reprogram_selection(mapped: MappedNetwork, calibration: Dataset, percent: float, times) -> dict:
+    """Per time, the Fisher-ranked top ``percent`` % of the weights (layer -> bool (K, N))."""
+    from neurophase.network.fisher import fisher_information
+    from neurophase.network.reprogram import select_top, weight_scores
+
+    images = calibration.head(FISHER_IMAGES)
+    fisher = fisher_information(mapped.network, images.inputs, images.labels)
+    return {t_s: select_top(mapped, weight_scores(mapped, fisher, t_s), percent) for t_s in times}
+
+
 def network_study(mapped: MappedNetwork, test: Dataset, calibration: Dataset, seeds=(1, 2, 3),
                   times=STUDY_TIMES, diagnose_at: float | None = 30 * 86400.0,
-                  progress: Callable[[str], None] | None = None) -> dict:
+                  progress: Callable[[str], None] | None = None, reprogram_percent: float | None = None) -> dict:
     """Accuracy versus time for every compensation and seed, with baselines and diagnosis.
 
     Parameters
@@ -76,25 +112,39 @@ def network_study(mapped: MappedNetwork, test: Dataset, calibration: Dataset, se
         Time of the per-layer and per-source loss attribution (None: skip it).
     progress : callable, optional
         Called with a line of text after every step.
+    reprogram_percent : float or None
+        Adds the compensation ``"gdc+bn+reprogram"`` re-programming this percentage of the
+        weights (None: not studied).
 
     Returns
     -------
     dict with ``fp32_accuracy``, ``quantised_accuracy``, ``fresh_accuracy`` (mean over
-    seeds, t = 0), ``fresh_over_fp32``, ``rows`` (time, compensation, mean, std, per seed),
-    ``drop_1y`` per compensation and ``diagnosis``.
+    seeds, t = 0), ``fresh_over_fp32``, ``compensations``, ``rows`` (time, compensation,
+    mean, std, per seed), ``drop_1y`` per compensation and ``diagnosis``; with
+    reprogramming also ``reprogramming`` (the cost per time, averaged over seeds) and
+    ``drop_1y_prong_reprogram`` (fresh minus 1-year accuracy with GDC + batch-norm
+    recalibration + reprogramming, in percentage points).
     """
     if not len(seeds) or not len(times):
         raise ValueError("a study needs at least one seed and one time")
     for t_s in times:
         if not np.isfinite(t_s) or t_s < 0:
             raise ValueError(f"times must be finite and >= 0 s, not {t_s!r}")
+    if reprogram_percent is not None:
+        from neurophase.network.reprogram import check_percent
+
+        reprogram_percent = check_percent(reprogram_percent)
     say = progress or (lambda line: None)
     calib = calibration.head(CALIBRATION_IMAGES)
     fp32 = float(np.mean(mapped.network.run(test.inputs).reshape(len(test), -1).argmax(1) == test.labels))
     probe = NetworkChip(mapped, seeds[0])
     quantised = accuracy(probe, test, 0.0, _rng(0), digital_layers=tuple(mapped.layers))
     say(f"FP32 {fp32:.4f}, 8-bit digital {quantised:.4f}")
-    table = {(t, c): [] for t in times for c in COMPENSATIONS}
+    compensations = COMPENSATIONS + ((REPROGRAM,) if reprogram_percent is not None else ())
+    selections = _reprogram_selection(mapped, calibration, reprogram_percent, times) \
+        if reprogram_percent is not None else {}
+    table = {(t, c): [] for t in times for c in compensations}
+    costs = {t: [] for t in times}
     fresh = []
     for seed in seeds:
         chip = NetworkChip(mapped, seed)
@@ -106,24 +156,49 @@ def network_study(mapped: MappedNetwork, test: Dataset, calibration: Dataset, se
                 rng = _rng(seed, 3, i, j)
                 table[t_s, comp].append(compensated_accuracy(
                     chip, gdc if "gdc" in comp else None, bn if "bn" in comp else None, test, t_s, rng))
+            if reprogram_percent is not None:
+                from neurophase.network.reprogram import ReprogramFirmware
+
+                firmware = ReprogramFirmware(chip, gdc, selections[t_s])
+                acc, cost = reprogrammed_accuracy(chip, firmware, gdc, bn, test, t_s,
+                                                  _rng(seed, 3, i, len(COMPENSATIONS)))
+                table[t_s, REPROGRAM].append(acc)
+                costs[t_s].append(cost)
             say(f"seed {seed}  {time_label(t_s):>8}  " + "  ".join(
-                f"{c} {table[t_s, c][-1]:.4f}" for c in COMPENSATIONS))
+                f"{c} {table[t_s, c][-1]:.4f}" for c in compensations))
     rows = [{"time_s": t, "time": time_label(t), "compensation": c, "mean": float(np.mean(v)),
              "std": float(np.std(v)), "per_seed": v} for (t, c), v in table.items()]
     fresh_mean = float(np.mean(fresh))
     result = {
         "fp32_accuracy": fp32, "quantised_accuracy": quantised, "fresh_accuracy": fresh_mean,
         "fresh_per_seed": fresh, "fresh_over_fp32": fresh_mean / fp32 if fp32 else 0.0,
-        "seeds": list(seeds), "times_s": list(times), "images": len(test), "rows": rows,
-        "placement": mapped.placement(),
+        "seeds": list(seeds), "times_s": list(times), "images": len(test), "compensations": list(compensations),
+        "rows": rows, "placement": mapped.placement(),
     }
+    if reprogram_percent is not None:
+        result["reprogramming"] = _cost_summary(mapped, reprogram_percent, times, costs)
     year = 365 * 86400.0
     if year in times:
-        result["drop_1y"] = {c: fresh_mean - float(np.mean(table[year, c])) for c in COMPENSATIONS}
+        result["drop_1y"] = {c: fresh_mean - float(np.mean(table[year, c])) for c in compensations}
+        if reprogram_percent is not None:
+            # percentage points, like the issue's drop_1y_all_prongs (drop_1y is a fraction)
+            result["drop_1y_prong_reprogram"] = 100 * result["drop_1y"][REPROGRAM]
     if diagnose_at is not None:
         result["diagnosis"] = diagnose(mapped, test, calib, seeds[0], diagnose_at)
         say(f"diagnosis at {time_label(diagnose_at)} done")
     return result
+
+
+def _cost_summary(mapped: MappedNetwork, percent: float, times, costs: dict) -> dict:
+    """The reprogramming cost per time, averaged over the seeds."""
+    cfg = mapped.cfg
+    per_weight = 2 * cfg.weights.slices * cfg.weights.devices_per_polarity
+    per_time = []
+    for t_s in times:
+        mean = {key: float(np.mean([c[key] for c in costs[t_s]])) for key in costs[t_s][0]}
+        per_time.append({"time_s": t_s, "time": time_label(t_s), **mean})
+    return {"percent": percent, "ranking": "fisher", "weights": per_time[0]["devices"] / per_weight,
+            "devices_per_weight": per_weight, "per_time": per_time}
 
 
 def diagnose(mapped: MappedNetwork, test: Dataset, calib: Dataset, seed: int, t_s: float) -> dict:
@@ -157,7 +232,7 @@ def plot_study(result: dict, path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     times = result["times_s"]
-    for comp in COMPENSATIONS:
+    for comp in result.get("compensations", COMPENSATIONS):
         rows = [r for r in result["rows"] if r["compensation"] == comp]
         mean = np.array([r["mean"] for r in rows]) * 100
         std = np.array([r["std"] for r in rows]) * 100

@@ -239,7 +239,8 @@ def test_model_network_command_json(tmp_path):
     data = json.loads(result.stdout)
     for key in ("fp32_accuracy", "fresh_accuracy", "fresh_over_fp32", "quantised_accuracy", "rows", "drop_1y"):
         assert key in data
-    assert len(data["rows"]) == 6 * 3
+    assert data["compensations"] == ["none", "gdc", "gdc+bn", "gdc+bn+reprogram"]  # --reprogram-percent 5
+    assert len(data["rows"]) == 6 * 4
     assert out.exists() and out.with_suffix(".json").exists()
     assert data["fresh_over_fp32"] == pytest.approx(data["fresh_accuracy"] / data["fp32_accuracy"])
 
