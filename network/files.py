@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["check_output_folder", "write_text_atomic", "write_json_atomic", "save_figure"]
+__all__ = ["check_output_folder", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "save_figure"]
 
 
 def check_output_folder(path: str | Path) -> Path:
@@ -31,6 +31,10 @@ def _atomic(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    _atomic(Path(path), lambda handle: handle.write(data))
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
