@@ -71,26 +71,29 @@ def load_sweep_setup(config_path, model_path, data_path, calib_path, get_config,
 
 
 @contextlib.contextmanager
-def sweep_client(serial: bool, scheduler: str | None, workers: int):
+def sweep_client(serial: bool, scheduler: str | None, workers: int, warn):
     """None for a serial run, else a Dask client of the scheduler at ``scheduler`` or of a
     local cluster of ``workers`` processes with one thread each (closed on exit)."""
+    from neurophase.network.sweep import local_cluster, slow_malloc_workers
+
     if serial:
         yield None
         return
-    import logging
-
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as exc:
-            raise ValueError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})") from None
-        with client:
+    if not scheduler:
+        with local_cluster(workers) as client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})") from None
+    with client:
+        slow = slow_malloc_workers(client)
+        if slow:
+            warn(f"{len(slow)} of the scheduler's workers run with MALLOC_TRIM_THRESHOLD_ set (Dask's default), which "
+                 f"makes the chip model about 3 times slower; see 'Sweeps' in docs/network.md")
         yield client
 
 
@@ -256,11 +259,12 @@ def register_network_commands(model, bench, console, emit_json, friendly_errors,
         if not no_cache:
             check_output_folder(cache_dir)
         setup = load_sweep_setup(config_path, model_path, data_path, calib_path, get_config, images, grid)
-        cache = None if no_cache else sweep.PointCache(
-            cache_dir, setup.fingerprint, on_warning=lambda m: progress_console.print(f"warning: {m}", style="yellow",
-                                                                                       markup=False))
+        def warn(message: str) -> None:
+            progress_console.print(f"warning: {message}", style="yellow", markup=False)
+
+        cache = None if no_cache else sweep.PointCache(cache_dir, setup.fingerprint, on_warning=warn)
         points = len(grid.points())
-        with sweep_client(serial, scheduler, workers) as client, sweep_progress(progress_console, points) as advance:
+        with sweep_client(serial, scheduler, workers, warn) as client, sweep_progress(progress_console, points) as advance:
             result = sweep.run_sweep(setup, grid, client=client, cache=cache, on_point=advance)
         sweep.write_table(result.rows, out_path)
         sweep.plot_sweep(result.rows, plot_path)

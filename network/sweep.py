@@ -17,11 +17,13 @@ This module is numpy only; Dask is imported when a cluster is used.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -44,7 +46,7 @@ from neurophase.network.study import _rng, time_label
 
 __all__ = ["SWEEP_COMPENSATIONS", "TIME_UNITS", "SweepGrid", "SweepPoint", "SweepSetup", "SweepResult",
            "PointCache", "parse_seeds", "parse_times", "parse_names", "parse_devices_per_polarity",
-           "make_setup", "run_point", "run_sweep", "write_table", "plot_sweep", "TABLE_COLUMNS",
+           "make_setup", "run_point", "run_sweep", "local_cluster", "slow_malloc_workers", "write_table", "plot_sweep", "TABLE_COLUMNS",
            "parquet_writer_missing"]
 
 #: Images of the calibration set that travel to the workers (activation ranges use up to 512).
@@ -466,6 +468,34 @@ def run_sweep(setup: SweepSetup, grid: SweepGrid, client=None, cache: PointCache
     else:
         _run_on_cluster(client, setup, points, todo, finish)
     return SweepResult(rows, reused, len(todo), time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int):
+    """A Dask client of a local cluster of ``workers`` processes with one thread each (closed on exit).
+
+    The workers start without Dask's default ``MALLOC_TRIM_THRESHOLD_``: setting it switches
+    off glibc's adaptive mmap threshold, and the chip model's many large temporary arrays
+    then cost about three times the CPU.
+    """
+    import logging
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _malloc_trim_threshold() -> str | None:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def slow_malloc_workers(client) -> list:
+    """Addresses of ``client``'s workers that run with ``MALLOC_TRIM_THRESHOLD_`` set (see :func:`local_cluster`)."""
+    return sorted(address for address, value in client.run(_malloc_trim_threshold).items() if value is not None)
 
 
 def _run_on_cluster(client, setup: SweepSetup, points: list, todo: list, finish) -> None:

@@ -3,7 +3,6 @@ an interrupted sweep resumes from its cache, bad grids are refused before any wo
 
 import csv
 import json
-import logging
 import math
 from pathlib import Path
 
@@ -41,10 +40,7 @@ def serial_rows(setup):
 
 @pytest.fixture(scope="module")
 def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as dask_client:
+    with sweep.local_cluster(2) as dask_client:
         yield dask_client
 
 
