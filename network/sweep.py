@@ -573,10 +573,11 @@ def plot_sweep(rows: list, path) -> None:
     import matplotlib.pyplot as plt
 
     summary = summarise(rows)
-    panels = list(dict.fromkeys((s["preset"], s["devices_per_polarity"]) for s in summary))
-    ncols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False, sharey=True)
+    presets = list(dict.fromkeys(s["preset"] for s in summary))
+    devices = list(dict.fromkeys(s["devices_per_polarity"] for s in summary))
+    fig, axes = plt.subplots(len(presets), len(devices), figsize=(5.2 * len(devices), 3.8 * len(presets)),
+                             squeeze=False, sharey=True)
+    panels = [(preset, p) for preset in presets for p in devices]
     times = sorted({s["time_s"] for s in summary})
     for ax, (preset, p) in zip(axes.flat, panels):
         cells = [s for s in summary if (s["preset"], s["devices_per_polarity"]) == (preset, p)]
@@ -595,10 +596,8 @@ def plot_sweep(rows: list, path) -> None:
         ax.legend(loc="lower left", fontsize=7)
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy (%)")
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
     seeds = max(s["seeds"] for s in summary)
-    fig.suptitle(f"network sweep: mean +- std over {seeds} seed{'s' if seeds > 1 else ''}, "
+    fig.suptitle(f"network sweep: mean ± std over {seeds} seed{'s' if seeds > 1 else ''}, "
                  f"{rows[0]['images']} images", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
