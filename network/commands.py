@@ -7,6 +7,7 @@ imported inside each command.
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 
 import click
@@ -98,14 +99,19 @@ def sweep_client(serial: bool, scheduler: str | None, workers: int, warn):
 
 
 @contextlib.contextmanager
-def sweep_progress(console, total: int):
-    """A progress bar on ``console``; yields the callback advancing it by one point."""
+def sweep_progress(console, total: int, finished: list):
+    """A progress bar on ``console``; yields the callback advancing it by one point (and
+    appending the point's row to ``finished``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=False) as progress:
         task = progress.add_task("points", total=total)
-        yield lambda _row: progress.advance(task)
+        def advance(row: dict) -> None:
+            finished.append(row)
+            progress.advance(task)
+
+        yield advance
 
 
 def print_sweep(console, summary: dict) -> None:
@@ -264,8 +270,16 @@ def register_network_commands(model, bench, console, emit_json, friendly_errors,
 
         cache = None if no_cache else sweep.PointCache(cache_dir, setup.fingerprint, on_warning=warn)
         points = len(grid.points())
-        with sweep_client(serial, scheduler, workers, warn) as client, sweep_progress(progress_console, points) as advance:
-            result = sweep.run_sweep(setup, grid, client=client, cache=cache, on_point=advance)
+        finished = []
+        try:
+            with sweep_client(serial, scheduler, workers, warn) as client, \
+                    sweep_progress(progress_console, points, finished) as advance:
+                result = sweep.run_sweep(setup, grid, client=client, cache=cache, on_point=advance)
+        except KeyboardInterrupt:
+            where = "nothing was cached (--no-cache)" if no_cache else \
+                f"they are cached in {cache_dir}: rerun the same command to compute only the others"
+            console.print(f"interrupted: {len(finished)} of {points} points finished; {where}")
+            sys.exit(130)
         sweep.write_table(result.rows, out_path)
         sweep.plot_sweep(result.rows, plot_path)
         summary = {"points": points, "reused": result.reused, "computed": result.computed,
