@@ -524,7 +524,8 @@ def _run_on_cluster(client, setup: SweepSetup, points: list, todo: list, finish)
     setup_future = client.scatter(setup, broadcast=True, hash=False)
     workers = sorted(client.scheduler_info()["workers"])
     chips = list(dict.fromkeys(points[i].chip_key for i in todo))
-    home = {chip: [workers[n % len(workers)]] for n, chip in enumerate(chips)} if len(chips) >= len(workers) else {}
+    home = {chip: [workers[n % len(workers)]] for n, chip in enumerate(chips)} \
+        if workers and len(chips) >= len(workers) else {}
     futures = {}
     for i in todo:
         future = client.submit(run_point, setup_future, points[i], pure=False, workers=home.get(points[i].chip_key),
