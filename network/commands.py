@@ -1,4 +1,4 @@
-"""``neurophase model map|network`` and ``neurophase bench network``: the network flow's commands.
+"""``neurophase model map|network|sweep`` and ``neurophase bench network``: the network flow's commands.
 
 Registered on the CLI's groups by :func:`register_network_commands`; the heavy modules are
 imported inside each command.
@@ -6,7 +6,9 @@ imported inside each command.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -46,6 +48,93 @@ def load_flow(config_path, model_path, data_path, calib_path, get_config, images
                              f"input {network.input_shape}")
     mapped = map_network(network, cfg, calib.inputs[:512])
     return cfg, network, mapped, test, calib
+
+
+def _or(given, default):
+    return default if given is None else given
+
+
+def load_sweep_setup(config_path, model_path, data_path, calib_path, get_config, images, grid):
+    """The sweep's setup; the network mapped once on every configuration of the grid, so that one
+    that does not fit is refused before any work."""
+    from neurophase.network.mapping import map_network
+    from neurophase.network.sweep import make_setup
+
+    cfg, network, _mapped, test, calib = load_flow(config_path, model_path, data_path, calib_path, get_config,
+                                                   images)
+    if model_path is None:
+        from neurophase.network.default_model import DEFAULT_MODEL_PATH
+
+        model_path = DEFAULT_MODEL_PATH
+    setup = make_setup(network, Path(model_path).read_bytes(), cfg, test, calib)
+    for point_cfg in grid.configurations(cfg).values():
+        map_network(network, point_cfg, setup.calibration.inputs)
+    return setup
+
+
+@contextlib.contextmanager
+def sweep_client(serial: bool, scheduler: str | None, workers: int, warn):
+    """None for a serial run, else a Dask client of the scheduler at ``scheduler`` or of a
+    local cluster of ``workers`` processes with one thread each (closed on exit)."""
+    from neurophase.network.sweep import local_cluster, slow_malloc_workers
+
+    if serial:
+        yield None
+        return
+    if not scheduler:
+        with local_cluster(workers) as client:
+            yield client
+        return
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})") from None
+    with client:
+        slow = slow_malloc_workers(client)
+        if slow:
+            warn(f"{len(slow)} of the scheduler's workers run with MALLOC_TRIM_THRESHOLD_ set (Dask's default), which "
+                 f"makes the chip model about 3 times slower; see 'Sweeps' in docs/network.md")
+        yield client
+
+
+@contextlib.contextmanager
+def sweep_progress(console, total: int, finished: list):
+    """A progress bar on ``console``; yields the callback advancing it by one point (and
+    appending the point's row to ``finished``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("points", total=total)
+        def advance(row: dict) -> None:
+            finished.append(row)
+            progress.advance(task)
+
+        yield advance
+
+
+def print_sweep(console, summary: dict) -> None:
+    """Mean +- std of every preset, devices per polarity, time and compensation, and where the results went."""
+    from rich.table import Table
+
+    cells = summary["summary"]
+    for preset, p in dict.fromkeys((c["preset"], c["devices_per_polarity"]) for c in cells):
+        panel = [c for c in cells if (c["preset"], c["devices_per_polarity"]) == (preset, p)]
+        comps = list(dict.fromkeys(c["compensation"] for c in panel))
+        table = Table(title=f"{preset}, {p} per polarity: test accuracy (%), mean +- std over {panel[0]['seeds']} seeds")
+        table.add_column("time since programming")
+        for comp in comps:
+            table.add_column(comp, justify="right")
+        for t_s in dict.fromkeys(c["time_s"] for c in panel):
+            row = {c["compensation"]: c for c in panel if c["time_s"] == t_s}
+            table.add_row(row[comps[0]]["time"], *(f"{100 * row[c]['mean']:.2f} +- {100 * row[c]['std']:.2f}"
+                                                  for c in comps))
+        console.print(table)
+    console.print(f"{summary['points']} points: {summary['reused']} reused from the cache, {summary['computed']} "
+                  f"computed in {summary['compute_s']:.1f} s ({summary['engine']})")
+    console.print(f"table: {summary['table']}   plot: {summary['plot']}")
 
 
 def placement_table(placement: dict):
@@ -127,6 +216,90 @@ def register_network_commands(model, bench, console, emit_json, friendly_errors,
             emit_json(result)
             return
         print_study(console, result)
+
+    @model.command("sweep")
+    @config_option
+    @_model_argument
+    @_data_options
+    @click.option("--images", type=click.IntRange(1), default=None, help="Use the first N test images (default: all).")
+    @click.option("--seeds", "seeds_text", default="3", show_default=True,
+                  help="Chip instances: a count N (seeds 1..N) or a list such as 1,2,5.")
+    @click.option("--times", "times_text", default="1s,1h,1d,1mo,1y,10y", show_default=True,
+                  help="Times since programming: seconds or a number with s, min, h, d, w, mo (30 d) or y (365 d).")
+    @click.option("--presets", "presets_text", default=None,
+                  help="Device presets, e.g. pcm-joshi,pcm-hermes (default: the configuration's).")
+    @click.option("--compensations", "compensations_text", default=None,
+                  help="Compensation kinds, e.g. none,gdc,gdc+bn (default: all).")
+    @click.option("--devices-per-polarity", "devices_text", default=None,
+                  help="Devices per polarity, 1..4, e.g. 1,2 (default: the configuration's).")
+    @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
+                  help="Worker processes of the local Dask cluster (one thread each).")
+    @click.option("--scheduler", "scheduler", default=None,
+                  help="Address of an existing Dask scheduler (tcp://HOST:PORT); no local cluster is started.")
+    @click.option("--serial", is_flag=True, help="Run every point in this process, without Dask.")
+    @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+                  default=Path("out/model/sweep.csv"), show_default=True,
+                  help="Result table: CSV, or Parquet when the name ends in .parquet; the plot goes beside it (.png).")
+    @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Folder of finished points (default: beside --out, its name with .cache).")
+    @click.option("--no-cache", is_flag=True, help="Neither read nor write finished points.")
+    @click.option("--json", "as_json", is_flag=True, help="Print a summary (points, reused, speed, files) as JSON.")
+    @friendly_errors
+    def model_sweep_command(config_path, model_path, data_path, calib_path, images, seeds_text, times_text,
+                            presets_text, compensations_text, devices_text, workers, scheduler, serial, out_path,
+                            cache_dir, no_cache, as_json):
+        """Accuracy of MODEL.onnx over a grid of seeds x times x device presets x compensations x devices
+        per polarity, one task per point on a Dask cluster (local by default), with a cache of finished points."""
+        from neurophase.config import DEVICE_PRESETS
+        from neurophase.network import sweep
+        from neurophase.paths import check_writable_dir, check_writable_file
+
+        cfg = get_config(config_path)
+        grid = sweep.SweepGrid(
+            seeds=sweep.parse_seeds(seeds_text), times=sweep.parse_times(times_text),
+            presets=sweep.parse_names(_or(presets_text, cfg.device.preset), "--presets", DEVICE_PRESETS),
+            compensations=sweep.parse_names(_or(compensations_text, ",".join(sweep.SWEEP_COMPENSATIONS)),
+                                            "--compensations", tuple(sweep.SWEEP_COMPENSATIONS)),
+            devices_per_polarity=sweep.parse_devices_per_polarity(
+                _or(devices_text, str(cfg.weights.devices_per_polarity))))
+        if serial and scheduler:
+            raise ValueError("--serial and --scheduler exclude each other: --serial runs without Dask")
+        if out_path.suffix.lower() == ".parquet" and sweep.parquet_writer_missing():
+            raise ValueError(f"--out {out_path}: writing Parquet needs the {sweep.parquet_writer_missing()} package "
+                             f"(pip install 'neurophase[parquet]'); or write CSV with a .csv name")
+        plot_path = out_path.with_suffix(".png")
+        cache_dir = cache_dir or out_path.with_suffix(".cache")
+        check_writable_file(out_path, "--out")
+        if not no_cache:
+            check_writable_dir(cache_dir, "--cache")
+        setup = load_sweep_setup(config_path, model_path, data_path, calib_path, get_config, images, grid)
+
+        def warn(message: str) -> None:
+            progress_console.print(f"warning: {message}", style="yellow", markup=False)
+
+        cache = None if no_cache else sweep.PointCache(cache_dir, setup.fingerprint, on_warning=warn)
+        points = len(grid.points())
+        finished = []
+        try:
+            with sweep_client(serial, scheduler, workers, warn) as client, \
+                    sweep_progress(progress_console, points, finished) as advance:
+                result = sweep.run_sweep(setup, grid, client=client, cache=cache, on_point=advance)
+        except KeyboardInterrupt:
+            where = "nothing was cached (--no-cache)" if no_cache else \
+                f"they are cached in {cache_dir}: rerun the same command to compute only the others"
+            console.print(f"interrupted: {len(finished)} of {points} points finished; {where}")
+            sys.exit(130)
+        sweep.write_table(result.rows, out_path)
+        sweep.plot_sweep(result.rows, plot_path)
+        summary = {"points": points, "reused": result.reused, "computed": result.computed,
+                   "compute_s": result.compute_s, "points_per_s": result.points_per_s,
+                   "engine": "serial" if serial else (scheduler or f"local cluster, {workers} workers"),
+                   "table": str(out_path), "plot": str(plot_path), "cache": None if no_cache else str(cache_dir),
+                   "summary": sweep.summarise(result.rows)}
+        if as_json:
+            emit_json(summary)
+            return
+        print_sweep(console, summary)
 
     @bench.command("network")
     @config_option
