@@ -2,6 +2,12 @@
 no compensation, global drift compensation and GDC + batch-norm recalibration, over
 several chip instances (seeds), against the FP32 and freshly programmed baselines; and
 where the accuracy goes (per layer, per noise source).
+
+With a second, hardware-aware trained network (``hwa_mapped``, mapped on the same chip
+configuration) the study adds the columns ``gdc+hwa`` (prong 1, hardware-aware training, on
+top of GDC) and ``gdc+bn+hwa`` (prongs 1 and 2): that network programmed on the chip
+instances of the same seeds, compensated by the same firmware. Its drops are measured from
+*its own* fresh accuracy (t = 0, compiled registers), not the plain network's.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from neurophase.network.data import Dataset
 from neurophase.network.golden import NetworkChip, Registers
 from neurophase.network.mapping import MappedNetwork
 
-__all__ = ["STUDY_TIMES", "network_study", "plot_study", "time_label"]
+__all__ = ["STUDY_TIMES", "HWA_COMPENSATIONS", "network_study", "plot_study", "time_label"]
 
 #: Times since programming of the study, seconds: 1 s, 1 h, 1 day, 1 month, 1 year, 10 years.
 STUDY_TIMES = (1.0, 3600.0, 86400.0, 30 * 86400.0, 365 * 86400.0, 3650 * 86400.0)
+#: The compensation columns of the hardware-aware trained network (its chip runs GDC, and GDC + BN).
+HWA_COMPENSATIONS = ("gdc+hwa", "gdc+bn+hwa")
 _LABELS = {1.0: "1 s", 3600.0: "1 h", 86400.0: "1 day", 30 * 86400.0: "1 month", 365 * 86400.0: "1 year",
            3650 * 86400.0: "10 years"}
 #: Noise sources switched one at a time for the loss attribution.
@@ -57,7 +65,7 @@ def compensated_accuracy(chip: NetworkChip, gdc: GdcFirmware | None, bn: BatchNo
 
 def network_study(mapped: MappedNetwork, test: Dataset, calibration: Dataset, seeds=(1, 2, 3),
                   times=STUDY_TIMES, diagnose_at: float | None = 30 * 86400.0,
-                  progress: Callable[[str], None] | None = None) -> dict:
+                  progress: Callable[[str], None] | None = None, hwa_mapped: MappedNetwork | None = None) -> dict:
     """Accuracy versus time for every compensation and seed, with baselines and diagnosis.
 
     Parameters
@@ -75,12 +83,20 @@ def network_study(mapped: MappedNetwork, test: Dataset, calibration: Dataset, se
         Time of the per-layer and per-source loss attribution (None: skip it).
     progress : callable, optional
         Called with a line of text after every step.
+    hwa_mapped : MappedNetwork, optional
+        The hardware-aware trained network on the same chip configuration: adds the columns
+        :data:`HWA_COMPENSATIONS`.
 
     Returns
     -------
     dict with ``fp32_accuracy``, ``quantised_accuracy``, ``fresh_accuracy`` (mean over
-    seeds, t = 0), ``fresh_over_fp32``, ``rows`` (time, compensation, mean, std, per seed),
-    ``drop_1y`` per compensation and ``diagnosis``.
+    seeds, t = 0), ``fresh_over_fp32``, ``compensations`` (the columns), ``rows`` (time,
+    compensation, mean, std, per seed), ``drop_1y`` per compensation (fresh minus 1-year
+    accuracy, each column against its own network's fresh accuracy), ``drop_1y_prong_bn``
+    (= ``drop_1y["gdc+bn"]``) and ``diagnosis``; with ``hwa_mapped`` also
+    ``fp32_accuracy_hwa``, ``quantised_accuracy_hwa``, ``fresh_accuracy_hwa``,
+    ``fresh_per_seed_hwa``, ``drop_1y_prong_hwa`` (= ``drop_1y["gdc+hwa"]``: prong 1 alone on
+    top of GDC) and ``drop_1y_prongs_hwa_bn`` (= ``drop_1y["gdc+bn+hwa"]``: prongs 1 and 2).
     """
     if not len(seeds) or not len(times):
         raise ValueError("a study needs at least one seed and one time")
@@ -89,40 +105,64 @@ def network_study(mapped: MappedNetwork, test: Dataset, calibration: Dataset, se
             raise ValueError(f"times must be finite and >= 0 s, not {t_s!r}")
     say = progress or (lambda line: None)
     calib = calibration.head(CALIBRATION_IMAGES)
-    fp32 = float(np.mean(mapped.network.run(test.inputs).reshape(len(test), -1).argmax(1) == test.labels))
-    probe = NetworkChip(mapped, seeds[0])
-    quantised = accuracy(probe, test, 0.0, _rng(0), digital_layers=tuple(mapped.layers))
+    baselines = _baselines(mapped, test, seeds[0])
+    fp32, quantised = baselines["fp32_accuracy"], baselines["quantised_accuracy"]
     say(f"FP32 {fp32:.4f}, 8-bit digital {quantised:.4f}")
-    table = {(t, c): [] for t in times for c in COMPENSATIONS}
-    fresh = []
+    columns = COMPENSATIONS + (HWA_COMPENSATIONS if hwa_mapped is not None else ())
+    table = {(t, c): [] for t in times for c in columns}
+    fresh, fresh_hwa = [], []
     for seed in seeds:
-        chip = NetworkChip(mapped, seed)
-        gdc = GdcFirmware(chip, _rng(seed, 1))
-        bn = BatchNormCalibration(chip, calib.inputs)
-        fresh.append(accuracy(chip, test, 0.0, _rng(seed, 2)))
+        chips = {"plain": _firmware(mapped, seed, calib)}
+        fresh.append(accuracy(chips["plain"][0], test, 0.0, _rng(seed, 2)))
+        if hwa_mapped is not None:
+            chips["hwa"] = _firmware(hwa_mapped, seed, calib)
+            fresh_hwa.append(accuracy(chips["hwa"][0], test, 0.0, _rng(seed, 6)))
         for i, t_s in enumerate(times):
-            for j, comp in enumerate(COMPENSATIONS):
-                rng = _rng(seed, 3, i, j)
+            for j, comp in enumerate(columns):
+                chip, gdc, bn = chips["hwa" if comp in HWA_COMPENSATIONS else "plain"]
                 table[t_s, comp].append(compensated_accuracy(
-                    chip, gdc if "gdc" in comp else None, bn if "bn" in comp else None, test, t_s, rng))
+                    chip, gdc if "gdc" in comp else None, bn if "bn" in comp else None, test, t_s,
+                    _rng(seed, 3, i, j)))
             say(f"seed {seed}  {time_label(t_s):>8}  " + "  ".join(
-                f"{c} {table[t_s, c][-1]:.4f}" for c in COMPENSATIONS))
+                f"{c} {table[t_s, c][-1]:.4f}" for c in columns))
     rows = [{"time_s": t, "time": time_label(t), "compensation": c, "mean": float(np.mean(v)),
              "std": float(np.std(v)), "per_seed": v} for (t, c), v in table.items()]
     fresh_mean = float(np.mean(fresh))
     result = {
         "fp32_accuracy": fp32, "quantised_accuracy": quantised, "fresh_accuracy": fresh_mean,
         "fresh_per_seed": fresh, "fresh_over_fp32": fresh_mean / fp32 if fp32 else 0.0,
-        "seeds": list(seeds), "times_s": list(times), "images": len(test), "rows": rows,
-        "placement": mapped.placement(),
+        "seeds": list(seeds), "times_s": list(times), "images": len(test), "compensations": list(columns),
+        "rows": rows, "placement": mapped.placement(),
     }
+    if hwa_mapped is not None:
+        result.update(_baselines(hwa_mapped, test, seeds[0], "_hwa"))
+        result["fresh_accuracy_hwa"] = float(np.mean(fresh_hwa))
+        result["fresh_per_seed_hwa"] = fresh_hwa
     year = 365 * 86400.0
     if year in times:
-        result["drop_1y"] = {c: fresh_mean - float(np.mean(table[year, c])) for c in COMPENSATIONS}
+        own_fresh = {c: result["fresh_accuracy_hwa" if c in HWA_COMPENSATIONS else "fresh_accuracy"] for c in columns}
+        result["drop_1y"] = {c: own_fresh[c] - float(np.mean(table[year, c])) for c in columns}
+        result["drop_1y_prong_bn"] = result["drop_1y"]["gdc+bn"]
+        if hwa_mapped is not None:
+            result["drop_1y_prong_hwa"] = result["drop_1y"]["gdc+hwa"]
+            result["drop_1y_prongs_hwa_bn"] = result["drop_1y"]["gdc+bn+hwa"]
     if diagnose_at is not None:
         result["diagnosis"] = diagnose(mapped, test, calib, seeds[0], diagnose_at)
         say(f"diagnosis at {time_label(diagnose_at)} done")
     return result
+
+
+def _firmware(mapped: MappedNetwork, seed: int, calib: Dataset) -> tuple:
+    """The chip instance of ``seed`` with its GDC and batch-norm recalibration firmware."""
+    chip = NetworkChip(mapped, seed)
+    return chip, GdcFirmware(chip, _rng(seed, 1)), BatchNormCalibration(chip, calib.inputs)
+
+
+def _baselines(mapped: MappedNetwork, test: Dataset, seed: int, suffix: str = "") -> dict:
+    """FP32 accuracy of the float network and 8-bit digital accuracy of the quantised one."""
+    fp32 = float(np.mean(mapped.network.run(test.inputs).reshape(len(test), -1).argmax(1) == test.labels))
+    quantised = accuracy(NetworkChip(mapped, seed), test, 0.0, _rng(0), digital_layers=tuple(mapped.layers))
+    return {f"fp32_accuracy{suffix}": fp32, f"quantised_accuracy{suffix}": quantised}
 
 
 def diagnose(mapped: MappedNetwork, test: Dataset, calib: Dataset, seed: int, t_s: float) -> dict:
@@ -156,7 +196,7 @@ def plot_study(result: dict, path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     times = result["times_s"]
-    for comp in COMPENSATIONS:
+    for comp in result.get("compensations", COMPENSATIONS):
         rows = [r for r in result["rows"] if r["compensation"] == comp]
         mean = np.array([r["mean"] for r in rows]) * 100
         std = np.array([r["std"] for r in rows]) * 100
