@@ -8,20 +8,29 @@ The single source of the noise that hardware-aware training injects
 2. slice digits and differential conductances with ``weights.devices_per_polarity`` devices
    per side (:mod:`neurophase.models.mapping`);
 3. :meth:`DeviceModel.program` (programming noise), :meth:`DeviceModel.draw_drift_exponents`,
-   the RTN mask, then one :meth:`DeviceModel.read` at time t (drift, 1/f read noise, RTN) —
-   each switched off where ``analog.programming_noise``, ``analog.drift`` or
-   ``analog.read_noise`` is ``"off"``;
+   the RTN mask, then one read at time t: drift, 1/f read noise and RTN drawn per device as
+   the tile's default output-referred read does (Gaussian with
+   :meth:`DeviceModel.read_moments`' mean and variance, no clip at 0), or
+   :meth:`DeviceModel.read` itself with ``analog.read_noise = "per-device"`` — each switched
+   off where ``analog.programming_noise``, ``analog.drift`` or ``analog.read_noise`` is ``"off"``;
 4. back to weights: per slice ``(sum G+ - sum G-) / (P g_unit)``, slices recombined with
    their significance ``F**s`` (not rounded: the analog value the column sums);
 5. a global drift compensation as the GDC firmware computes it: per block of ``tile.rows``
-   matrix rows (one tile's share of the layer), ``alpha = mean |X w(0)| / mean |X w(t)|`` with
-   ``X`` the fixed calibration input set (:func:`neurophase.models.gdc.calibration_inputs`),
-   ``w(0)`` the programmed weights before drift and read noise, ``w(t)`` the read ones; per
-   column (``analog.gdc = "per-column"``) or one value for the block (``"per-tile"``, and for
-   ``gdc_source = "reference-columns"``, whose alpha is tile-wide as well);
+   matrix rows (one tile's share of the layer), ``alpha = r(0) / r(t)`` with ``r = mean |y|``
+   and ``y`` the shift-and-add result of the ADC codes of the fixed calibration input set
+   (:func:`neurophase.models.gdc.calibration_inputs`; bit-planes or pulse widths, every code
+   rounded and clipped to the ADC range as the chip's are), from a read right after
+   programming (t = 0, with its read noise, as the firmware measures ``r0``) and the read at t; per column
+   (``analog.gdc = "per-column"``) or one value for the tile (``"per-tile"``, and for
+   ``gdc_source = "reference-columns"``, whose alpha is tile-wide as well). Each block of at
+   most ``tile.rows`` x ``tile.cols`` is measured as if alone on its tile: the tile's other
+   cells hold zero weights, programmed and drifting like every device (the calibration
+   inputs drive every row, so with per-tile GDC those cells weigh in as on the chip; the
+   unused columns through a sample of :data:`EMPTY_COLUMN_SAMPLE`);
 6. the effective float weights ``alpha * w(t) * scale``.
 
-Left out: ADC offsets, ADC noise and ADC rounding (periphery, not weights). The read noise is
+Left out: ADC offsets, ADC noise and the ADC rounding of the inference reads (periphery,
+not weights; the GDC measurement above does round). The read noise is
 one draw per device for the whole matrix, where the chip draws it fresh at every read.
 """
 
@@ -32,13 +41,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from neurophase.config import ChipConfig
+from neurophase.models.crossbar import drive_max, drive_planes
 from neurophase.models.devices import DeviceModel, check_time, device_model_from_config
 from neurophase.models.gdc import calibration_inputs
 from neurophase.models.mapping import (WeightMapping, digits_to_conductances, expand_devices, split_slices,
                                        sum_devices)
+from neurophase.models.shift_add import ShiftAddParams
 from neurophase.network.mapping import quantise_matrix
 
-__all__ = ["ProgrammedMatrix", "ChipWeightNoise", "conv_matrix"]
+__all__ = ["ProgrammedMatrix", "ChipWeightNoise", "conv_matrix", "EMPTY_COLUMN_SAMPLE"]
+
+#: Zero-weight columns drawn to stand for a tile's unused columns in a per-tile GDC measurement.
+EMPTY_COLUMN_SAMPLE = 32
 
 
 @dataclass
@@ -80,16 +94,32 @@ class ChipWeightNoise:
         self.cfg = cfg
         self.device: DeviceModel = device_model_from_config(cfg)
         self.mapping = WeightMapping.from_config(cfg, self.device)
-        self.calibration = calibration_inputs(cfg).astype(np.float64)
+        x = calibration_inputs(cfg)
+        self.planes = drive_planes(cfg, x)  # float32 (planes, vectors, tile.rows)
+        params = ShiftAddParams.from_config(cfg)
+        self.plane_weights = np.array([[params.weight(s, b) for b in range(params.planes)]
+                                       for s in range(params.slices)], dtype=np.float64)
+        lsb_us = cfg.analog.adc_full_scale * cfg.tile.rows * self.device.g_max * drive_max(cfg) / 2 ** (cfg.adc.bits - 1)
+        self.codes_per_digit = self.mapping.g_unit / lsb_us
+        self.adc_half = 2 ** (cfg.adc.bits - 1)
 
     @property
     def _factors(self) -> np.ndarray:
         return np.array([self.mapping.factor ** s for s in range(self.mapping.slices)], dtype=np.float64)
 
+    def slice_digits(self, conductances: np.ndarray) -> np.ndarray:
+        """Analog digits per slice (S, K, N) of conductances (2, S, K, N[, P]), in units of ``g_unit``."""
+        g = sum_devices(conductances)
+        return (g[0] - g[1]) / (self.cfg.weights.devices_per_polarity * self.mapping.g_unit)
+
     def program(self, matrix: np.ndarray, rng: np.random.Generator) -> ProgrammedMatrix:
         """Quantise ``matrix`` (K, N) and program its devices (programming noise, drift exponents, RTN)."""
+        w_int, scale = quantise_matrix(self.cfg, np.asarray(matrix, dtype=np.float64))
+        return self.program_integers(w_int, scale, rng)
+
+    def program_integers(self, w_int: np.ndarray, scale: np.ndarray, rng: np.random.Generator) -> ProgrammedMatrix:
+        """Program integer weights (K, N) with their scales (N,)."""
         cfg, device = self.cfg, self.device
-        w_int, scale = quantise_matrix(cfg, np.asarray(matrix, dtype=np.float64))
         target = expand_devices(digits_to_conductances(self.mapping, split_slices(self.mapping, w_int)),
                                 cfg.weights.devices_per_polarity)
         g_prog = device.program(target, rng, noise=cfg.analog.programming_noise == "on")
@@ -100,30 +130,64 @@ class ChipWeightNoise:
 
     def integer_weights(self, conductances: np.ndarray) -> np.ndarray:
         """Analog integer-unit weights (K, N) of conductances (2, S, K, N[, P]), slices recombined."""
-        g = sum_devices(conductances)
-        digits = (g[0] - g[1]) / (self.cfg.weights.devices_per_polarity * self.mapping.g_unit)
-        return np.tensordot(self._factors, digits, axes=1)
+        return np.tensordot(self._factors, self.slice_digits(conductances), axes=1)
+
+    def read_conductances(self, programmed: ProgrammedMatrix, t_s: float, rng: np.random.Generator) -> np.ndarray:
+        """Conductances (2, S, K, N[, P]) read at ``t_s``: drift, one draw of read noise and RTN."""
+        mode = self.cfg.analog.read_noise
+        if mode == "off":
+            return self.device.drift(programmed.g_prog, programmed.nu, t_s)
+        if mode == "per-device":
+            return self.device.read(programmed.g_prog, programmed.nu, t_s, rng, programmed.rtn)
+        mean, var = self.device.read_moments(programmed.g_prog, programmed.nu, t_s, programmed.rtn)
+        return mean + np.sqrt(var) * rng.standard_normal(mean.shape)
 
     def read(self, programmed: ProgrammedMatrix, t_s: float, rng: np.random.Generator) -> np.ndarray:
         """Integer-unit weights (K, N) read at ``t_s``: drift, one draw of read noise and RTN."""
-        device = self.device
-        if self.cfg.analog.read_noise == "off":
-            g = device.drift(programmed.g_prog, programmed.nu, t_s)
-        else:
-            g = device.read(programmed.g_prog, programmed.nu, t_s, rng, programmed.rtn)
-        return self.integer_weights(g)
+        return self.integer_weights(self.read_conductances(programmed, t_s, rng))
 
-    def gdc_alpha(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        """Per row (K, N) the GDC gain ``mean |X before| / mean |X after|`` of its block of ``tile.rows`` rows."""
-        rows = self.cfg.tile.rows
-        per_column = self.cfg.analog.gdc == "per-column" and self.cfg.analog.gdc_source == "calibration-input"
-        alpha = np.ones_like(before)
-        for start in range(0, before.shape[0], rows):
-            block = slice(start, start + rows)
-            x = self.calibration[:, :before[block].shape[0]]
-            r0, rt = np.abs(x @ before[block]), np.abs(x @ after[block])
-            r0, rt = (r0.mean(axis=0), rt.mean(axis=0)) if per_column else (r0.mean(), rt.mean())
-            alpha[block] = np.where(rt > 0, r0 / np.where(rt > 0, rt, 1.0), 1.0)
+    def gdc_results(self, digits: np.ndarray) -> np.ndarray:
+        """Shift-and-add results (vectors, N) of the calibration set on digits (S, rows, N) of one
+        block: per slice and plane, ADC codes rounded (half to even) and clipped as the chip's."""
+        n_planes, vectors, _ = self.planes.shape
+        planes = np.ascontiguousarray(self.planes[:, :, :digits.shape[1]]).reshape(n_planes * vectors, -1)
+        y = np.zeros((vectors, digits.shape[2]))
+        for s, slice_digits in enumerate(digits):
+            signal = planes @ (slice_digits * self.codes_per_digit).astype(np.float32)
+            codes = np.clip(np.rint(signal), -self.adc_half, self.adc_half - 1)
+            y += np.tensordot(self.plane_weights[s], codes.reshape(n_planes, vectors, -1), axes=1)
+        return y
+
+    def empty_cells(self, rows: int, cols: int, t_s: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Slice digits (S, rows, cols) of zero-weight cells read at 0 and at ``t_s``."""
+        programmed = self.program_integers(np.zeros((rows, cols), dtype=np.int64), np.ones(cols), rng)
+        return (self.slice_digits(self.read_conductances(programmed, 0.0, rng)),
+                self.slice_digits(self.read_conductances(programmed, t_s, rng)))
+
+    def gdc_alpha(self, before: np.ndarray, after: np.ndarray, t_s: float, rng: np.random.Generator) -> np.ndarray:
+        """Per weight (K, N) the GDC gain ``r(0) / r(t)`` of its block of at most ``tile.rows`` x
+        ``tile.cols``, from the slice digits (S, K, N) read at t = 0 (``before``) and at
+        ``t_s`` (``after``), each block alone on a tile of otherwise zero weights.
+
+        The tile's rows below the block are drawn in full; with per-tile GDC the columns right
+        of the block enter through :data:`EMPTY_COLUMN_SAMPLE` drawn zero-weight columns whose
+        mean ``|y|`` stands for all of them.
+        """
+        cfg = self.cfg
+        per_column = cfg.analog.gdc == "per-column" and cfg.analog.gdc_source == "calibration-input"
+        alpha = np.ones(before.shape[1:])
+        for r in range(0, before.shape[1], cfg.tile.rows):
+            for c in range(0, before.shape[2], cfg.tile.cols):
+                block = (slice(None), slice(r, r + cfg.tile.rows), slice(c, c + cfg.tile.cols))
+                rows, cols = before[block].shape[1:]
+                empty = 0 if per_column else min(EMPTY_COLUMN_SAMPLE, cfg.tile.cols - cols)
+                tile0, tile_t = self.empty_cells(cfg.tile.rows, cols + empty, t_s, rng)
+                tile0[:, :rows, :cols], tile_t[:, :rows, :cols] = before[block], after[block]
+                r0, rt = np.abs(self.gdc_results(tile0)).mean(axis=0), np.abs(self.gdc_results(tile_t)).mean(axis=0)
+                if not per_column:
+                    weights = np.r_[np.ones(cols), np.full(empty, (cfg.tile.cols - cols) / max(empty, 1))]
+                    r0, rt = r0 @ weights, rt @ weights
+                alpha[block[1:]] = np.where(rt > 0, r0 / np.where(rt > 0, rt, 1.0), 1.0)
         return alpha
 
     def noisy_matrix(self, matrix: np.ndarray, t_s: float, rng: np.random.Generator) -> np.ndarray:
@@ -140,9 +204,10 @@ class ChipWeightNoise:
         """
         t_s = check_time(t_s)
         programmed = self.program(matrix, rng)
-        before = self.integer_weights(programmed.g_prog)
-        after = self.read(programmed, t_s, rng)
-        return self.gdc_alpha(before, after) * after * programmed.scale
+        before = self.slice_digits(self.read_conductances(programmed, 0.0, rng))
+        after = self.slice_digits(self.read_conductances(programmed, t_s, rng))
+        weights = np.tensordot(self._factors, after, axes=1)
+        return self.gdc_alpha(before, after, t_s, rng) * weights * programmed.scale
 
 
 def conv_matrix(weight: np.ndarray) -> np.ndarray:

@@ -60,8 +60,8 @@ def tile_integer_weights(cfg: ChipConfig, matrix: np.ndarray, seed: int, t_s: fl
 @pytest.mark.parametrize("overrides", [{}, {"weights": {"devices_per_polarity": 2}}])
 def test_injected_weights_equal_the_analog_tile_reads_in_distribution(conv2_matrix, overrides):
     """Per weight magnitude bin, the error of the HWA noise model's read weights and of the
-    AnalogTile's row-by-row reads (same device preset, same weights, 1 month) have the same mean,
-    deviation and distribution (two-sample KS test)."""
+    AnalogTile's row-by-row reads (same device preset, same weights, 1 month, four chip
+    instances) have the same median, interquartile range and distribution (two-sample KS test)."""
     cfg = ChipConfig().replace(**overrides) if overrides else ChipConfig()
     noise = ChipWeightNoise(cfg)
     w_int, _ = quantise_matrix(cfg, conv2_matrix)
@@ -73,22 +73,24 @@ def test_injected_weights_equal_the_analog_tile_reads_in_distribution(conv2_matr
     for low, high in ((0, 0), (1, 15), (16, 47), (48, 127)):
         chosen = (magnitude >= low) & (magnitude <= high)
         a, b = ours[chosen], tiles[chosen]
-        assert a.size > 300
-        assert abs(a.mean() - b.mean()) < 0.1 * max(a.std(), 0.05) + 0.02, (low, high, a.mean(), b.mean())
-        assert a.std() == pytest.approx(b.std(), rel=0.1), (low, high)
-        if high > 0:  # zero weights read exactly 0 on both
-            assert ks_2samp(a, b).pvalue > 1e-3, (low, high)
+        assert a.size > 100
+        spread = np.subtract(*np.percentile(b, [75, 25]))  # robust: drift and read noise have heavy tails
+        assert abs(np.median(a) - np.median(b)) < 0.1 * spread, (low, high)
+        assert np.subtract(*np.percentile(a, [75, 25])) == pytest.approx(spread, rel=0.1 + 2 / np.sqrt(a.size))
+        assert ks_2samp(a, b).pvalue > 1e-3, (low, high)
 
 
 def test_injected_drift_compensation_equals_the_gdc_firmware_on_average(conv2_matrix):
-    """The noise model's GDC gain of a block matches the GDC of the tile that holds it (per-tile GDC)."""
+    """The noise model's GDC gain of a block matches the GDC firmware's on a tile that holds that
+    block alone (per-tile GDC, 1 year), averaged over four chip instances."""
     cfg = ChipConfig()
     noise = ChipWeightNoise(cfg)
     ours, chips = [], []
     for seed in range(4):
         programmed = noise.program(conv2_matrix, np.random.default_rng(seed))
-        read = noise.read(programmed, YEAR, np.random.default_rng(seed + 50))
-        ours.append(noise.gdc_alpha(noise.integer_weights(programmed.g_prog), read)[0, 0])
+        rng = np.random.default_rng(seed + 50)
+        fresh, read = (noise.slice_digits(noise.read_conductances(programmed, t, rng)) for t in (0.0, YEAR))
+        ours.append(noise.gdc_alpha(fresh, read, YEAR, rng)[0, 0])
         w_int, scale = quantise_matrix(cfg, conv2_matrix)
         tile_w = np.zeros((cfg.tile.rows, cfg.tile.cols), np.int64)
         tile_w[:w_int.shape[0], :w_int.shape[1]] = w_int
