@@ -237,9 +237,11 @@ def test_model_network_command_json(tmp_path):
                                        "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    for key in ("fp32_accuracy", "fresh_accuracy", "fresh_over_fp32", "quantised_accuracy", "rows", "drop_1y"):
+    for key in ("fp32_accuracy", "fresh_accuracy", "fresh_over_fp32", "quantised_accuracy", "rows", "drop_1y",
+                "fresh_accuracy_hwa", "drop_1y_prong_hwa", "drop_1y_prongs_hwa_bn", "drop_1y_prong_bn"):
         assert key in data
-    assert len(data["rows"]) == 6 * 3
+    assert data["compensations"] == ["none", "gdc", "gdc+bn", "gdc+hwa", "gdc+bn+hwa"]  # the default has its HWA twin
+    assert len(data["rows"]) == 6 * 5
     assert out.exists() and out.with_suffix(".json").exists()
     assert data["fresh_over_fp32"] == pytest.approx(data["fresh_accuracy"] / data["fp32_accuracy"])
 
