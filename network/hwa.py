@@ -184,7 +184,8 @@ def load_cnn_onnx(path: str | Path) -> TrainedNetwork:
     tensors = {"conv1.weight": constants[conv1.input[1]], "conv2.weight": constants[conv2.input[1]],
                "fc.weight": constants[gemm.input[1]], "fc.bias": constants[gemm.input[2]]}
     c1, c2 = tensors["conv1.weight"].shape[0], tensors["conv2.weight"].shape[0]
-    tensors["conv1.bias"] = constants[conv1.input[2]] if len(conv1.input) > 2 and conv1.input[2] else np.zeros(c1, np.float32)
+    has_bias = len(conv1.input) > 2 and conv1.input[2]
+    tensors["conv1.bias"] = constants[conv1.input[2]] if has_bias else np.zeros(c1, np.float32)
     for bn, name in ((bn1, "bn1"), (bn2, "bn2")):
         for slot, part in enumerate(("scale", "bias", "mean", "var"), start=1):
             tensors[f"{name}.{part}"] = constants[bn.input[slot]]

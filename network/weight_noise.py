@@ -99,7 +99,8 @@ class ChipWeightNoise:
         params = ShiftAddParams.from_config(cfg)
         self.plane_weights = np.array([[params.weight(s, b) for b in range(params.planes)]
                                        for s in range(params.slices)], dtype=np.float64)
-        lsb_us = cfg.analog.adc_full_scale * cfg.tile.rows * self.device.g_max * drive_max(cfg) / 2 ** (cfg.adc.bits - 1)
+        lsb_us = (cfg.analog.adc_full_scale * cfg.tile.rows * self.device.g_max * drive_max(cfg)
+                  / 2 ** (cfg.adc.bits - 1))
         self.codes_per_digit = self.mapping.g_unit / lsb_us
         self.adc_half = 2 ** (cfg.adc.bits - 1)
 
