@@ -137,6 +137,28 @@ def print_sweep(console, summary: dict) -> None:
     console.print(f"table: {summary['table']}   plot: {summary['plot']}")
 
 
+def load_hwa_flow(cfg, model_path, hwa_path, calib):
+    """The hardware-aware trained network mapped like the study's network, or None.
+
+    ``hwa_path`` when given; else the shipped HWA network when ``model_path`` is the default
+    network (None or the shipped file); else None (a user's model has no HWA version unless given).
+    """
+    from neurophase.network.default_model import DEFAULT_HWA_MODEL_PATH, DEFAULT_MODEL_PATH
+    from neurophase.network.mapping import map_network
+    from neurophase.network.onnx_import import load_onnx
+
+    if hwa_path is None:
+        is_default = model_path is None or Path(model_path).resolve() == DEFAULT_MODEL_PATH.resolve()
+        if not is_default:
+            return None
+        hwa_path = DEFAULT_HWA_MODEL_PATH
+    network = load_onnx(hwa_path)
+    if network.input_shape != tuple(calib.inputs.shape[1:]):
+        raise ValueError(f"--hwa-model {hwa_path}: its input {network.input_shape} does not fit the data's "
+                         f"{tuple(calib.inputs.shape[1:])}")
+    return map_network(network, cfg, calib.inputs[:512])
+
+
 def placement_table(placement: dict):
     from rich.markup import escape
     from rich.table import Table
@@ -188,26 +210,35 @@ def register_network_commands(model, bench, console, emit_json, friendly_errors,
     @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
                   default=Path("out/model/network.png"), show_default=True,
                   help="Plot (PNG); the results go beside it as JSON.")
+    @click.option("--hwa-model", "hwa_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Hardware-aware trained version of MODEL.onnx for the columns gdc+hwa and gdc+bn+hwa "
+                       "[default: the shipped HWA network when MODEL is the default one; none otherwise].")
+    @click.option("--no-hwa", is_flag=True, help="Leave out the hardware-aware trained network's columns.")
     @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
     @friendly_errors
     def model_network_command(config_path, model_path, data_path, calib_path, seeds, images, no_diagnosis,
-                              reprogram_percent, out_path, as_json):
+                              reprogram_percent, out_path, hwa_path, no_hwa, as_json):
         """Accuracy of MODEL.onnx on the chip model versus time since programming, with no compensation,
-        GDC, GDC + batch-norm recalibration, and selective reprogramming before both."""
+        GDC, GDC + batch-norm recalibration and selective reprogramming before both; and of its
+        hardware-aware trained version (--hwa-model) with GDC, with GDC + batch-norm recalibration and
+        with all three prongs."""
         from neurophase.atomic import write_text_atomic
         from neurophase.network.study import network_study, plot_study
         from neurophase.paths import check_writable_file
 
+        if no_hwa and hwa_path is not None:
+            raise ValueError("--no-hwa and --hwa-model exclude each other")
         check_writable_file(out_path, "--out")
-        _cfg, _net, mapped, test, calib = load_flow(config_path, model_path, data_path, calib_path, get_config,
-                                                   images)
+        cfg, _net, mapped, test, calib = load_flow(config_path, model_path, data_path, calib_path, get_config,
+                                                  images)
+        hwa_mapped = None if no_hwa else load_hwa_flow(cfg, model_path, hwa_path, calib)
 
         def say(line: str) -> None:
             progress_console.print(line, style="dim", markup=False)
 
         result = network_study(mapped, test, calib, seeds=tuple(range(1, seeds + 1)),
                                diagnose_at=None if no_diagnosis else 30 * 86400.0, progress=say,
-                               reprogram_percent=reprogram_percent)
+                               reprogram_percent=reprogram_percent, hwa_mapped=hwa_mapped)
         result["plot"] = str(out_path)
         result["results"] = str(out_path.with_suffix(".json"))
         plot_study(result, out_path)
@@ -327,10 +358,11 @@ def print_study(console, result: dict) -> None:
 
     from neurophase.network.compensation import COMPENSATIONS
 
+    columns = result.get("compensations", COMPENSATIONS)
     console.print(placement_table(result["placement"]))
     table = Table(title=f"test accuracy (%), mean +- std over {len(result['seeds'])} seeds, {result['images']} images")
     table.add_column("time since programming")
-    for comp in result.get("compensations", COMPENSATIONS):
+    for comp in columns:
         table.add_column(comp, justify="right")
     for t_s in result["times_s"]:
         cells = [r for r in result["rows"] if r["time_s"] == t_s]
@@ -339,6 +371,10 @@ def print_study(console, result: dict) -> None:
     console.print(f"FP32 {100 * result['fp32_accuracy']:.2f} %   8-bit digital {100 * result['quantised_accuracy']:.2f} %"
                   f"   fresh chip (t = 0) {100 * result['fresh_accuracy']:.2f} %   fresh / FP32 "
                   f"{result['fresh_over_fp32']:.4f}")
+    if "fresh_accuracy_hwa" in result:
+        console.print(f"HWA network: FP32 {100 * result['fp32_accuracy_hwa']:.2f} %   8-bit digital "
+                      f"{100 * result['quantised_accuracy_hwa']:.2f} %   fresh chip (t = 0) "
+                      f"{100 * result['fresh_accuracy_hwa']:.2f} % (the baseline of its columns' drops)")
     if "drop_1y" in result:
         console.print("drop at 1 year (points): " + ", ".join(
             f"{c} {100 * v:.2f}" for c, v in result["drop_1y"].items()))

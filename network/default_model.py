@@ -19,7 +19,7 @@ from pathlib import Path
 __all__ = [
     "DEFAULT_MODEL_PATH", "DEFAULT_SEED", "DEFAULT_EPOCHS", "BATCH_SIZE", "LEARNING_RATE",
     "WEIGHT_DECAY", "BN_MOMENTUM", "BN_EPSILON", "SHIFT_AUGMENT", "CONV1_CHANNELS", "CONV2_CHANNELS",
-    "OPSET",
+    "OPSET", "DEFAULT_HWA_MODEL_PATH", "HWA_SEED", "HWA_EPOCHS", "HWA_LEARNING_RATE", "HWA_TIME_RANGE_S",
 ]
 
 #: The shipped ONNX file of the default network.
@@ -46,3 +46,15 @@ CONV1_CHANNELS = 16
 CONV2_CHANNELS = 32
 #: ONNX operator set of the exported file.
 OPSET = 17
+
+# -- hardware-aware fine-tuning (neurophase model train --hwa) ------------------------------
+#: The shipped hardware-aware fine-tuned default network (from ``default_cnn.onnx``).
+DEFAULT_HWA_MODEL_PATH = Path(__file__).with_name("default_cnn_hwa.onnx")
+#: Seed of the noise draws, minibatch order and augmentation of the fine-tuning.
+HWA_SEED = 0
+#: Passes over the training set of the fine-tuning.
+HWA_EPOCHS = 12
+#: Peak AdamW learning rate of the fine-tuning (warm-up, then cosine decay to zero).
+HWA_LEARNING_RATE = 1e-3
+#: Range of the time since programming drawn (log-uniformly) per minibatch: 1 s to 1 year.
+HWA_TIME_RANGE_S = (1.0, 365 * 86400.0)

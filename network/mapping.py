@@ -39,7 +39,7 @@ from neurophase.models.mapping import WeightMapping
 from neurophase.network.graph import Add, Flatten, Mvm, Network, Pool, Relu
 
 __all__ = ["Block", "MappedLayer", "MappedNetwork", "map_network", "calibrate_scales", "codes_per_unit",
-           "requant_registers"]
+           "requant_registers", "quantise_matrix"]
 
 
 @dataclass(frozen=True)
@@ -247,8 +247,13 @@ def calibrate_scales(network: Network, data: np.ndarray, bits: int) -> dict:
 
 def quantise_layer(cfg: ChipConfig, layer: Mvm) -> tuple[np.ndarray, np.ndarray]:
     """Integer weights (K, N) and per-output scales of one layer, over its whole matrix."""
+    return quantise_matrix(cfg, layer.matrix)
+
+
+def quantise_matrix(cfg: ChipConfig, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer weights (K, N) and per-output scales of a layer's whole matrix (K, N):
+    ``analog.weight_bits`` bits, one scale per output or per layer (``weights.scaling``)."""
     w_max = 2 ** (cfg.analog.weight_bits - 1) - 1
-    matrix = layer.matrix
     if cfg.weights.scaling == "per-column":
         peak = np.abs(matrix).max(axis=0)
     else:

@@ -49,7 +49,7 @@ from neurophase.network.data import SPLIT_SEED, TEST_FRACTION, Dataset
 
 __all__ = [
     "TrainSettings", "TrainedNetwork", "image_shape", "class_count", "holdout_split", "load_training_npz", "train",
-    "to_onnx", "save_onnx", "onnx_logits", "onnx_accuracy", "train_and_export", "NODE_TYPES",
+    "to_onnx", "save_onnx", "save_model", "onnx_logits", "onnx_accuracy", "train_and_export", "NODE_TYPES",
 ]
 
 #: Operator types of the exported graph, in order.
@@ -403,8 +403,13 @@ def to_onnx(network: TrainedNetwork):
 
 def save_onnx(network: TrainedNetwork, path: str | Path) -> Path:
     """Write the network's ONNX file atomically (temporary file in the same folder, then rename)."""
+    return save_model(to_onnx(network), path)
+
+
+def save_model(model, path: str | Path) -> Path:
+    """Write an ONNX ``ModelProto`` atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    data = to_onnx(network).SerializeToString()
+    data = model.SerializeToString()
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # plain open: the usual umask permissions
     try:

@@ -299,21 +299,36 @@ def model_floor_command(config_path, seeds, t_s, weights, devices, as_json):
 
 
 @model.command("train")
+@config_option
+@click.argument("model_path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--hwa", is_flag=True, help="Hardware-aware fine-tuning of MODEL.onnx (default: the shipped CNN) with "
+                                          "the chip's weight noise and 8-bit activations in the forward pass.")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="Your .npz data set (arrays 'inputs' (N, C, H, W) and 'labels'); 25 % is held out for the test "
                    "accuracy. Default: the embedded digits.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("out/model/default_cnn.onnx"), show_default=True, help="ONNX file to write.")
-@click.option("--seed", type=int, default=None, help="Seed of initialisation, minibatches and augmentation [default: 0].")
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Passes over the training set [default: 30].")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="ONNX file to write [default: out/model/default_cnn.onnx, with --hwa out/model/default_cnn_hwa.onnx].")
+@click.option("--seed", type=int, default=None, help="Seed of initialisation (or noise), minibatches and augmentation "
+                                                     "[default: 0].")
+@click.option("--epochs", type=click.IntRange(1), default=None,
+              help="Passes over the training set [default: 30, with --hwa 12].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @friendly_errors
-def model_train_command(data_path, out_path, seed, epochs, as_json):
-    """Train the CNN (JAX + optax) and write it as ONNX; accuracies measured on the file by onnxruntime."""
+def model_train_command(config_path, model_path, hwa, data_path, out_path, seed, epochs, as_json):
+    """Train the CNN (JAX + optax) and write it as ONNX; accuracies measured on the file by onnxruntime.
+
+    With --hwa, fine-tune MODEL.onnx (the shipped CNN when omitted; the architecture that this
+    command exports) with the programming noise, drift, read noise and drift compensation of the
+    chip's device model (--config) in the forward pass and 8-bit activations."""
     import tempfile
 
     from neurophase.network import default_model as defaults
 
+    if model_path is not None and not hwa:
+        raise ValueError(f"MODEL {model_path} is only read by hardware-aware fine-tuning: add --hwa, or drop MODEL "
+                         "to train the CNN from scratch")
+    if out_path is None:
+        out_path = Path("out/model/default_cnn_hwa.onnx" if hwa else "out/model/default_cnn.onnx")
     if out_path.parent.exists() and not out_path.parent.is_dir():
         raise ValueError(f"--out {out_path}: {out_path.parent} is a file, not a folder")
     try:
@@ -321,25 +336,41 @@ def model_train_command(data_path, out_path, seed, epochs, as_json):
         tempfile.TemporaryFile(dir=out_path.parent).close()
     except OSError as exc:
         raise ValueError(f"--out {out_path}: cannot write to the folder {out_path.parent} ({exc.strerror or exc})") from None
+    cfg = get_config(config_path) if hwa else None
     from neurophase.network.data import digits
-    from neurophase.network.train import TrainSettings, load_training_npz, train_and_export
-
-    settings = TrainSettings(seed=defaults.DEFAULT_SEED if seed is None else seed,
-                             epochs=defaults.DEFAULT_EPOCHS if epochs is None else epochs)
-    train_set, test_set, classes = (*digits(), None) if data_path is None else load_training_npz(data_path)
 
     def show_epoch(epoch, total, loss, accuracy):
         click.echo(f"epoch {epoch:>{len(str(total))}}/{total}  loss {loss:.4f}  batch accuracy {100 * accuracy:5.1f} %",
                    err=True)
 
-    figures = train_and_export(train_set, test_set, out_path, settings, show_epoch, classes)
+    if hwa:
+        from neurophase.network.hwa import HwaSettings, hwa_train_and_export, load_cnn_onnx
+        from neurophase.network.train import load_training_npz
+
+        model_path = defaults.DEFAULT_MODEL_PATH if model_path is None else model_path
+        load_cnn_onnx(model_path)  # refuse another architecture before reading the data
+        train_set, test_set = digits() if data_path is None else load_training_npz(data_path)[:2]
+        settings = HwaSettings(seed=defaults.HWA_SEED if seed is None else seed,
+                               epochs=defaults.HWA_EPOCHS if epochs is None else epochs)
+        figures = hwa_train_and_export(model_path, train_set, test_set, cfg, out_path, settings, show_epoch)
+    else:
+        from neurophase.network.train import TrainSettings, load_training_npz, train_and_export
+
+        settings = TrainSettings(seed=defaults.DEFAULT_SEED if seed is None else seed,
+                                 epochs=defaults.DEFAULT_EPOCHS if epochs is None else epochs)
+        train_set, test_set, classes = (*digits(), None) if data_path is None else load_training_npz(data_path)
+        figures = train_and_export(train_set, test_set, out_path, settings, show_epoch, classes)
     if as_json:
         emit_json(figures)
         return
     console.print(f"{train_set.name}: {len(train_set)} examples, {test_set.name}: {len(test_set)} examples")
+    if hwa:
+        console.print(f"start model {figures['start_model']}: test {100 * figures['start_test_accuracy']:.2f} % "
+                      f"(float, onnxruntime)")
     console.print(f"accuracy through onnxruntime: train {100 * figures['train_accuracy']:.2f} %, "
                   f"test {100 * figures['test_accuracy']:.2f} %  (training {figures['cpu_s']:.1f} CPU s)")
     console.print(f"model: {figures['out']}")
+
 
 @sim.command("program-verify")
 @sim_options

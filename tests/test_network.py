@@ -237,12 +237,16 @@ def test_model_network_command_json(tmp_path):
                                        "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    for key in ("fp32_accuracy", "fresh_accuracy", "fresh_over_fp32", "quantised_accuracy", "rows", "drop_1y"):
+    for key in ("fp32_accuracy", "fresh_accuracy", "fresh_over_fp32", "quantised_accuracy", "rows", "drop_1y",
+                "fresh_accuracy_hwa", "drop_1y_prong_hwa", "drop_1y_prongs_hwa_bn", "drop_1y_prong_bn",
+                "drop_1y_prong_reprogram", "drop_1y_all_prongs", "reprogramming"):
         assert key in data
-    assert data["compensations"] == ["none", "gdc", "gdc+bn", "gdc+bn+reprogram"]  # --reprogram-percent 5
-    assert len(data["rows"]) == 6 * 4
+    assert data["compensations"] == ["none", "gdc", "gdc+bn", "gdc+bn+reprogram", "gdc+hwa", "gdc+bn+hwa",
+                                     "gdc+bn+hwa+reprogram"]  # --reprogram-percent 5 and the default's HWA twin
+    assert len(data["rows"]) == 6 * 7
     assert out.exists() and out.with_suffix(".json").exists()
     assert data["fresh_over_fp32"] == pytest.approx(data["fresh_accuracy"] / data["fp32_accuracy"])
+    assert data["drop_1y_all_prongs"] == pytest.approx(100 * data["drop_1y"]["gdc+bn+hwa+reprogram"])
 
 
 def test_model_map_command_refuses_an_unsupported_model(tmp_path):
