@@ -196,7 +196,7 @@ def test_batched_digital_result_equals_the_per_vector_shift_add(sections, seed):
     codes[3, :, -1], codes[4, :, :-1] = lo, hi
     expected = per_vector_digital_result(cfg, codes)
     assert np.array_equal(digital_result(cfg, codes), expected)
-    if params.out_bits:
+    if cfg.datapath.accumulator_bits:  # a narrow accumulator: the corners saturate
         assert expected.max() == params.out_range[1] and expected.min() == params.out_range[0]
     assert digital_result(cfg, codes[:0]).shape == (0, params.columns)
 

@@ -220,9 +220,9 @@ def test_study_hwa_columns_measure_from_the_hwa_networks_own_fresh_accuracy(digi
     for comp in HWA_COMPENSATIONS:
         assert result["drop_1y"][comp] == pytest.approx(result["fresh_accuracy_hwa"] - year[comp])
     assert result["drop_1y"]["gdc+bn"] == pytest.approx(result["fresh_accuracy"] - year["gdc+bn"])
-    assert result["drop_1y_prong_hwa"] == result["drop_1y"]["gdc+hwa"]
-    assert result["drop_1y_prongs_hwa_bn"] == result["drop_1y"]["gdc+bn+hwa"]
-    assert result["drop_1y_prong_bn"] == result["drop_1y"]["gdc+bn"]
+    assert result["drop_1y_prong_hwa"] == pytest.approx(100 * result["drop_1y"]["gdc+hwa"])  # percentage points
+    assert result["drop_1y_prongs_hwa_bn"] == pytest.approx(100 * result["drop_1y"]["gdc+bn+hwa"])  # percentage points
+    assert result["drop_1y_prong_bn"] == pytest.approx(100 * result["drop_1y"]["gdc+bn"])  # percentage points
     assert {"fp32_accuracy_hwa", "quantised_accuracy_hwa", "fresh_per_seed_hwa"} <= result.keys()
     without = network_study(plain, test, train_set, seeds=(1,), times=(3600.0, YEAR), diagnose_at=None)
     assert without["rows"] == [r for r in result["rows"] if r["compensation"] not in HWA_COMPENSATIONS]
