@@ -186,11 +186,14 @@ def network_study(mapped: MappedNetwork, test: Dataset, calibration: Dataset, se
             chips["hwa"] = _firmware(hwa_mapped, seed, calib)
             fresh_hwa.append(accuracy(chips["hwa"][0], test, 0.0, _rng(seed, 6)))
         for i, t_s in enumerate(times):
-            for j, comp in enumerate(columns):
-                chip, gdc, bn = chips["hwa" if comp in HWA_COMPENSATIONS else "plain"]
+            firmware_columns = [(comp, "plain", j) for j, comp in enumerate(COMPENSATIONS)]
+            if hwa_mapped is not None:
+                firmware_columns += [(comp, "hwa", len(COMPENSATIONS) + k) for k, comp in enumerate(HWA_COMPENSATIONS)]
+            for comp, network, stream in firmware_columns:
+                chip, gdc, bn = chips[network]
                 table[t_s, comp].append(compensated_accuracy(
                     chip, gdc if "gdc" in comp else None, bn if "bn" in comp else None, test, t_s,
-                    _rng(seed, 3, i, j)))
+                    _rng(seed, 3, i, stream)))
             if reprogram_percent is not None:
                 acc, cost = _reprogrammed(chips["plain"], selections["plain"], test, t_s,
                                           _rng(seed, 3, i, len(COMPENSATIONS)))

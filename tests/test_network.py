@@ -244,6 +244,7 @@ def test_model_network_command_json(tmp_path):
     assert data["compensations"] == ["none", "gdc", "gdc+bn", "gdc+bn+reprogram", "gdc+hwa", "gdc+bn+hwa",
                                      "gdc+bn+hwa+reprogram"]  # --reprogram-percent 5 and the default's HWA twin
     assert len(data["rows"]) == 6 * 7
+    assert all(len(row["per_seed"]) == 1 for row in data["rows"])  # one chip instance, one figure per cell
     assert out.exists() and out.with_suffix(".json").exists()
     assert data["fresh_over_fp32"] == pytest.approx(data["fresh_accuracy"] / data["fp32_accuracy"])
     assert data["drop_1y_all_prongs"] == pytest.approx(100 * data["drop_1y"]["gdc+bn+hwa+reprogram"])
