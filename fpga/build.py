@@ -179,11 +179,11 @@ def build_bitstream(cfg: ChipConfig, build_dir: str | Path, *, board: str | None
         When another run is using ``build_dir``.
     """
     with folder_lock(build_dir, "FPGA build") as locked:
-        return _build_locked(cfg, locked, board=board, toolchain=toolchain, verbose=verbose)
+        return _build_locked(cfg, locked, board=board, toolchain=toolchain, verbose=verbose, progress=progress)
 
 
 def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolchain: str,
-                  verbose: bool) -> BuildReport:
+                  verbose: bool, progress: Callable[[str], None] | None) -> BuildReport:
     spec = get_board(board or cfg.fpga.board)
     tools = find_ecp5_toolchain(toolchain)
     started = time.perf_counter()

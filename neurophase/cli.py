@@ -411,7 +411,6 @@ def sim_program_verify(config_path, seed, length, waves, simulator, build_dir, v
 def sim_program(config_path, weights_path, seed, rows, out_dir, build_dir, verbose, as_json):
     """Program a tile through the program-verify RTL against the stochastic device model."""
     import numpy as np
-    from rich.progress import Progress
 
     from neurophase.benchmarks.bench_program import plot_programming, print_report, program_tile
 
