@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from neurophase.cli_types import FiniteFloat
+
 __all__ = ["register_network_commands"]
 
 
@@ -204,7 +206,7 @@ def register_network_commands(model, bench, console, emit_json, friendly_errors,
                   help="Chip instances 1..N (mean +- std over them).")
     @click.option("--images", type=click.IntRange(1), default=None, help="Use the first N test images (default: all).")
     @click.option("--no-diagnosis", is_flag=True, help="Skip the per-layer and per-source loss attribution.")
-    @click.option("--reprogram-percent", type=click.FloatRange(0, 100), default=5.0, show_default=True,
+    @click.option("--reprogram-percent", type=FiniteFloat(0, 100), default=5.0, show_default=True,
                   help="Weights (percent of all mapped weights, ranked by Fisher information) re-programmed at each "
                        "time in the gdc+bn+reprogram column.")
     @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),

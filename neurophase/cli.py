@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from neurophase.cli_types import FiniteFloat
 from neurophase.config import ChipConfig, ConfigError, load_config
 from neurophase.paths import check_writable_dir, check_writable_file
 from neurophase.toolchain import ToolchainError
@@ -19,19 +19,6 @@ from neurophase.toolchain import ToolchainError
 console = Console(highlight=False, soft_wrap=True)
 #: Progress of long commands goes to stderr, so stdout stays the answer (``--json``).
 status_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class FiniteFloat(click.FloatRange):
-    """A float option that also refuses NaN and infinities (``click.FloatRange`` lets NaN
-    through: every comparison with NaN is false)."""
-
-    name = "finite float"
-
-    def convert(self, value, param, ctx):
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
 
 
 def status_reporter(label: str, total: int | None = None):

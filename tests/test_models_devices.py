@@ -129,8 +129,9 @@ def test_flash_has_256_levels_and_negligible_drift(seed):
 def test_rram_telegraph_noise_and_read_disturb(seed):
     rng = np.random.default_rng(seed)
     device = DeviceModel.from_preset("rram")
-    g, nu = np.full(N, 20.0), np.zeros(N)
-    rtn_all, rtn_none = np.ones(N, bool), np.zeros(N, bool)
+    n = 20 * N  # the difference of two sample variances: enough reads that it is 6 sigma inside the band
+    g, nu = np.full(n, 20.0), np.zeros(n)
+    rtn_all, rtn_none = np.ones(n, bool), np.zeros(n, bool)
     extra_var = np.var(device.read(g, nu, 60.0, rng, rtn_all)) - np.var(device.read(g, nu, 60.0, rng, rtn_none))
     assert extra_var == pytest.approx(0.25 * (0.03 * 20.0) ** 2, rel=0.3), f"seed {seed}"
     mean, var = device.read_moments(g[:1], nu[:1], 60.0, rtn_all[:1])
