@@ -289,6 +289,15 @@ def layer_registers(cfg: ChipConfig, layer: MappedLayer, affine_scale: np.ndarra
     multiplier = affine_scale * layer.w_scale * layer.in_scale / (k * layer.out_scale)
     offset = affine_shift / layer.out_scale
     layer.bn_scale, layer.bn_bias, layer.shift = requant_registers(cfg, multiplier, offset, layer.psum_bits)
+    dp = cfg.datapath
+    wanted = np.floor(multiplier * 2.0 ** (dp.bn_scale_frac_bits + layer.shift) + 0.5)
+    if np.any(wanted != layer.bn_scale):
+        peak = float(np.abs(multiplier).max())
+        raise ConfigError(
+            f"layer {layer.name!r} needs a requantisation multiplier of {peak:.4g}, more than datapath.bn_scale_bits "
+            f"{dp.bn_scale_bits} with datapath.bn_scale_frac_bits {dp.bn_scale_frac_bits} can hold (at most "
+            f"{(2 ** (dp.bn_scale_bits - 1) - 1) / 2 ** dp.bn_scale_frac_bits:.4g}); use fewer fractional bits or a "
+            "wider ADC range (analog.adc_full_scale)")
 
 
 def _place(cfg: ChipConfig, layers: list) -> int:

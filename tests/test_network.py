@@ -260,3 +260,12 @@ def test_model_map_command_refuses_an_unsupported_model(tmp_path):
     assert "unsupported operator 'Sigmoid' in node 'odd_node'" in result.output
     result = CliRunner().invoke(main, ["model", "map", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["tiles_used"] == 3
+
+
+def test_a_multiplier_the_batch_norm_registers_cannot_hold_is_refused():
+    rng = np.random.default_rng(9)
+    network = nn.sequential((16,), [nn.Dense(rng.normal(size=(8, 16)))])
+    cfg = ChipConfig().replace(analog={"adc_full_scale": 64.0})  # few ADC codes per unit: a large multiplier
+    with pytest.raises(ConfigError, match=r"layer 'dense1' needs a requantisation multiplier of [\d.]+, more than "
+                                          r"datapath.bn_scale_bits 16"):
+        map_network(network, cfg, rng.normal(size=(50, 16)))
