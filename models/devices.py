@@ -32,8 +32,8 @@ __all__ = ["PRESETS", "PRESET_SOURCES", "DeviceModel", "device_model_from_config
 
 _JOSHI = "Nandakumar 2019 / Joshi 2020 (Nat. Commun. 11, 2473), aihwkit inference/noise/pcm.py"
 _HERMES = "HERMES-chip fit, aihwkit inference/noise/hermes.py"
-_SEED = "DEVICE-REFERENCE.md seed comparison table (qualitative; the number is our assumption)"
-_PULSE = "model assumption, tuned so program-verify converges in tens of pulses (ARCHITECTURE.md: HERMES <= 30)"
+_SEED = "published device-family comparisons (qualitative: RRAM low drift and RTN, NOR Flash 256 levels; the number is our assumption)"
+_PULSE = "model assumption, tuned so program-verify converges in tens of pulses (HERMES chip: <= 30 iterations)"
 
 #: Shared pulse-response and endurance parameters (see :mod:`neurophase.models.pulse`).
 _PULSE_PARAMS = {
@@ -73,7 +73,7 @@ PRESETS: dict[str, dict[str, tuple[float, str]]] = {
         "rtn_amplitude": (0.0, _JOSHI + " (no RTN term)"),
         "read_disturb_per_read": (0.0, _JOSHI + " (no read-disturb term)"),
         "levels": (0.0, "analog PCM: continuous levels"),
-        "endurance_cycles": (1e8, "DEVICE-REFERENCE.md: PCM endurance 1e8-1e9 cycles (lower end)"),
+        "endurance_cycles": (1e8, "published PCM endurance 1e8-1e9 cycles (lower end)"),
     },
 }
 
@@ -97,7 +97,7 @@ for _name in ("nu_mu_slope", "nu_mu_offset", "nu_mu_min", "nu_mu_max", "nu_sigma
 # Projected PCM: same device, drift ~10x lower thanks to the non-drifting liner.
 PRESETS["pcm-projected"] = {
     **PRESETS["pcm-joshi"],
-    "nu_scale": (0.1, "DEVICE-REFERENCE.md: projected PCM nu ~10x lower than plain PCM"),
+    "nu_scale": (0.1, "published projected-PCM figures: nu ~10x lower than plain PCM"),
 }
 
 PRESETS["rram"] = {
@@ -139,8 +139,8 @@ PRESETS["nor-flash"] = {
     "nu_sigma_min": (0.0, _SEED),
     "nu_sigma_max": (0.0, _SEED),
     "read_q_coeff": (0.002, _SEED),
-    "levels": (256.0, "DEVICE-REFERENCE.md: NOR Flash 8 bit (256 levels) per cell"),
-    "endurance_cycles": (1e4, "DEVICE-REFERENCE.md: NOR Flash endurance 1e4-1e5"),
+    "levels": (256.0, "published NOR Flash figures: 8 bit (256 levels) per cell"),
+    "endurance_cycles": (1e4, "published NOR Flash figures: endurance 1e4-1e5"),
 }
 
 for _preset in PRESETS.values():

@@ -40,7 +40,7 @@ from neurophase.config import ChipConfig
 from neurophase.network import default_model as defaults
 from neurophase.network.data import Dataset
 from neurophase.network.train import (NODE_TYPES, EpochCallback, TrainedNetwork, TrainSettings, _batch_norm, _channel,
-                                      _conv, _shifted, _STAT_NAMES, _DECAYED, class_count, image_shape,
+                                      _conv, _shifted, _STAT_NAMES, _DECAYED, check_settings, class_count, image_shape,
                                       onnx_accuracy, save_model, to_onnx)
 from neurophase.network.weight_noise import ChipWeightNoise, conv_matrix
 
@@ -99,9 +99,7 @@ class HwaSettings:
             ("shift", self.shift >= 0, ">= 0"),
             ("time_range_s", 0 < low <= high and np.isfinite(high), "two finite times with 0 < low <= high"),
         ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"HWA setting {name} = {getattr(self, name)!r} is not allowed; it must be {allowed}")
+        check_settings(self, "HWA setting", checks)
 
     def draw_time(self, rng: np.random.Generator) -> float:
         """A time since programming, log-uniform in ``time_range_s``."""
@@ -124,16 +122,12 @@ def load_cnn_onnx(path: str | Path) -> TrainedNetwork:
     ArchitectureError
         Naming the file, what differs and the supported family.
     """
-    import onnx
-    from onnx import numpy_helper
+    from onnx import helper, numpy_helper
+
+    from neurophase.network.onnx_import import read_onnx_model
 
     path = Path(path)
-    try:
-        model = onnx.load(str(path))
-    except FileNotFoundError:
-        raise ArchitectureError(f"ONNX model {str(path)!r} does not exist") from None
-    except Exception as exc:  # onnx raises DecodeError and friends
-        raise ArchitectureError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    model = read_onnx_model(path, ArchitectureError)
 
     def refuse(detail: str):
         raise ArchitectureError(
@@ -159,7 +153,7 @@ def load_cnn_onnx(path: str | Path) -> TrainedNetwork:
     if graph.output[0].name != previous:
         refuse("the graph's output is not the Gemm's output")
     conv1, bn1, _, conv2, bn2, _, pool, flatten, gemm = graph.node
-    attrs = {id(node): {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute} for node in graph.node}
+    attrs = {id(node): {a.name: helper.get_attribute_value(a) for a in node.attribute} for node in graph.node}
 
     def attr(node, name, default):
         return attrs[id(node)].get(name, default)

@@ -17,7 +17,7 @@ import numpy as np
 
 from neurophase.network.graph import GraphBuilder, Network, NetworkError
 
-__all__ = ["load_onnx", "SUPPORTED_OPERATORS"]
+__all__ = ["load_onnx", "read_onnx_model", "SUPPORTED_OPERATORS"]
 
 SUPPORTED_OPERATORS = ("Gemm", "MatMul", "Conv", "BatchNormalization", "Relu", "Add", "Flatten", "Reshape",
                        "MaxPool", "AveragePool", "GlobalAveragePool", "Identity", "Dropout")
@@ -32,16 +32,21 @@ def load_onnx(path: str | Path) -> Network:
         For an unreadable file, an unsupported operator or attribute (naming the node), a
         graph with other than one input and one output, or NaN/infinite weights.
     """
+    path = Path(path)
+    return from_onnx_model(read_onnx_model(path), path.name)
+
+
+def read_onnx_model(path: str | Path, error: type[Exception] = NetworkError):
+    """The ``onnx.ModelProto`` at ``path``; a missing or unreadable file raises ``error`` naming it."""
     import onnx
 
     path = Path(path)
     try:
-        model = onnx.load(str(path))
+        return onnx.load(str(path))
     except FileNotFoundError:
-        raise NetworkError(f"ONNX model {str(path)!r} does not exist") from None
+        raise error(f"ONNX model {str(path)!r} does not exist") from None
     except Exception as exc:  # onnx raises DecodeError and friends
-        raise NetworkError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    return from_onnx_model(model, path.name)
+        raise error(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
 
 
 def from_onnx_model(model, label: str = "model") -> Network:

@@ -102,9 +102,15 @@ class TrainSettings:
             ("bn_epsilon", self.bn_epsilon > 0, "> 0"),
             ("shift", self.shift >= 0, ">= 0"),
         ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"training setting {name} = {getattr(self, name)!r} is not allowed; it must be {allowed}")
+        check_settings(self, "training setting", checks)
+
+
+def check_settings(settings, what: str, checks: list) -> None:
+    """Raise for the first ``(name, ok, allowed)`` of ``checks`` that is not ok, naming the setting,
+    its value and what is allowed."""
+    for name, ok, allowed in checks:
+        if not ok:
+            raise ValueError(f"{what} {name} = {getattr(settings, name)!r} is not allowed; it must be {allowed}")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Device statistics against the published formulas (DEVICE-REFERENCE.md), over >= 1e4 devices."""
+"""Device statistics against the published formulas, over >= 1e4 devices."""
 
 import math
 
