@@ -30,6 +30,7 @@ __all__ = [
     "DeviceConfig",
     "AnalogConfig",
     "FpgaConfig",
+    "SequencerConfig",
     "ChipConfig",
     "DEVICE_PRESETS",
     "load_config",
@@ -366,6 +367,37 @@ class FpgaConfig(_Section):
             raise self.error("board", self.board, "must be a board name like 'ulx3s-85f'")
 
 
+@dataclass(frozen=True)
+class SequencerConfig(_Section):
+    """The chip top's memories and layer sequencer (``neurophase compile``, docs/chip.md).
+
+    Parameters
+    ----------
+    activation_words : int
+        Activation memory entries (one ``input.bits`` activation each).
+    program_words : int
+        Program memory entries (one 256-bit instruction each).
+    param_words : int
+        Batch-norm parameter memory entries (one scale and one bias each).
+    psum_words : int
+        Partial-sum buffer entries: the most outputs one MVM layer may have.
+    max_row_blocks : int
+        Most row blocks (tiles' worth of inputs) one layer may be split into; sizes the
+        partial-sum adder: ``accumulator_bits + ceil(log2(max_row_blocks))`` bits.
+    """
+
+    _section = "sequencer"
+    activation_words: int = _int_field(16384, 16, 1 << 20, "activation memory entries")
+    program_words: int = _int_field(256, 4, 1 << 16, "program memory instructions")
+    param_words: int = _int_field(2048, 1, 1 << 16, "batch-norm parameter memory entries")
+    psum_words: int = _int_field(1024, 1, 1 << 16, "partial-sum buffer entries (outputs of one layer)")
+    max_row_blocks: int = _int_field(16, 1, 4096, "most row blocks of one layer")
+
+    @property
+    def psum_growth_bits(self) -> int:
+        return math.ceil(math.log2(self.max_row_blocks))
+
+
 _SECTIONS = {
     "tile": TileConfig,
     "input": InputConfig,
@@ -375,6 +407,7 @@ _SECTIONS = {
     "device": DeviceConfig,
     "analog": AnalogConfig,
     "fpga": FpgaConfig,
+    "sequencer": SequencerConfig,
 }
 
 
@@ -385,7 +418,7 @@ class ChipConfig:
 
     Parameters
     ----------
-    tile, input, adc, weights, datapath, device, analog, fpga :
+    tile, input, adc, weights, datapath, device, analog, fpga, sequencer :
         The sections; see their classes.
     clock_mhz : float
         Clock of the digital periphery.
@@ -404,6 +437,7 @@ class ChipConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     analog: AnalogConfig = field(default_factory=AnalogConfig)
     fpga: FpgaConfig = field(default_factory=FpgaConfig)
+    sequencer: SequencerConfig = field(default_factory=SequencerConfig)
     clock_mhz: float = _float_field(500.0, 1.0, 5000.0, "clock of the digital periphery in MHz")
 
     def __post_init__(self):
@@ -482,6 +516,12 @@ class ChipConfig:
     def accumulator_bits(self) -> int:
         """Width of the shift-and-add result actually built."""
         return self.datapath.accumulator_bits or self.full_accumulator_bits
+
+    @property
+    def psum_bits(self) -> int:
+        """Width of the chip's partial-sum adder and batch-norm unit: the accumulator plus
+        ``ceil(log2(sequencer.max_row_blocks))`` growth bits."""
+        return self.accumulator_bits + self.sequencer.psum_growth_bits
 
     # -- construction ---------------------------------------------------------
     @classmethod

@@ -583,14 +583,16 @@ class ParamFormats:
         return f"Q{bits - frac}.{frac}"
 
 
-def tile_register_map(cfg) -> RegisterMap:
-    """The register map of one crossbar tile sized by ``cfg`` (a ChipConfig)."""
+def tile_register_map(cfg, batch_norm: bool = True) -> RegisterMap:
+    """The register map of one crossbar tile sized by ``cfg`` (a ChipConfig); without
+    ``batch_norm`` (a tile on the chip, whose batch-norm follows the partial-sum adder)
+    the map has no batch-norm registers or status bit."""
     fmt = ParamFormats.from_config(cfg)
     cols, lanes = cfg.tile.cols, cfg.datapath.lanes
     rmap = RegisterMap("tile", doc=f"CSR bank of one {cfg.tile.rows} x {cols} crossbar tile")
     for register in _tile_identity(cfg):
         rmap.add(register)
-    for register in _tile_control(cfg, fmt):
+    for register in _tile_control(cfg, fmt, batch_norm):
         rmap.add(register)
     rmap.add_interrupts("STATUS", master=("CTRL", "irq_en"))
     one = 1 << fmt.gain_frac_bits
@@ -598,6 +600,8 @@ def tile_register_map(cfg) -> RegisterMap:
                    doc="per-column ADC offset trim in ADC codes, subtracted from each code (saturating)"))
     rmap.add(Array("GAIN", cols, fmt.gain_bits, signed=True, lanes=lanes, reset=one,
                    doc=f"per-column drift gain alpha, {fmt.q(fmt.gain_bits, fmt.gain_frac_bits)}"))
+    if not batch_norm:
+        return rmap
     rmap.add(Array("BN_SCALE", cols, fmt.bn_scale_bits, signed=True, lanes=lanes,
                    reset=1 << fmt.bn_scale_frac_bits,
                    doc=f"per-column batch-norm scale gamma, {fmt.q(fmt.bn_scale_bits, fmt.bn_scale_frac_bits)}"))
@@ -628,7 +632,7 @@ def _tile_identity(cfg) -> list[Register]:
     ]
 
 
-def _tile_control(cfg, fmt: ParamFormats) -> list[Register]:
+def _tile_control(cfg, fmt: ParamFormats, batch_norm: bool = True) -> list[Register]:
     R, RW, RW1C, W1P = Access.R, Access.RW, Access.RW1C, Access.W1P
     timeout = getattr(cfg.datapath, "adc_timeout_cycles", min(0xFFFF, 4 * cfg.adc.latency_cycles))
     per_column = getattr(cfg.datapath, "gain_mode", "per-column") == "per-column"
@@ -643,7 +647,8 @@ def _tile_control(cfg, fmt: ParamFormats) -> list[Register]:
                             Field("adc_timeout", access=RW1C, doc="an ADC conversion exceeded ADC_TIMEOUT"),
                             Field("sat_shift_add", access=RW1C, doc="shift-and-add saturated"),
                             Field("sat_drift_gain", access=RW1C, doc="drift gain saturated"),
-                            Field("sat_batch_norm", access=RW1C, doc="batch-norm/requantisation saturated"),
+                            *([Field("sat_batch_norm", access=RW1C, doc="batch-norm/requantisation saturated")]
+                              if batch_norm else []),
                             Field("bus_error", access=RW1C, source=Source.BUS_ERROR,
                                   doc="a bus access was answered with err")),
                  doc="Status; sticky bits are cleared by writing 1"),
@@ -656,9 +661,9 @@ def _tile_control(cfg, fmt: ParamFormats) -> list[Register]:
                                      f"drift gain alpha of every column when DRIFT.per_column is 0, "
                                      f"{fmt.q(fmt.gain_bits, fmt.gain_frac_bits)}", signed=True),),
                  doc="Drift gain of the whole tile"),
-        Register("BN_CTRL", (Field("relu_en", access=RW, reset=1, doc="apply ReLU after batch-norm"),
-                             Field("requant_shift", 6, RW, 0, "right shift before requantisation", offset=8)),
-                 doc="Batch-norm output stage"),
+        *([Register("BN_CTRL", (Field("relu_en", access=RW, reset=1, doc="apply ReLU after batch-norm"),
+                                Field("requant_shift", 6, RW, 0, "right shift before requantisation", offset=8)),
+                    doc="Batch-norm output stage")] if batch_norm else []),
         Register("MVM_COUNT", (Field("count", 32, R, doc="MVMs completed since reset"),),
                  doc="MVM counter"),
         Register("ERROR_COUNT", (Field("bus", 16, R, source=Source.BUS_ERROR_COUNT,
