@@ -28,7 +28,7 @@ from neurophase.models.datapath import DatapathParams, DatapathSettings, column_
 from neurophase.models.datapath_stimulus import random_settings, tile_cases
 from neurophase.regmap import WORD_BYTES, field_member, tile_register_map
 from neurophase.rtl.drift_gain import column_values_layout
-from neurophase.rtl.tile import TILE_BANK_MEMBERS
+from neurophase.rtl.tile import BATCH_NORM_MEMBERS, TILE_BANK_MEMBERS
 
 #: STATUS bits the golden model predicts, by field name.
 STATUS_FROM_GOLDEN = {
@@ -68,13 +68,13 @@ class TileBench:
         raise KeyError(member)
 
     async def write_field(self, role: str, value: int):
-        address, offset, width = self.field(TILE_BANK_MEMBERS[role])
+        address, offset, width = self.field({**TILE_BANK_MEMBERS, **BATCH_NORM_MEMBERS}[role])
         word = await self.bus.read(address)
         mask = ((1 << width) - 1) << offset
         await self.bus.write(address, (word & ~mask) | ((value << offset) & mask))
 
     async def command(self, role: str):
-        address, offset, _ = self.field(TILE_BANK_MEMBERS[role])
+        address, offset, _ = self.field({**TILE_BANK_MEMBERS, **BATCH_NORM_MEMBERS}[role])
         await self.bus.write(address, 1 << offset)
 
     async def status(self) -> dict:
