@@ -6,9 +6,9 @@ the same decision read from the sign-extension bits is a few LUT levels. These h
 give exactly ``min(max(value, lo), hi)`` for the two's-complement range of ``bits``.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 
-__all__ = ["saturate_signed", "add_with_carry"]
+__all__ = ["saturate_signed", "saturate_to_width", "add_with_carry"]
 
 
 def saturate_signed(m: Module, value: Value, bits: int, name: str) -> tuple[Signal, Signal]:
@@ -66,3 +66,38 @@ def add_with_carry(a: Value, b: Value, carry) -> Value:
     if not (a.shape().signed and b.shape().signed) or len(carry) != 1:
         raise TypeError("add_with_carry takes two signed values and a one-bit carry")
     return (Cat(carry, a).as_signed() + Cat(carry, b).as_signed()) >> 1
+
+
+def saturate_to_width(m: Module, value: Value, width: Value, max_bits: int, name: str) -> tuple[Signal, Signal]:
+    """``value`` clipped to the signed range of a run-time ``width`` (1 to ``max_bits``
+    bits), and whether it was clipped; the result is ``max_bits`` wide.
+
+    Parameters
+    ----------
+    m : Module
+        Receives the combinational assignments.
+    value : Value
+        A signed value.
+    width : Value
+        Unsigned width of the range (values above ``max_bits`` act as ``max_bits``).
+    max_bits : int
+        Widest range and the result width.
+    name : str
+        Prefix of the created signals.
+    """
+    value = Value.cast(value)
+    if not value.shape().signed:
+        raise TypeError(f"value must be signed, not {value.shape()!r}")
+    bits = Signal(range(max_bits + 1), name=f"{name}_bits")
+    hi = Signal(signed(max_bits + 1), name=f"{name}_hi")
+    lo = Signal(signed(max_bits + 1), name=f"{name}_lo")
+    result = Signal(signed(max_bits), name=f"{name}_sat")
+    clipped = Signal(name=f"{name}_clipped")
+    m.d.comb += [
+        bits.eq(Mux((width > max_bits) | (width == 0), max_bits, width)),
+        hi.eq((Const(1, max_bits + 1) << (bits - 1).as_unsigned()[:len(bits)]) - 1),
+        lo.eq(-hi - 1),
+        clipped.eq((value > hi) | (value < lo)),
+        result.eq(Mux(value > hi, hi, Mux(value < lo, lo, value))),
+    ]
+    return result, clipped
