@@ -30,8 +30,6 @@ TILE_BANK_MEMBERS = {
     "timeout_cycles": "adc_timeout_cycles",
     "per_column": "drift_per_column",
     "tile_gain": "drift_gain_alpha",
-    "relu": "bn_ctrl_relu_en",
-    "shift": "bn_ctrl_requant_shift",
     "mvm_count": "mvm_count_count",
     "trim": "adc_trim_rd",
     "gain": "gain_rd",

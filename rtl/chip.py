@@ -1,0 +1,201 @@
+"""Chip top: ``tile.count`` tiles, the activation, program and parameter memories, and the
+layer sequencer behind one Wishbone bus."""
+
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from neurophase.chip_regmap import chip_address_map, chip_register_map
+from neurophase.config import ChipConfig
+from neurophase.models.chip_isa import INSTRUCTION_BITS, WORDS_PER_INSTRUCTION
+from neurophase.rtl.adc_interface import AdcPortSignature
+from neurophase.rtl.command_guard import CommandGuard
+from neurophase.rtl.csr_bank import CsrBank
+from neurophase.rtl.memory_window import MemoryWindow
+from neurophase.rtl.sequencer import LayerSequencer
+from neurophase.rtl.tile import Tile
+from neurophase.rtl.wishbone import WishboneSignature
+from neurophase.rtl.wishbone_decoder import WishboneDecoder
+
+__all__ = ["Chip", "row_drive_shape", "TILE_MODULE", "tile_instance_ports"]
+
+#: Verilog module name of the tile on the chip; the chip instantiates it ``tile.count`` times.
+TILE_MODULE = "neurophase_chip_tile"
+
+
+def tile_instance_ports(signature: wiring.Signature, interface) -> dict:
+    """``Instance`` keyword arguments binding ``interface`` (created from the tile's
+    signature) to the ports Amaranth gives the generated tile module (``a__b`` per path)."""
+    ports = {}
+    for path, member, value in signature.flatten(interface):
+        name = "__".join(str(part) for part in path)
+        ports[("i_" if member.flow == In else "o_") + name] = value
+    return ports
+
+
+def row_drive_shape(cfg: ChipConfig):
+    """What the row drivers present per row: one bit of the bit-plane (bit-serial) or the
+    signed input as a pulse width (pulse-width)."""
+    return unsigned(1) if cfg.input.mode == "bit-serial" else signed(cfg.input.bits)
+
+
+class Chip(wiring.Component):
+    """The chip's digital side: every tile's periphery (one :class:`Tile` module,
+    ``tile.count`` instances), the memories and the :class:`LayerSequencer`.
+
+    The tile is generated once as the Verilog module :data:`TILE_MODULE` (from
+    ``Tile(cfg, on_chip=True)``) and instantiated here ``tile.count`` times, so a chip of
+    144 tiles costs one tile's generation. The analog arrays stay outside: tile ``t`` requests conversions on ``adc[t]`` and the
+    row drivers of the selected tile ``row_tile`` present ``row_drive`` for the conversion in
+    flight (bit-serial: bit ``adc[row_tile].plane`` of every row's input; pulse-width: the
+    inputs themselves); rows outside the running block present 0. One tile converts at a
+    time. The bus (:func:`~neurophase.chip_regmap.chip_address_map`) reaches the chip
+    registers, the memories (only while the sequencer is idle) and every tile's registers
+    (a tile's ``CTRL.start`` is refused with ``err``: the sequencer owns the tiles' starts).
+
+    Parameters
+    ----------
+    cfg : ChipConfig
+
+    Members
+    -------
+    bus : In(WishboneSignature(address map width))
+    irq : Out(1)
+        The chip's or any tile's interrupt.
+    adc : Out(AdcPortSignature).array(tile.count)
+    row_drive : Out(ArrayLayout(row_drive_shape(cfg), tile.rows))
+    row_tile : Out(range(tile.count))
+    row_values : Out(ArrayLayout(signed(input.bits), tile.rows))
+        The row buffer the drivers present (test and debug access).
+    tag_pc, tag_position : Out(16), Out(20)
+        BLOCK entry and output position of the MVM in flight.
+    busy : Out(1)
+        The sequencer runs a program.
+    """
+
+    def __init__(self, cfg: ChipConfig):
+        if not isinstance(cfg, ChipConfig):
+            raise TypeError(f"cfg must be a ChipConfig, not {cfg!r}")
+        self.cfg = cfg
+        self.address_map = chip_address_map(cfg)
+        self.regmap = chip_register_map(cfg)
+        tile = Tile(cfg, on_chip=True)
+        tile._MustUse__silence = True
+        self.tile_regmap = tile.regmap
+        self.tile_signature = tile.signature
+        super().__init__({
+            "bus": In(WishboneSignature(self.address_map.addr_width)),
+            "irq": Out(1),
+            "adc": Out(tile.adc.signature).array(cfg.tile.count),
+            "row_drive": Out(data.ArrayLayout(row_drive_shape(cfg), cfg.tile.rows)),
+            "row_tile": Out(range(max(cfg.tile.count, 2))),
+            "row_values": Out(data.ArrayLayout(signed(cfg.input.bits), cfg.tile.rows)),
+            "tag_pc": Out(16),
+            "tag_position": Out(20),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, seq_cfg = self.cfg, self.cfg.sequencer
+        m.submodules.decoder = decoder = WishboneDecoder(self.address_map.addr_width, self.address_map.windows)
+        wiring.connect(m, wiring.flipped(self.bus), decoder.bus)
+        m.submodules.sequencer = seq = LayerSequencer(cfg)
+        m.submodules.bank = bank = CsrBank(self.regmap)
+        wiring.connect(m, decoder.chip_bus, bank.bus)
+        self._registers(m, bank, seq)
+        self._memories(m, decoder, seq)
+        tiles = self._tiles(m, decoder, seq)
+        m.d.comb += [
+            self.irq.eq(bank.irq | _any([t.irq for t in tiles])),
+            self.tag_pc.eq(seq.tag_pc),
+            self.tag_position.eq(seq.tag_position),
+            self.busy.eq(seq.busy),
+            self.row_tile.eq(seq.tile_sel),
+            self.row_values.eq(seq.rows),
+        ]
+        self._row_drivers(m, seq)
+        return m
+
+    def _registers(self, m, bank, seq) -> None:
+        m.d.comb += [
+            seq.start.eq(bank.ctrl_start), seq.abort.eq(bank.ctrl_abort), seq.soft_reset.eq(bank.ctrl_soft_reset),
+            seq.entry.eq(bank.entry_pc),
+            bank.status_busy.eq(seq.busy), bank.status_done_set.eq(seq.done), bank.status_error_set.eq(seq.error),
+            bank.status_sat_psum_set.eq(seq.sat_psum), bank.status_sat_batch_norm_set.eq(seq.sat_batch_norm),
+            bank.error_code.eq(seq.error_code), bank.error_tile.eq(seq.error_tile), bank.error_pc.eq(seq.error_pc),
+            bank.pc_pc.eq(seq.pc), bank.cycles_count.eq(seq.cycles), bank.runs_count.eq(seq.runs),
+            bank.mvms_count.eq(seq.mvms),
+        ]
+
+    def _memories(self, m, decoder, seq) -> None:
+        cfg, seq_cfg, dp = self.cfg, self.cfg.sequencer, self.cfg.datapath
+        amap = self.address_map
+        width = lambda name: amap.region(name).addr_width  # noqa: E731
+        m.submodules.program = program = MemoryWindow(seq_cfg.program_words, 32, WORDS_PER_INSTRUCTION,
+                                                      addr_width=width("program"))
+        m.submodules.activations = act = MemoryWindow(seq_cfg.activation_words, cfg.input.bits, signed=True,
+                                                      addr_width=width("activations"))
+        m.submodules.bn_scale = scale = MemoryWindow(seq_cfg.param_words, dp.bn_scale_bits, signed=True,
+                                                     addr_width=width("bn_scale"))
+        m.submodules.bn_bias = bias = MemoryWindow(seq_cfg.param_words, dp.bn_bias_bits, signed=True,
+                                                   addr_width=width("bn_bias"))
+        for name, window in (("program", program), ("activations", act), ("bn_scale", scale), ("bn_bias", bias)):
+            wiring.connect(m, getattr(decoder, f"{name}_bus"), window.bus)
+            m.d.comb += window.locked.eq(seq.busy)
+        assert program.words * program.width == INSTRUCTION_BITS
+        m.d.comb += [
+            program.raddr.eq(seq.prog_addr), seq.prog_data.eq(program.rdata),
+            act.raddr.eq(seq.act_raddr), seq.act_rdata.eq(act.rdata.as_signed()),
+            act.waddr.eq(seq.act_waddr), act.wdata.eq(seq.act_wdata), act.we.eq(seq.act_we),
+            scale.raddr.eq(seq.param_addr), bias.raddr.eq(seq.param_addr),
+            seq.scale_data.eq(scale.rdata.as_signed()), seq.bias_data.eq(bias.rdata.as_signed()),
+        ]
+
+    def _tiles(self, m, decoder, seq) -> list:
+        cfg = self.cfg
+        tiles = []
+        timeouts = []
+        stream_in = seq.tile_stream
+        start = self.tile_regmap.register("CTRL").field("start")
+        for t in range(cfg.tile.count):
+            tile = self.tile_signature.create(path=(f"tile{t}",))
+            m.submodules[f"tile{t}"] = Instance(TILE_MODULE, i_clk=ClockSignal(), i_rst=ResetSignal(),
+                                                **tile_instance_ports(self.tile_signature, tile))
+            guard = CommandGuard(self.tile_regmap.addr_width, self.tile_regmap.address("CTRL") >> 2, start.offset)
+            m.submodules[f"tile{t}_guard"] = guard
+            wiring.connect(m, getattr(decoder, f"tile{t}_bus"), guard.upstream)
+            wiring.connect(m, guard.downstream, tile.bus)
+            wiring.connect(m, wiring.flipped(self.adc[t]), tile.adc)
+            selected = seq.tile_sel == t
+            m.d.comb += [
+                guard.block.eq(1),
+                tile.start.eq(seq.tile_start & selected),
+                tile.abort.eq(seq.tile_abort),
+                tile.o_stream.ready.eq(~selected | stream_in.ready),
+            ]
+            with m.If(selected):
+                m.d.comb += [stream_in.valid.eq(tile.o_stream.valid), stream_in.payload.eq(tile.o_stream.payload)]
+            timeouts.append(tile.timeout)
+            tiles.append(tile)
+        m.d.comb += seq.tile_timeout.eq(_any(timeouts))
+        return tiles
+
+    def _row_drivers(self, m, seq) -> None:
+        cfg = self.cfg
+        if cfg.input.mode != "bit-serial":
+            m.d.comb += self.row_drive.eq(seq.rows)
+            return
+        plane = Signal(range(max(cfg.input.planes, 2)))
+        for t in range(cfg.tile.count):
+            with m.If(seq.tile_sel == t):
+                m.d.comb += plane.eq(self.adc[t].plane)
+        for r in range(cfg.tile.rows):
+            m.d.comb += self.row_drive[r].eq(seq.rows[r].bit_select(plane, 1))
+
+
+def _any(signals):
+    result = 0
+    for s in signals:
+        result = result | s
+    return result
