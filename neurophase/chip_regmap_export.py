@@ -272,22 +272,28 @@ def chip_map_markdown(cfg, amap: ChipAddressMap | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def region_table(amap: ChipAddressMap) -> list[str]:
+def region_table(amap: ChipAddressMap, links: bool = True) -> list[str]:
     """Markdown lines of the ``## Regions`` table: base, span, region and contents; the tiles
-    in one row (``base + t * stride``)."""
+    in one row (``base + t * stride``); ``links`` points the contents at the sections of
+    :func:`chip_map_markdown`."""
     tiles = TileLayout(amap)
     last = tiles.tile_base(tiles.count - 1)
+    names = "`tile0`" if tiles.count == 1 else f"`tile0` … `tile{tiles.count - 1}`"
     lines = ["## Regions", "", "| Base | Span | Region | Holds |", "|---|---|---|---|"]
     for region in amap.regions:
         if region.name == "tile0":
             lines.append(f"| `{_hex(tiles.base)}` + *t* × `{_hex(tiles.stride)}` (last `{_hex(last)}`) "
-                         f"| `{_hex(tiles.span)}` each | `tile0` … `tile{tiles.count - 1}` "
-                         f"| registers of tile *t*: [Tile registers](#tile-registers) |")
+                         f"| `{_hex(tiles.span)}` each | {names} "
+                         f"| {_link('registers of tile *t*', 'tile-registers', links)} |")
         elif not _is_tile(region):
             section = "chip-registers" if region.name == "chip" else "memory-windows"
             lines.append(f"| `{_hex(region.base)}` | `{_hex(region.span)}` | `{region.name}` "
-                         f"| [{_md(_holds(region))}](#{section}) |")
+                         f"| {_link(_md(_holds(region)), section, links)} |")
     return lines
+
+
+def _link(text: str, anchor: str, links: bool) -> str:
+    return f"[{text}](#{anchor})" if links else text
 
 
 def _memory_section(amap: ChipAddressMap) -> list[str]:

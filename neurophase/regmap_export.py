@@ -195,7 +195,8 @@ def c_register_defines(rmap: RegisterMap, base: int, prefix: str, addr_suffix: s
     for offset, register in rmap.registers:
         name = f"{prefix}_{register.name}"
         lines += [f"/* {register.name}: {c_comment(register.doc)} ({register.access}) */",
-                  f"#define {name}_{addr_suffix} {_hex(base + offset)}u", f"#define {name}_RESET {_hex(register.reset)}u"]
+                  f"#define {name}_{addr_suffix} {_hex(base + offset)}u",
+                  f"#define {name}_RESET {_hex(register.reset)}u"]
         for f in register.fields:
             field_name = f"{name}_{f.name.upper()}"
             lines += [f"#define {field_name}_SHIFT {f.offset}u  /* {f.access.value}: {c_comment(f.doc)} */",
@@ -263,7 +264,8 @@ def markdown_sections(rmap: RegisterMap, base: int = 0, *, level: int = 2, prefi
                   "| Datapath port | Description |",
                   "|---|---|---|---|---|---|---|---|"]
         for offset, array in rmap.arrays:
-            lines.append(f"| `{_hex(base + offset, 4)}` | {array.name} | {array.length} | {array.format} | {array.lanes} "
+            lines.append(f"| `{_hex(base + offset, 4)}` | {array.name} | {array.length} | {array.format} "
+                         f"| {array.lanes} "
                          f"| {array.reset} | `{array_member(array)}` | {_md(array.doc)} |")
     if rmap.interrupts is not None:
         irq = rmap.interrupts
