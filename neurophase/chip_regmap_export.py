@@ -18,12 +18,12 @@ from neurophase.atomic import write_text_atomic
 from neurophase.chip_regmap import ERROR_CODES, ChipAddressMap, Region, chip_address_map
 from neurophase.models.chip_isa import INSTRUCTION_BITS, WORDS_PER_INSTRUCTION, Opcode
 from neurophase.regmap import WORD_BYTES, RegisterMap
-from neurophase.regmap_export import (_hex, _md, c_array_defines, c_comment, c_register_defines, markdown_anchor,
-                                      markdown_sections, to_dict, to_litex_csv)
+from neurophase.regmap_export import (c_array_defines, c_comment, c_register_defines, markdown_sections, to_dict,
+                                      to_litex_csv)
 from neurophase.regmap_systemrdl import RDL_HEADER, rdl_name, rdl_string, systemrdl_addrmap
 
-__all__ = ["CHIP_MAP_NAME", "CHIP_MAP_FILES", "TileLayout", "tile_layout", "chip_map_dict", "chip_map_json",
-           "chip_map_c_header", "chip_map_markdown", "chip_map_csv", "chip_map_systemrdl", "write_chip_map_exports"]
+__all__ = ["CHIP_MAP_NAME", "CHIP_MAP_FILES", "TileLayout", "chip_map_dict", "chip_map_json", "chip_map_c_header",
+           "chip_map_markdown", "chip_map_csv", "chip_map_systemrdl", "region_table", "write_chip_map_exports"]
 
 #: Name of the chip's address space in the exports (SystemRDL root, JSON ``name``).
 CHIP_MAP_NAME = "neurophase_chip"
@@ -39,6 +39,13 @@ class TileLayout:
     ----------
     amap : ChipAddressMap
         The chip's address map.
+
+    Attributes
+    ----------
+    count, base, stride, span : int
+        Tiles; byte base of tile 0; bytes from one tile's base to the next; bytes of each window.
+    rmap : RegisterMap
+        The register map every tile shares (offsets from its base).
 
     Raises
     ------
@@ -69,9 +76,12 @@ class TileLayout:
         return self.base + tile * self.stride
 
 
-def tile_layout(amap: ChipAddressMap) -> TileLayout:
-    """The :class:`TileLayout` of ``amap``."""
-    return TileLayout(amap)
+def _hex(value: int, digits: int = 8) -> str:
+    return f"0x{value:0{digits}x}"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def _is_tile(region: Region) -> bool:
