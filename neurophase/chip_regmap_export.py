@@ -269,7 +269,7 @@ def chip_map_markdown(cfg, amap: ChipAddressMap | None = None) -> str:
              "byte address >> 2). Every region is aligned to its span, so the bus decoder compares upper "
              "address bits only; it answers an address outside every region with `err`.", "",
              *region_table(amap), "",
-             f"## Chip registers", "", f"Region `chip` at `{_hex(chip.base)}`.", "",
+             "## Chip registers", "", f"Region `chip` at `{_hex(chip.base)}`.", "",
              *markdown_sections(chip.rmap, chip.base, level=3, prefix="chip "), "",
              "### Error codes", "", "Values of `ERROR.code`:", "", "| Code | Meaning |", "|---|---|",
              *(f"| {code} | {_md(meaning)} |" for code, meaning in sorted(ERROR_CODES.items())), "",

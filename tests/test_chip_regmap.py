@@ -5,6 +5,7 @@ systemrdl-compiler and PeakRDL's C header read the CSV and the SystemRDL as we d
 import json
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,19 @@ def test_tile_layout_refuses_a_tile_outside_the_chip():
     for bad in (-1, 3, True, 1.0):
         with pytest.raises(ValueError, match=re.escape(f"tile must be an integer from 0 to 2, not {bad!r}")):
             layout.tile_base(bad)
+
+
+def test_tile_layout_refuses_tiles_that_no_base_and_stride_describe():
+    amap = chip_address_map(chip_config(3))
+    tile2 = amap.region("tile2")
+    stride = amap.tile_base(1) - amap.tile_base(0)
+    moved = tuple(replace(r, base=r.base + r.span) if r is tile2 else r for r in amap.regions)
+    with pytest.raises(ValueError, match=re.escape(f"tile region tile2 at 0x{tile2.base + tile2.span:x} breaks the "
+                                                   f"tile layout base 0x{amap.tile_base(0):x} + t * 0x{stride:x} "
+                                                   "of tiles 0 to 2")):
+        TileLayout(replace(amap, regions=moved))
+    with pytest.raises(ValueError, match="the chip address map has no tile region"):
+        TileLayout(replace(amap, regions=tuple(r for r in amap.regions if not r.name.startswith("tile"))))
 
 
 def test_chip_register_fields_are_as_documented():
