@@ -12,6 +12,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from neurophase.atomic import write_text_atomic
+from neurophase.chip_regmap_export import write_chip_map_exports
 from neurophase.config import ChipConfig
 from neurophase.models.shift_add import ShiftAddParams
 from neurophase.regmap import tile_register_map
@@ -19,7 +20,7 @@ from neurophase.regmap_export import write_regmap_exports
 from neurophase.rtl.csr_bank import CsrBank
 from neurophase.rtl.shift_add import ShiftAdd
 
-__all__ = ["BLOCKS", "build_block", "convert", "generate"]
+__all__ = ["BLOCKS", "CHIP_MAP_BLOCKS", "build_block", "convert", "generate", "write_chip_map_exports"]
 
 #: Every RTL block the framework generates: Verilog module name -> factory from the chip config.
 BLOCKS: dict[str, Callable[[ChipConfig], wiring.Component]] = {
@@ -32,6 +33,10 @@ BLOCKS: dict[str, Callable[[ChipConfig], wiring.Component]] = {
     "program_verify": lambda cfg: _program_verify(cfg),
     "programmable_tile": lambda cfg: _programmable_tile(cfg),
 }
+
+#: Blocks whose generation also writes the chip address map (``chip_map.*``): the tile's CSR
+#: bank (the tile map is part of the chip map) and the chip top.
+CHIP_MAP_BLOCKS = ("csr_bank", "chip")
 
 
 def _programmable_tile(cfg: ChipConfig) -> wiring.Component:
@@ -76,7 +81,9 @@ def convert(component: wiring.Component, name: str) -> str:
 
 
 def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = None) -> dict:
-    """Write the Verilog of ``blocks`` (default: all), the configuration used and
+    """Write the Verilog of ``blocks`` (default: all), the configuration used, the register
+    maps of the blocks that have one (the tile's ``tile_regs.*`` and the chip's
+    ``chip_map.*`` with ``csr_bank`` or ``chip``, ``program_verify_regs.*``) and
     ``manifest.json`` listing every file written with its SHA-256; returns the manifest."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -93,10 +100,14 @@ def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = No
         path = out_dir / f"{name}.v"
         write_text_atomic(path, convert(build_block(name, cfg), name))
         record(path, "verilog", module=name)
-    if "csr_bank" in (blocks or BLOCKS):
+    selected = blocks or list(BLOCKS)
+    if "csr_bank" in selected:
         for kind, path in write_regmap_exports(tile_register_map(cfg), out_dir).items():
             record(path, f"register-map-{kind}")
-    if "program_verify" in (blocks or BLOCKS):
+    if any(name in selected for name in CHIP_MAP_BLOCKS):
+        for kind, path in write_chip_map_exports(cfg, out_dir).items():
+            record(path, f"chip-map-{kind}")
+    if "program_verify" in selected:
         from neurophase.models.program_verify import program_verify_register_map
 
         for kind, path in write_regmap_exports(program_verify_register_map(cfg), out_dir).items():
