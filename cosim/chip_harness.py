@@ -19,7 +19,7 @@ per-cycle work in HDL, so Python acts once per tile MVM:
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, signed
+from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, ResetSignal, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -77,7 +77,6 @@ class ChipCosimHarness(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.cfg
         clock = Signal()
         m.submodules.clock = Instance(SIM_CLOCK_MODULE, o_clk=clock)
         m.domains.sync = ClockDomain("sync", local=True)

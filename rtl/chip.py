@@ -8,7 +8,6 @@ from amaranth.lib.wiring import In, Out
 from neurophase.chip_regmap import chip_address_map, chip_register_map
 from neurophase.config import ChipConfig
 from neurophase.models.chip_isa import INSTRUCTION_BITS, WORDS_PER_INSTRUCTION
-from neurophase.rtl.adc_interface import AdcPortSignature
 from neurophase.rtl.command_guard import CommandGuard
 from neurophase.rtl.csr_bank import CsrBank
 from neurophase.rtl.memory_window import MemoryWindow
@@ -97,7 +96,6 @@ class Chip(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, seq_cfg = self.cfg, self.cfg.sequencer
         m.submodules.decoder = decoder = WishboneDecoder(self.address_map.addr_width, self.address_map.windows)
         wiring.connect(m, wiring.flipped(self.bus), decoder.bus)
         m.submodules.sequencer = seq = LayerSequencer(cfg)
