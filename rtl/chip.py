@@ -98,7 +98,7 @@ class Chip(wiring.Component):
         m = Module()
         m.submodules.decoder = decoder = WishboneDecoder(self.address_map.addr_width, self.address_map.windows)
         wiring.connect(m, wiring.flipped(self.bus), decoder.bus)
-        m.submodules.sequencer = seq = LayerSequencer(cfg)
+        m.submodules.sequencer = seq = LayerSequencer(self.cfg)
         m.submodules.bank = bank = CsrBank(self.regmap)
         wiring.connect(m, decoder.chip_bus, bank.bus)
         self._registers(m, bank, seq)
