@@ -1,7 +1,8 @@
-"""``neurophase model map|network|sweep`` and ``neurophase bench network``: the network flow's commands.
+"""``neurophase model map|network|sweep``, ``neurophase bench network`` and ``neurophase compile``:
+the network flow's commands.
 
-Registered on the CLI's groups by :func:`register_network_commands`; the heavy modules are
-imported inside each command.
+Registered on the CLI's groups by :func:`register_network_commands` and
+:func:`register_compile_command`; the heavy modules are imported inside each command.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import click
 
 from neurophase.cli_types import FiniteFloat
 
-__all__ = ["register_network_commands"]
+__all__ = ["register_network_commands", "register_compile_command"]
 
 
 def _model_argument(func):
@@ -50,6 +51,66 @@ def load_flow(config_path, model_path, data_path, calib_path, get_config, images
                              f"input {network.input_shape}")
     mapped = map_network(network, cfg, calib.inputs[:512])
     return cfg, network, mapped, test, calib
+
+
+def load_mapped(config_path, model_path, data_path, get_config):
+    """Configuration and mapped network of a command that needs no test data: MODEL.onnx (the
+    shipped network when None) quantised with the calibration data at ``data_path`` (the
+    digits training split when None)."""
+    from neurophase.network.data import load_dataset
+    from neurophase.network.mapping import map_network
+    from neurophase.network.onnx_import import load_onnx
+
+    cfg = get_config(config_path)
+    if model_path is None:
+        from neurophase.network.default_model import DEFAULT_MODEL_PATH
+
+        model_path = DEFAULT_MODEL_PATH
+    network = load_onnx(model_path)
+    calib = load_dataset(data_path, "train")
+    if calib.inputs.shape[1:] != network.input_shape:
+        raise ValueError(f"--data: inputs of shape {calib.inputs.shape[1:]} per example do not fit the network's "
+                         f"input {network.input_shape}")
+    return cfg, map_network(network, cfg, calib.inputs[:512])
+
+
+def register_compile_command(main, console, emit_json, friendly_errors, config_option, get_config):
+    """Add ``neurophase compile`` to the ``main`` group."""
+
+    @main.command("compile")
+    @config_option
+    @_model_argument
+    @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Calibration data (.npz with inputs, labels) for the activation ranges "
+                       "(default: the digits training split).")
+    @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+                  help="Folder for the program, the memory images, the listing and the manifest.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the summary and the files as JSON.")
+    @friendly_errors
+    def compile_command(config_path, model_path, data_path, out_dir, as_json):
+        """Compile MODEL.onnx (default: the shipped digits CNN) into the layer sequencer's program,
+        the activation layout, the batch-norm parameter and tile images, and a listing with a
+        cycle estimate."""
+        from neurophase.network.compiler import compile_network, write_compiled
+        from neurophase.paths import check_writable_dir
+
+        check_writable_dir(out_dir, "--out")
+        _cfg, mapped = load_mapped(config_path, model_path, data_path, get_config)
+        compiled = compile_network(mapped)
+        manifest = write_compiled(compiled, out_dir)
+        summary = dict(manifest["summary"], out=str(out_dir), files=[str(out_dir / f["path"]) for f in manifest["files"]]
+                       + [str(out_dir / "manifest.json")])
+        if as_json:
+            emit_json(summary)
+            return
+        s = summary
+        console.print(f"{s['tiles']} of {s['tiles_configured']} tiles, {s['instructions']} of {s['program_words']} "
+                      f"instructions, {s['activation_words_used']} of {s['activation_words']} activation words, "
+                      f"{s['param_words_used']} of {s['param_words']} parameter words")
+        console.print(f"estimated {s['cycles_per_image']} cycles per image = {s['time_per_image_us']:.3f} us at "
+                      f"{s['clock_mhz']:g} MHz ({s['images_per_s']:.0f} images/s)")
+        console.print(f"wrote {len(s['files'])} files to {out_dir} (listing: {out_dir / 'listing.txt'}, "
+                      f"manifest: {out_dir / 'manifest.json'})", markup=False)
 
 
 def _or(given, default):

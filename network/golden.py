@@ -33,13 +33,70 @@ from neurophase.models.shift_add import ShiftAddParams, shift_add
 from neurophase.network.graph import Add, Flatten, Mvm, Pool, Relu, im2col, pool_windows
 from neurophase.network.mapping import MappedLayer, MappedNetwork
 
-__all__ = ["NetworkChip", "Registers", "quantise_inputs", "max_pool", "average_pool", "add_activations",
-           "relu_activations", "RECIPROCAL_BITS", "tile_seed"]
+__all__ = ["NetworkChip", "Registers", "ReadKeys", "keyed_code_source", "quantise_inputs", "max_pool", "average_pool",
+           "add_activations", "relu_activations", "RECIPROCAL_BITS", "tile_seed"]
 
 #: Fractional bits of the reciprocal by which average pooling divides a window sum.
 RECIPROCAL_BITS = 16
 #: Images per pass through the analog model (bounds memory).
 CHUNK_IMAGES = 256
+
+
+@dataclass(frozen=True)
+class ReadKeys:
+    """Keyed analog reads: every block read gets its own generator from (seed, image, block,
+    position), so a read's noise does not depend on batching or on the order of the reads.
+
+    Passed to :meth:`NetworkChip.run` in place of the generator, every block read of image
+    ``first_image + i`` (``i`` its index in the batch), block ``b`` (index in
+    ``mapped.blocks``, which is also its index among the BLOCK entries of the compiled
+    program) and output position ``p = oy * out_w + ox`` draws from :meth:`rng`; the chip
+    co-simulation and :func:`keyed_code_source` use the same keys, so they read the same codes.
+
+    Parameters
+    ----------
+    seed : int
+    first_image : int
+        Index of the batch's first image.
+    """
+
+    seed: int
+    first_image: int = 0
+
+    def __post_init__(self):
+        for name in ("seed", "first_image"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"ReadKeys {name} must be a non-negative integer, not {value!r}")
+
+    def rng(self, image: int, block: int, position: int) -> np.random.Generator:
+        """The generator of one read: ``default_rng([seed, image, block, position])`` (``image``
+        counts from 0 over all images, ``first_image`` included)."""
+        return np.random.default_rng([int(self.seed), int(image), int(block), int(position)])
+
+    def offset(self, images: int) -> "ReadKeys":
+        """The keys of the batch that starts ``images`` images later."""
+        return ReadKeys(self.seed, self.first_image + images)
+
+
+def keyed_code_source(chip: "NetworkChip", t_s: float, keys: ReadKeys, image: int):
+    """The code source of the chip interpreter (``neurophase.models.chip_golden``) reading
+    ``chip``'s analog tiles at ``t_s`` with the same keyed reads as :meth:`NetworkChip.run`
+    with ``keys`` for image ``image`` (counted from 0, like ``keys.first_image``): the block's
+    rows are read with :meth:`AnalogTile.block_codes`, columns outside the block are 0."""
+    cfg, blocks = chip.cfg, chip.mapped.blocks
+
+    def codes(tile: int, drive: np.ndarray, block_index: int, position: int) -> np.ndarray:
+        block = blocks[block_index]
+        if block.tile != tile:
+            raise ValueError(f"block {block_index} is on tile {block.tile}, not on tile {tile}")
+        out = np.zeros((cfg.weights.slices, cfg.input.planes, cfg.tile.cols), dtype=np.int64)
+        out[..., block.tile_cols] = chip.tiles[tile].block_codes(
+            drive[block.tile_rows][None], t_s, keys.rng(image, block_index, position), block.tile_rows,
+            block.tile_cols)[0]
+        return out
+
+    return codes
 
 
 def tile_seed(seed: int, tile: int) -> int:
@@ -155,7 +212,7 @@ class NetworkChip:
         net = self.mapped.network
         return quantise_inputs(net.check_inputs(inputs), self.mapped.scales[net.input_name], self.cfg.input.bits)
 
-    def run(self, inputs, t_s: float, rng: np.random.Generator, trace: bool = False,
+    def run(self, inputs, t_s: float, rng: np.random.Generator | ReadKeys, trace: bool = False,
             digital_layers: tuple = ()) -> np.ndarray | Trace:
         """Integer outputs (N, ...) of float ``inputs`` at ``t_s`` seconds since programming.
 
@@ -163,8 +220,9 @@ class NetworkChip:
         ----------
         inputs : float array (N, *input_shape)
         t_s : float
-        rng : numpy.random.Generator
-            Every read noise and ADC noise draw.
+        rng : numpy.random.Generator or ReadKeys
+            Every read noise and ADC noise draw; :class:`ReadKeys` draws every block read
+            of every image and position from its own key (slower, batching-independent).
         trace : bool
             Return a :class:`Trace` of every tensor and partial sum instead of the output.
         digital_layers : tuple of str
@@ -172,7 +230,8 @@ class NetworkChip:
             (to find which layer loses accuracy).
         """
         x = self.quantise(inputs)
-        traces = [self._run_int(x[i:i + CHUNK_IMAGES], t_s, rng, frozenset(digital_layers))
+        traces = [self._run_int(x[i:i + CHUNK_IMAGES], t_s, rng.offset(i) if isinstance(rng, ReadKeys) else rng,
+                                frozenset(digital_layers))
                   for i in range(0, len(x), CHUNK_IMAGES)]
         merged = Trace({k: np.concatenate([t.tensors[k] for t in traces]) for k in traces[0].tensors},
                        {k: np.concatenate([t.psums[k] for t in traces]) for k in traces[0].psums},
@@ -180,7 +239,7 @@ class NetworkChip:
                         for k, v in traces[0].saturations.items()})
         return merged if trace else merged.tensors[self.mapped.network.output_name]
 
-    def predict(self, inputs, t_s: float, rng: np.random.Generator, **kwargs) -> np.ndarray:
+    def predict(self, inputs, t_s: float, rng: np.random.Generator | ReadKeys, **kwargs) -> np.ndarray:
         """Predicted classes: the argmax of the integer outputs (first maximum on ties)."""
         out = self.run(inputs, t_s, rng, **kwargs)
         return out.reshape(len(out), -1).argmax(axis=1)
@@ -216,19 +275,26 @@ class NetworkChip:
         else:
             patches, (n_img, ho, wo) = x[:, None, None, :], (len(x), 1, 1)
         patches = patches.reshape(n_img * ho * wo, mapped.k)
-        psum, sat = (self._digital_psum(mapped, patches) if digital else self._analog_psum(mapped, patches, t_s, rng))
+        psum, sat = (self._digital_psum(mapped, patches) if digital else
+                     self._analog_psum(mapped, patches, t_s, rng, ho * wo))
         out, bn_sat = self._batch_norm(mapped, psum)
         sat["bn"] = bn_sat
         out = out.reshape(n_img, ho, wo, mapped.n)
         out = out.transpose(0, 3, 1, 2) if layer.kind == "conv" else out[:, 0, 0]
         return psum.reshape(n_img, ho * wo, mapped.n), out, sat
 
-    def _analog_psum(self, mapped: MappedLayer, patches: np.ndarray, t_s: float, rng) -> tuple:
+    def _analog_psum(self, mapped: MappedLayer, patches: np.ndarray, t_s: float, rng, positions: int = 1) -> tuple:
         psum = np.zeros((len(patches), mapped.n), dtype=np.int64)
         sat = {"adc": 0, "accumulator": 0, "gain": 0, "psum": 0}
         lo, hi = signed_range(mapped.psum_bits)
-        for block in mapped.blocks:
-            codes = self.block_codes(block, patches[:, block.k_start:block.k_stop], t_s, rng)
+        layers = list(self.mapped.layers)
+        first_block = sum(len(self.mapped.layers[n].blocks) for n in layers[:layers.index(mapped.name)])
+        for index, block in enumerate(mapped.blocks):
+            block_patches = patches[:, block.k_start:block.k_stop]
+            if isinstance(rng, ReadKeys):
+                codes = self._keyed_block_codes(block, first_block + index, block_patches, positions, t_s, rng)
+            else:
+                codes = self.block_codes(block, block_patches, t_s, rng)
             half = 2 ** (self.cfg.adc.bits - 1)
             sat["adc"] += int(np.count_nonzero((codes == -half) | (codes == half - 1)))
             gained, stage_sat = tile_stages(self.cfg, codes, self.registers.trims[block.tile][block.tile_cols],
@@ -247,6 +313,16 @@ class NetworkChip:
         psum = np.floor(exact * self.mapped.codes_per_unit + 0.5).astype(np.int64)
         lo, hi = signed_range(mapped.psum_bits)
         return np.clip(psum, lo, hi), {"adc": 0, "accumulator": 0, "gain": 0, "psum": 0}
+
+    def _keyed_block_codes(self, block, block_index: int, patches: np.ndarray, positions: int, t_s: float,
+                           keys: ReadKeys) -> np.ndarray:
+        """:meth:`block_codes` of every patch (image-major, then position) with its own key."""
+        tile = self.tiles[block.tile]
+        codes = [tile.block_codes(patch[None], t_s, keys.rng(keys.first_image + m // positions, block_index,
+                                                               m % positions), block.tile_rows, block.tile_cols)
+                 for m, patch in enumerate(patches)]
+        return np.concatenate(codes) if codes else np.zeros((0,) + (self.cfg.weights.slices, self.cfg.input.planes,
+                                                                     block.cols), dtype=np.int16)
 
     def block_codes(self, block, patches: np.ndarray, t_s: float, rng) -> np.ndarray:
         """ADC codes (M, slices, planes, block cols) of one block's columns with only its rows driven."""

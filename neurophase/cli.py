@@ -456,10 +456,12 @@ from neurophase.cosim.commands import register_cosim_commands  # noqa: E402
 
 register_cosim_commands(sim, bench)
 
-# `neurophase model map|network` and `neurophase bench network` live with the network flow.
-from neurophase.network.commands import register_network_commands  # noqa: E402
+# `neurophase model map|network`, `neurophase bench network` and `neurophase compile` live with the
+# network flow.
+from neurophase.network.commands import register_compile_command, register_network_commands  # noqa: E402
 
 register_network_commands(model, bench, console, emit_json, friendly_errors, config_option, get_config)
+register_compile_command(main, console, emit_json, friendly_errors, config_option, get_config)
 
 if __name__ == "__main__":
     main()
