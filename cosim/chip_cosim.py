@@ -15,7 +15,7 @@ from neurophase.atomic import write_bytes_atomic, write_text_atomic, write_text_
 from neurophase.config import ChipConfig
 from neurophase.cosim.runner import SimRun, SimulationError, run_cocotb
 
-__all__ = ["TOPLEVEL", "chip_harness_verilog", "run_chip_network", "write_job"]
+__all__ = ["TOPLEVEL", "chip_harness_verilog", "run_chip_network", "write_job", "sized_chip"]
 
 TOPLEVEL = "chip_cosim"
 
@@ -51,35 +51,52 @@ def chip_harness_verilog(cfg: ChipConfig, build_dir: str | Path) -> list[Path]:
     return [top, tile]
 
 
+def sized_chip(mapped, calibration_inputs, tiles: int | None = None):
+    """``mapped`` on a chip of ``tiles`` tiles (default: the tiles the network uses), so the
+    simulated chip holds no idle tiles; the placement is unchanged."""
+    from neurophase.config import ConfigError
+    from neurophase.network.mapping import map_network
+
+    count = mapped.tiles_used if tiles is None else tiles
+    if count < mapped.tiles_used:
+        raise ConfigError(f"--tiles must be at least the {mapped.tiles_used} tiles the network uses, not {count}")
+    if count == mapped.cfg.tile.count:
+        return mapped
+    return map_network(mapped.network, mapped.cfg.replace(tile={"count": count}), calibration_inputs)
+
+
 def write_job(path: Path, compiled, images: np.ndarray, labels: np.ndarray, *, seed: int, read_seed: int,
-              times, check_layers: bool) -> Path:
+              times, check_layers: bool, golden_bias_offset: int = 0) -> Path:
     """The pickle the cocotb bench loads: everything one co-simulation run needs."""
     job = {"compiled": compiled, "images": np.asarray(images, dtype=np.float32), "labels": np.asarray(labels),
            "seed": int(seed), "read_seed": int(read_seed), "times": [float(t) for t in times],
-           "check_layers": bool(check_layers)}
+           "check_layers": bool(check_layers), "golden_bias_offset": int(golden_bias_offset)}
     write_bytes_atomic(path, pickle.dumps(job))
     return path
 
 
 def run_chip_network(compiled, images, labels, build_dir, *, seed: int = 0, read_seed: int | None = None,
                      times=(1.0,), check_layers: bool = True, testcase: str = "network_inference",
-                     sim_seed: int | None = None, waves: bool = False, verbose: bool = False,
-                     progress=None) -> tuple[SimRun, dict]:
+                     sim_seed: int | None = None, waves: bool = False, simulator: str = "verilator",
+                     verbose: bool = False, progress=None, golden_bias_offset: int = 0) -> tuple[SimRun, dict]:
     """Run ``images`` through the compiled network on the chip RTL (cocotb test ``testcase``
-    of ``neurophase.cosim.benches.chip_network``); returns the run and its results."""
+    of ``neurophase.cosim.benches.chip_network``); returns the run and its results.
+    ``golden_bias_offset`` shifts every batch-norm bias of the golden model (to show that the
+    comparison catches a one-LSB difference; 0 otherwise)."""
     cfg = compiled.cfg
     build_dir = Path(build_dir)
     sources = chip_harness_verilog(cfg, build_dir)
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(name, "1")
     job = write_job(build_dir / "job.pkl", compiled, images, labels, seed=seed,
-                    read_seed=seed if read_seed is None else read_seed, times=times, check_layers=check_layers)
+                    read_seed=seed if read_seed is None else read_seed, times=times, check_layers=check_layers,
+                    golden_bias_offset=golden_bias_offset)
     results = build_dir / f"{testcase}.json"
     results.unlink(missing_ok=True)
     run = run_cocotb(toplevel=TOPLEVEL, verilog=sources, test_module="neurophase.cosim.benches.chip_network",
                      build_dir=build_dir, params={"config": cfg.to_dict(), "job": str(job.resolve()),
                                                   "results_json": str(results.resolve())},
-                     seed=sim_seed, waves=waves, testcase=[testcase], verbose=verbose, timing=True, progress=progress)
+                     seed=sim_seed, waves=waves, simulator=simulator, testcase=[testcase], verbose=verbose, timing=True, progress=progress)
     if not results.exists():
         raise SimulationError(f"the {testcase} test wrote no results (it stopped early); see {run.log or run.results_xml}")
     return run, json.loads(results.read_text(encoding="utf-8"))

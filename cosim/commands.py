@@ -102,6 +102,62 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         print_sim_summary("sim drift", run)
         sys.exit(0 if run.ok else 1)
 
+    @sim.command("network")
+    @sim_options(length=4, length_help="Test images run through the chip (quick: 2, full test set: 450).")
+    @click.argument("model_path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+    @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Test data (.npz with inputs, labels; default: the digits test split).")
+    @click.option("--calibration-data", "calib_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Training data for the activation ranges (default: the digits training split).")
+    @click.option("--time", "time_s", type=FiniteFloat(0.0), default=1.0, show_default=True,
+                  help="Model time since programming of every read, seconds.")
+    @click.option("--chip-seed", type=click.IntRange(0), default=0, show_default=True,
+                  help="Seed of the chip's programming and of its keyed reads (as `neurophase model network`).")
+    @click.option("--tiles", type=click.IntRange(1), default=None,
+                  help="Tiles of the simulated chip (default: the tiles the network uses).")
+    @click.option("--outputs-only", is_flag=True, help="Check only the network outputs, not every layer's tensor.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+    @friendly_errors
+    def sim_network(config_path, seed, length, waves, simulator, build_dir, verbose, model_path, data_path, calib_path,
+                    time_s, chip_seed, tiles, outputs_only, as_json):
+        """The compiled network on the chip RTL with one analog crossbar model per tile:
+        firmware loads the program and parameters over the bus, writes each test image into
+        activation memory, starts and reads the outputs; every layer's activations are
+        checked against the golden network model on the same ADC codes (--length images)."""
+        from neurophase.cosim.chip_cosim import run_chip_network, sized_chip
+        from neurophase.network.commands import load_flow
+        from neurophase.network.compiler import compile_network
+
+        build_dir = sim_build_dir(build_dir, "out/sim/chip_cosim")
+        cfg, _network, mapped, test, calib = load_flow(config_path, model_path, data_path, calib_path, get_config,
+                                                       images=length)
+        mapped = sized_chip(mapped, calib.inputs[:512], tiles)
+        compiled = compile_network(mapped)
+        cfg = compiled.cfg
+        if not as_json:
+            console.print(f"chip: {cfg.tile.count} tiles of {cfg.tile.rows} x {cfg.tile.cols}, {len(compiled.program)} "
+                          f"instructions; {len(test.inputs)} images at t = {time_s:g} s, chip seed {chip_seed}, "
+                          f"{simulator}")
+        with status_reporter("sim network") as report:
+            run, res = run_chip_network(compiled, test.inputs, test.labels, build_dir, seed=chip_seed,
+                                        times=(time_s,), check_layers=not outputs_only, sim_seed=seed, waves=waves,
+                                        simulator=simulator, verbose=verbose,
+                                        progress=lambda text: report.update(status=text))
+        summary = {k: v for k, v in res.items() if k != "per_image"}
+        if as_json:
+            emit_json({**summary, "ok": run.ok, "sim_seed": run.seed, "results_xml": str(run.results_xml),
+                       "images_per_s_at_clock": cfg.clock_mhz * 1e6 / max(res["cycles_per_image"], 1)})
+            sys.exit(0 if run.ok else 1)
+        console.print(f"  accuracy {100 * res['accuracy']:.1f} % on {res['images']} images (model path, same seed: "
+                      f"{100 * res['model_accuracy']:.1f} %, same classes: {res['model_agrees']})")
+        checked = "every layer's activations" if not outputs_only else "the outputs"
+        console.print(f"  {checked}: {res['mismatches']} values differ from the golden network model")
+        console.print(f"  {res['cycles_per_image']:.0f} cycles per image ({res['mvms_per_image']:.0f} tile MVMs) = "
+                      f"{cfg.clock_mhz * 1e6 / max(res['cycles_per_image'], 1):.0f} images/s at {cfg.clock_mhz:g} MHz")
+        console.print(f"  per-image results: {build_dir / 'network_inference.json'}", markup=False)
+        print_sim_summary("sim network", run)
+        sys.exit(0 if run.ok else 1)
+
     @bench.command("cosim")
     @config_option
     @click.option("--count", type=click.IntRange(1), default=100, show_default=True, help="MVMs per bridge.")

@@ -62,6 +62,8 @@ class ChipSession:
         self.bridge = ChipBridge(dut, cfg, self.compiled.program,
                                  lambda image: keyed_code_source(self.chip, self.t_s, self.keys, image))
         self.replay = ReplayChip(self.chip)
+        for name in self.replay.registers.bn_bias:  # a deliberately wrong golden model (tests only)
+            self.replay.registers.bn_bias[name] = self.replay.registers.bn_bias[name] + job.get("golden_bias_offset", 0)
         limit = sum(ins["blocks"] * ins["out_h"] * ins["out_w"] for ins in self.compiled.program
                     if ins.opcode == Opcode.MVM)
         self.limit_cycles = max(limit, 1) * CYCLES_PER_MVM_LIMIT
@@ -86,7 +88,7 @@ class ChipSession:
         self.replay.recorded = self.bridge.recorded
         trace = self.replay.run(self.job["images"][index:index + 1], self.t_s, np.random.default_rng(0), trace=True)
         names = list(self.compiled.tensors) if check_layers else [self.compiled.output.name]
-        mismatches, per_tensor = 0, {}
+        mismatches, per_tensor, nonzero = 0, {}, 0
         for name in names:
             region = self.compiled.tensors[name]
             if region.alias_of is not None:
@@ -96,9 +98,10 @@ class ChipSession:
             wrong = int(np.count_nonzero(rtl != golden))
             per_tensor[name] = wrong
             mismatches += wrong
+            nonzero += int(np.count_nonzero(rtl))
             if name == self.compiled.output.name:
                 predicted = int(np.argmax(rtl))
-        return {"image": index, "predicted": predicted, "mismatches": mismatches, "per_tensor": per_tensor,
+        return {"image": index, "predicted": predicted, "mismatches": mismatches, "per_tensor": per_tensor, "nonzero": nonzero,
                 "cycles": status["cycles"], "mvms": status["mvms"]}
 
 
