@@ -158,6 +158,8 @@ def block(**operands):
     ([block(), END], 1, 0, 0),  # a BLOCK entry outside an MVM
     ([mvm(blocks=2), block(), Instruction(Opcode.RELU, {}), END], 1, 2, 0),  # an MVM short of BLOCK entries
     ([mvm(kernel_h=0), block(), END], 1, 0, 0),
+    ([mvm(outputs=17), block(), END], 1, 0, 0),  # more outputs than the partial-sum buffer (16)
+    ([mvm(psum_bits=18), block(), END], 1, 0, 0),  # wider than the chip's adder (17 bits)
     ([Instruction(Opcode.RELU, {"in_base": 60, "out_base": 0, "length": 8}), END], 2, 0, 0),
     ([Instruction(Opcode.RELU, {"in_base": 0, "out_base": 60, "length": 8}), END], 2, 0, 0),
     ([Instruction(Opcode.ADD, {"in_base": 0, "in_b_base": 63, "out_base": 8, "length": 2}), END], 2, 0, 0),
@@ -168,7 +170,6 @@ def block(**operands):
     ([mvm(), block(tile=4), END], 5, 1, 4),  # tile >= tile.count
     ([mvm(), block(tile=2, tile_row=13), END], 5, 1, 2),  # rows beyond the tile
     ([mvm(), block(tile=1, tile_col=13), END], 5, 1, 1),  # columns beyond the tile
-    ([mvm(outputs=20, param_base=0), block(n_start=14), END], 5, 1, 0),  # beyond psum_words (16)
     ([mvm(), block(n_start=2), END], 5, 1, 0),  # beyond the MVM's 4 outputs
     ([Instruction(Opcode.RELU, {})] * 8, 6, 8, 0),  # runs off the program memory
     ([Instruction(Opcode.RELU, {})] * 6 + [mvm(blocks=2), block()], 6, 8, 0),  # BLOCK entries beyond it
