@@ -27,8 +27,9 @@ chip's ``ERROR.code`` register) stop the program where the sequencer stops, with
 write before the failing one done:
 
 * fetch: ``pc >= program_words`` (6); an opcode that is not an instruction, or a BLOCK
-  entry reached outside an MVM (1); an MVM whose ``kernel_*`` or ``stride_*`` is 0 or whose
-  ``psum_bits`` is outside 2 .. ``ChipConfig.psum_bits``, a pooling with a zero kernel or
+  entry reached outside an MVM (1); an MVM whose ``kernel_*`` or ``stride_*`` is 0, whose
+  ``outputs`` exceed ``psum_words`` or whose ``psum_bits`` is outside 2 ..
+  ``ChipConfig.psum_bits``, a pooling with a zero kernel or
   stride (1); an MVM whose ``param_base + outputs > param_words`` (7), checked at decode;
 * MVM, per position and per block in program order: a BLOCK fetched beyond the program
   memory (6) or not a BLOCK (1); a block with ``tile >= tile.count``, ``tile_row + rows >
@@ -359,6 +360,9 @@ class ChipInterpreter:
         zero = [n for n in ("kernel_h", "kernel_w", "stride_h", "stride_w") if ins[n] == 0]
         if zero:
             raise ChipProgramError(ErrorCode.INVALID_INSTRUCTION, pc, detail=f"MVM {zero[0]} is 0")
+        if ins["outputs"] > self.cfg.sequencer.psum_words:
+            raise ChipProgramError(ErrorCode.INVALID_INSTRUCTION, pc, detail=f"MVM outputs {ins['outputs']} exceed "
+                                                                             f"psum_words {self.cfg.sequencer.psum_words}")
         if not 2 <= ins["psum_bits"] <= self.cfg.psum_bits:
             raise ChipProgramError(ErrorCode.INVALID_INSTRUCTION, pc,
                                    detail=f"MVM psum_bits {ins['psum_bits']} outside 2 .. {self.cfg.psum_bits}")

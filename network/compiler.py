@@ -46,7 +46,7 @@ from neurophase.network.graph import Add, Flatten, Mvm, Pool, Relu
 from neurophase.network.mapping import MappedNetwork
 
 __all__ = ["TensorRegion", "TileImage", "LayerProgram", "CompiledNetwork", "compile_network", "write_compiled",
-           "run_compiled", "COMPILED_FORMAT"]
+           "interpreter", "run_compiled", "COMPILED_FORMAT"]
 
 #: Version of the compiler's output files (manifest.json ``format``).
 COMPILED_FORMAT = 1
@@ -451,24 +451,28 @@ def _program_cycles(cfg: ChipConfig, program: list) -> list:
 
 
 # -- running ---------------------------------------------------------------------------------------
-def interpreter(compiled: CompiledNetwork, codes) -> ChipInterpreter:
+def interpreter(compiled: CompiledNetwork, codes, trims=None, gains=None) -> ChipInterpreter:
     """A :class:`~neurophase.models.chip_golden.ChipInterpreter` loaded like the host loads the
-    chip: program, parameter memories, every tile's trims and gains."""
+    chip: program, parameter memories, every tile's trims and gains (the compiled images, or
+    ``trims``/``gains``: one array per used tile, e.g. ``NetworkChip.registers.trims`` after
+    drift compensation)."""
     cfg = compiled.cfg
     seq = cfg.sequencer
+    trims_given, gains_given = trims, gains
     scale, bias = np.zeros(seq.param_words, dtype=np.int64), np.zeros(seq.param_words, dtype=np.int64)
     scale[:len(compiled.bn_scale)], bias[:len(compiled.bn_bias)] = compiled.bn_scale, compiled.bn_bias
     trims = np.zeros((cfg.tile.count, cfg.tile.cols), dtype=np.int64)
     gains = np.full((cfg.tile.count, cfg.tile.cols), 1 << cfg.datapath.gain_frac_bits, dtype=np.int64)
     for image in compiled.tiles:
-        trims[image.tile], gains[image.tile] = image.trims, image.gains
+        trims[image.tile] = image.trims if trims_given is None else trims_given[image.tile]
+        gains[image.tile] = image.gains if gains_given is None else gains_given[image.tile]
     chip = ChipInterpreter(cfg, codes, bn_scale=scale, bn_bias=bias, trims=trims, gains=gains)
     chip.load_program(compiled.program)
     return chip
 
 
-def run_compiled(compiled: CompiledNetwork, inputs: np.ndarray,
-                 code_source: Callable[[int], Callable]) -> tuple[dict, list]:
+def run_compiled(compiled: CompiledNetwork, inputs: np.ndarray, code_source: Callable[[int], Callable],
+                 trims=None, gains=None) -> tuple[dict, list]:
     """Run the compiled program once per image on the bit-true chip model.
 
     Parameters
@@ -478,6 +482,8 @@ def run_compiled(compiled: CompiledNetwork, inputs: np.ndarray,
         Quantised input activations (``input.bits``).
     code_source : callable
         ``code_source(i)`` gives the code source of image ``i`` (0 .. N-1).
+    trims, gains : lists of int arrays (tile.cols,), optional
+        Register images of every used tile in place of the compiled ones.
 
     Returns
     -------
@@ -493,7 +499,7 @@ def run_compiled(compiled: CompiledNetwork, inputs: np.ndarray,
     tensors = {name: np.zeros((len(x), *t.shape), dtype=np.int64) for name, t in compiled.tensors.items()}
     stats = []
     for i in range(len(x)):
-        chip = interpreter(compiled, code_source(i))
+        chip = interpreter(compiled, code_source(i), trims, gains)
         chip.activations[region.base:region.base + region.size] = x[i].reshape(-1)
         stats.append(chip.run())
         for name, t in compiled.tensors.items():

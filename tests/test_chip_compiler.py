@@ -85,12 +85,14 @@ def random_network(rng: np.random.Generator, variant: int):
     ])
 
 
-@pytest.mark.parametrize("variant, seed", [(0, 1), (1, 2), (0, 3)])
-def test_random_small_networks_equal_the_golden_model(variant, seed):
+@pytest.mark.parametrize("variant, seed, chip", [
+    (0, 1, {}), (1, 2, {}), (0, 3, {"weights": {"slices": 2}, "datapath": {"lanes": 8, "gain_mode": "per-tile"}}),
+])
+def test_random_small_networks_equal_the_golden_model(variant, seed, chip):
     rng = np.random.default_rng(seed)
     network = random_network(rng, variant)
-    cfg = exact_config(ChipConfig().replace(tile={"rows": 16, "cols": 16, "count": 8}, adc={"bits": 16},
-                                            datapath={"lanes": 16}))
+    cfg = ChipConfig().replace(tile={"rows": 16, "cols": 16, "count": 8}, adc={"bits": 16}, datapath={"lanes": 16})
+    cfg = exact_config(cfg.replace(**chip))
     x = rng.uniform(-1, 1, size=(4, 2, 9, 9)).astype(np.float32)
     mapped = map_network(network, cfg, x)
     assert max(m.row_blocks for m in mapped.layers.values()) >= 2
@@ -120,6 +122,18 @@ def test_keyed_analog_reads_equal_the_golden_model(digits, default_network):
                                   lambda i: keyed_code_source(reader, t_s, keys, keys.first_image + i))
     assert_same_tensors(trace, tensors)
     assert_same_saturations(trace, stats)
+
+    golden = NetworkChip(mapped, seed=3)  # offset trims and drift gains as firmware writes them
+    rng = np.random.default_rng(5)
+    for t in range(mapped.tiles_used):
+        golden.registers.trims[t] = rng.integers(-3, 4, cfg.tile.cols)
+        golden.registers.gains[t] = rng.integers(3800, 4600, cfg.tile.cols)
+    trimmed = golden.run(x, t_s, keys, trace=True)
+    tensors, stats = run_compiled(compiled, reader.quantise(x), lambda i: keyed_code_source(reader, t_s, keys, i),
+                                  trims=golden.registers.trims, gains=golden.registers.gains)
+    assert_same_tensors(trimmed, tensors)
+    assert_same_saturations(trimmed, stats)
+    assert not np.array_equal(trimmed.tensors["relu2"], trace.tensors["relu2"])
     second = NetworkChip(mapped, seed=3).run(x[1:], t_s, ReadKeys(seed=7, first_image=1))
     np.testing.assert_array_equal(second, trace.tensors[default_network.output_name][1:])
     other = NetworkChip(mapped, seed=3).run(x, t_s, ReadKeys(seed=8), trace=True)
@@ -158,6 +172,8 @@ def block(**operands):
     ([block(), END], 1, 0, 0),  # a BLOCK entry outside an MVM
     ([mvm(blocks=2), block(), Instruction(Opcode.RELU, {}), END], 1, 2, 0),  # an MVM short of BLOCK entries
     ([mvm(kernel_h=0), block(), END], 1, 0, 0),
+    ([mvm(outputs=17), block(), END], 1, 0, 0),  # more outputs than the partial-sum buffer (16)
+    ([mvm(psum_bits=18), block(), END], 1, 0, 0),  # wider than the chip's adder (17 bits)
     ([Instruction(Opcode.RELU, {"in_base": 60, "out_base": 0, "length": 8}), END], 2, 0, 0),
     ([Instruction(Opcode.RELU, {"in_base": 0, "out_base": 60, "length": 8}), END], 2, 0, 0),
     ([Instruction(Opcode.ADD, {"in_base": 0, "in_b_base": 63, "out_base": 8, "length": 2}), END], 2, 0, 0),
@@ -168,7 +184,6 @@ def block(**operands):
     ([mvm(), block(tile=4), END], 5, 1, 4),  # tile >= tile.count
     ([mvm(), block(tile=2, tile_row=13), END], 5, 1, 2),  # rows beyond the tile
     ([mvm(), block(tile=1, tile_col=13), END], 5, 1, 1),  # columns beyond the tile
-    ([mvm(outputs=20, param_base=0), block(n_start=14), END], 5, 1, 0),  # beyond psum_words (16)
     ([mvm(), block(n_start=2), END], 5, 1, 0),  # beyond the MVM's 4 outputs
     ([Instruction(Opcode.RELU, {})] * 8, 6, 8, 0),  # runs off the program memory
     ([Instruction(Opcode.RELU, {})] * 6 + [mvm(blocks=2), block()], 6, 8, 0),  # BLOCK entries beyond it
