@@ -31,7 +31,11 @@ def _sources_digest() -> str:
 
 
 def chip_harness_verilog(cfg: ChipConfig, build_dir: str | Path) -> list[Path]:
-    """``[chip_cosim.v, neurophase_chip_tile.v]`` in ``build_dir`` for ``cfg``."""
+    """``[chip_cosim.v, neurophase_chip_tile.v, chip_cosim.vlt]`` in ``build_dir`` for ``cfg``.
+
+    The Verilator control file keeps the tile a module of its own (``no_inline``): its C++
+    is compiled once and instantiated per tile instead of being flattened ``tile.count``
+    times into the top, which multiplied the C++ compile time by the tile count."""
     from neurophase.cosim.chip_harness import ChipCosimHarness
     from neurophase.cosim.harness import sim_clock_verilog
     from neurophase.generate import convert
@@ -41,14 +45,16 @@ def chip_harness_verilog(cfg: ChipConfig, build_dir: str | Path) -> list[Path]:
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     top, tile = build_dir / f"{TOPLEVEL}.v", build_dir / f"{TILE_MODULE}.v"
+    control = build_dir / f"{TOPLEVEL}.vlt"
+    write_text_if_changed(control, f'`verilator_config\nno_inline -module "{TILE_MODULE}"\n')
     stamp = build_dir / f"{TOPLEVEL}.config.json"
     wanted = json.dumps({"config": cfg.to_dict(), "sources": _sources_digest()}, sort_keys=True)
     if top.exists() and tile.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
-        return [top, tile]
+        return [top, tile, control]
     write_text_if_changed(tile, convert(Tile(cfg, on_chip=True), TILE_MODULE))
     write_text_if_changed(top, convert(ChipCosimHarness(cfg), TOPLEVEL) + sim_clock_verilog())
     write_text_atomic(stamp, wanted)
-    return [top, tile]
+    return [top, tile, control]
 
 
 def sized_chip(mapped, calibration_inputs, tiles: int | None = None):
@@ -86,6 +92,8 @@ def run_chip_network(compiled, images, labels, build_dir, *, seed: int = 0, read
     cfg = compiled.cfg
     build_dir = Path(build_dir)
     sources = chip_harness_verilog(cfg, build_dir)
+    if simulator != "verilator":
+        sources = [s for s in sources if s.suffix == ".v"]
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(name, "1")
     job = write_job(build_dir / "job.pkl", compiled, images, labels, seed=seed,

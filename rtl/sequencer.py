@@ -156,6 +156,7 @@ class LayerSequencer(wiring.Component):
         fail = Signal()
         fail_code = Signal(4)
         fail_tile = Signal(12)
+        fail_at_block = Signal()
         tile = Signal(range(max(cfg.tile.count, 2)))
         m.d.comb += [self.tile_sel.eq(tile), self.tag_pc.eq(pc + 1 + block_no)]
 
@@ -166,7 +167,8 @@ class LayerSequencer(wiring.Component):
             m.d.sync += self.mvms.eq(self.mvms + 1)
 
         self._fsm(m, instr, block, op, blk, opcode, pc, position, oy, ox, block_no, hw, out_hw, channel, ky, kx,
-                  inside, window_addr, psum_rd, psum_wr, rows, fail, fail_code, fail_tile, tile, A, psum_bits)
+                  inside, window_addr, psum_rd, psum_wr, rows, fail, fail_code, fail_tile, fail_at_block, tile, A,
+                  psum_bits)
 
         # stop on a fault, an abort or a soft reset
         stop = Signal()
@@ -176,7 +178,8 @@ class LayerSequencer(wiring.Component):
                          self.mvms.eq(0), self.runs.eq(0)]
         with m.Elif(stop):
             m.d.sync += [self.error_code.eq(Mux(fail, fail_code, ErrorCode.ABORTED)),
-                         self.error_tile.eq(Mux(fail, fail_tile, 0)), self.error_pc.eq(pc)]
+                         self.error_tile.eq(Mux(fail, fail_tile, 0)),
+                         self.error_pc.eq(Mux(fail & fail_at_block, pc + 1 + block_no, pc))]
         m.d.comb += [
             self.error.eq(stop & ~self.soft_reset),
             self.tile_abort.eq(self.abort | self.soft_reset | fail),
@@ -184,13 +187,22 @@ class LayerSequencer(wiring.Component):
         return m
 
     def _fsm(self, m, instr, block, op, blk, opcode, pc, position, oy, ox, block_no, hw, out_hw, channel, ky, kx,
-             inside, window_addr, psum_rd, psum_wr, rows, fail, fail_code, fail_tile, tile, A, psum_bits):
+             inside, window_addr, psum_rd, psum_wr, rows, fail, fail_code, fail_tile, fail_at_block, tile, A,
+             psum_bits):
         cfg, seq = self.cfg, self.cfg.sequencer
         lanes = cfg.datapath.lanes
         act_words = seq.activation_words
 
-        def error(code, tile_index=0):
-            m.d.comb += [fail.eq(1), fail_code.eq(code), fail_tile.eq(tile_index)]
+        def error(code, tile_index=0, at_block=False):
+            """Stop with ``code``; ``at_block``: report the BLOCK entry's pc, not the MVM's."""
+            m.d.comb += [fail.eq(1), fail_code.eq(code), fail_tile.eq(tile_index), fail_at_block.eq(at_block)]
+
+        def check_block_read(address):
+            bad = Signal(name="gather_address_bad")
+            m.d.comb += bad.eq((address < 0) | (address >= act_words))
+            with m.If(bad):
+                error(ErrorCode.ADDRESS, at_block=True)
+            return ~bad
 
         def check_act(address):
             bad = Signal(name="act_address_bad")
@@ -253,12 +265,11 @@ class LayerSequencer(wiring.Component):
                 relu_length = self._operand(instr, Opcode.RELU, "length")
                 with m.Switch(opcode):
                     with m.Case(Opcode.MVM):
-                        with m.If(zero_shape | (op("outputs") == 0)):
+                        bad_width = (op("psum_bits") < 2) | (op("psum_bits") > psum_bits)
+                        with m.If(zero_shape | (op("outputs") == 0) | (op("outputs") > seq.psum_words) | bad_width):
                             error(ErrorCode.INVALID)
                         with m.Elif(op("param_base") + op("outputs") > seq.param_words):
                             error(ErrorCode.PARAM_RANGE)
-                        with m.Elif(op("outputs") > seq.psum_words):
-                            error(ErrorCode.BAD_BLOCK)
                         with m.Elif(op("blocks") == 0):
                             error(ErrorCode.INVALID)
                         with m.Else():
@@ -288,7 +299,7 @@ class LayerSequencer(wiring.Component):
                 address = Signal(18)
                 m.d.comb += address.eq(pc + 1 + block_no)
                 with m.If(address >= seq.program_words):
-                    error(ErrorCode.PC_RANGE)
+                    error(ErrorCode.PC_RANGE, at_block=True)
                 m.d.comb += self.prog_addr.eq(address)
                 with m.If(~stopping):
                     m.next = "BLOCK_DECODE"
@@ -305,9 +316,9 @@ class LayerSequencer(wiring.Component):
                        | (blk("tile_col") + blk("cols") > cfg.tile.cols)
                        | (blk("n_start") + blk("cols") > op("outputs")))
                 with m.If(block[:OPCODE_BITS] != Opcode.BLOCK):
-                    error(ErrorCode.INVALID)
+                    error(ErrorCode.INVALID, at_block=True)
                 with m.Elif(bad):
-                    error(ErrorCode.BAD_BLOCK, blk("tile"))
+                    error(ErrorCode.BAD_BLOCK, blk("tile"), at_block=True)
                 with m.Else():
                     m.d.sync += [tile.eq(blk("tile")), row_index.eq(0), channel.eq(blk("c0")), ky.eq(blk("ky0")),
                                  kx.eq(blk("kx0")), rows.eq(0)]
@@ -319,7 +330,7 @@ class LayerSequencer(wiring.Component):
                     ok = Signal()
                     m.d.comb += ok.eq(1)
                     with m.If(inside):
-                        m.d.comb += ok.eq(check_act(window_addr))
+                        m.d.comb += ok.eq(check_block_read(window_addr))
                         m.d.comb += self.act_raddr.eq(window_addr)
                     m.d.sync += [gather_valid.eq(ok), gather_pad.eq(~inside), gather_row.eq(blk("tile_row") + row_index),
                                  row_index.eq(row_index + 1)]
