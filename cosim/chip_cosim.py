@@ -87,8 +87,8 @@ def run_chip_network(compiled, images, labels, build_dir, *, seed: int = 0, read
                      verbose: bool = False, progress=None, golden_bias_offset: int = 0) -> tuple[SimRun, dict]:
     """Run ``images`` through the compiled network on the chip RTL (cocotb test ``testcase``
     of ``neurophase.cosim.benches.chip_network``); returns the run and its results.
-    ``golden_bias_offset`` shifts every batch-norm bias of the golden model (to show that the
-    comparison catches a one-LSB difference; 0 otherwise)."""
+    ``golden_bias_offset`` moves every batch-norm bias of the golden model by that many output
+    LSBs (to show that the comparison catches a one-LSB difference; 0 otherwise)."""
     cfg = compiled.cfg
     build_dir = Path(build_dir)
     sources = chip_harness_verilog(cfg, build_dir)
