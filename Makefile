@@ -16,17 +16,15 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/neurophase generate --out $(OUT)/rtl
-	$(BIN)/neurophase sim mvm --length 200 --build-dir $(OUT)/sim/tile_cosim
-	$(BIN)/neurophase sim drift --length 64 --build-dir $(OUT)/sim/tile_cosim --out $(OUT)/sim/drift.png
-	$(BIN)/neurophase model network --seeds 1 --images 150 --no-diagnosis --out $(OUT)/model/network.png
-	@echo "outputs: Verilog, register maps and manifest in $(OUT)/rtl; co-simulation logs, JUnit XML and drift.png in $(OUT)/sim; network study in $(OUT)/model/network.png and network.json"
+	$(BIN)/neurophase compile --out $(OUT)/compiled
+	$(BIN)/neurophase sim network --length 8 --build-dir $(OUT)/sim/chip_cosim
+	@echo "outputs: the compiled network (program, listing, memory images) in $(OUT)/compiled; the chip RTL, its co-simulation log, JUnit XML and per-image results in $(OUT)/sim/chip_cosim"
 
 test: setup
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-all: setup
-	$(BIN)/python -m pytest -n 2 -m "slow or not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "slow or not slow"
 
 # The FPGA bitstream build (several minutes, `slow`): CI runs it once after the suite.
 test-fpga-build: setup

@@ -15,7 +15,7 @@ from neurophase.atomic import write_bytes_atomic, write_text_atomic, write_text_
 from neurophase.config import ChipConfig
 from neurophase.cosim.runner import SimRun, SimulationError, run_cocotb
 
-__all__ = ["TOPLEVEL", "chip_harness_verilog", "run_chip_network", "write_job", "sized_chip"]
+__all__ = ["TOPLEVEL", "chip_harness_verilog", "run_chip_network", "write_job", "sized_chip", "plot_network_drift"]
 
 TOPLEVEL = "chip_cosim"
 
@@ -72,11 +72,14 @@ def sized_chip(mapped, calibration_inputs, tiles: int | None = None):
 
 
 def write_job(path: Path, compiled, images: np.ndarray, labels: np.ndarray, *, seed: int, read_seed: int,
-              times, check_layers: bool, golden_bias_offset: int = 0) -> Path:
+              times, check_layers: bool, golden_bias_offset: int = 0, repeats: int = 3,
+              calibration_images=None) -> Path:
     """The pickle the cocotb bench loads: everything one co-simulation run needs."""
     job = {"compiled": compiled, "images": np.asarray(images, dtype=np.float32), "labels": np.asarray(labels),
            "seed": int(seed), "read_seed": int(read_seed), "times": [float(t) for t in times],
-           "check_layers": bool(check_layers), "golden_bias_offset": int(golden_bias_offset)}
+           "check_layers": bool(check_layers), "golden_bias_offset": int(golden_bias_offset),
+           "repeats": int(repeats),
+           "calibration_images": None if calibration_images is None else np.asarray(calibration_images, np.float32)}
     write_bytes_atomic(path, pickle.dumps(job))
     return path
 
@@ -84,7 +87,8 @@ def write_job(path: Path, compiled, images: np.ndarray, labels: np.ndarray, *, s
 def run_chip_network(compiled, images, labels, build_dir, *, seed: int = 0, read_seed: int | None = None,
                      times=(1.0,), check_layers: bool = True, testcase: str = "network_inference",
                      sim_seed: int | None = None, waves: bool = False, simulator: str = "verilator",
-                     verbose: bool = False, progress=None, golden_bias_offset: int = 0) -> tuple[SimRun, dict]:
+                     verbose: bool = False, progress=None, golden_bias_offset: int = 0, repeats: int = 3,
+                     calibration_images=None) -> tuple[SimRun, dict]:
     """Run ``images`` through the compiled network on the chip RTL (cocotb test ``testcase``
     of ``neurophase.cosim.benches.chip_network``); returns the run and its results.
     ``golden_bias_offset`` moves every batch-norm bias of the golden model by that many output
@@ -98,7 +102,7 @@ def run_chip_network(compiled, images, labels, build_dir, *, seed: int = 0, read
         os.environ.setdefault(name, "1")
     job = write_job(build_dir / "job.pkl", compiled, images, labels, seed=seed,
                     read_seed=seed if read_seed is None else read_seed, times=times, check_layers=check_layers,
-                    golden_bias_offset=golden_bias_offset)
+                    golden_bias_offset=golden_bias_offset, repeats=repeats, calibration_images=calibration_images)
     results = build_dir / f"{testcase}.json"
     results.unlink(missing_ok=True)
     run = run_cocotb(toplevel=TOPLEVEL, verilog=sources, test_module="neurophase.cosim.benches.chip_network",
@@ -108,3 +112,27 @@ def run_chip_network(compiled, images, labels, build_dir, *, seed: int = 0, read
     if not results.exists():
         raise SimulationError(f"the {testcase} test wrote no results (it stopped early); see {run.log or run.results_xml}")
     return run, json.loads(results.read_text(encoding="utf-8"))
+
+
+def plot_network_drift(rows: list[dict], path: str | Path) -> Path:
+    """Accuracy against time since programming, one line per compensation (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neurophase.atomic import save_figure_atomic
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    times = [r["t_s"] for r in rows]
+    for name, label in (("none", "no compensation"), ("gdc", "GDC"), ("gdc+bn", "GDC + batch-norm recalibration")):
+        ax.plot(times, [100 * r[name]["accuracy"] for r in rows], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("time since programming (s)")
+    ax.set_ylabel("accuracy on the chip RTL (%)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save_figure_atomic(fig, path)
+    plt.close(fig)
+    return Path(path)

@@ -28,7 +28,10 @@ from neurophase.cosim.wishbone import WishboneMaster
 from neurophase.models.chip_isa import WORDS_PER_INSTRUCTION, Opcode
 from neurophase.network.golden import NetworkChip
 
-__all__ = ["ChipFirmware", "ChipBridge", "ReplayChip", "ChipRunError", "block_index_of_pc"]
+__all__ = ["ChipFirmware", "ChipBridge", "ReplayChip", "ChipRunError", "block_index_of_pc", "STATS_WINDOWS"]
+
+#: The statistics windows (sum of y, of y squared, of |y| per batch-norm parameter entry).
+STATS_WINDOWS = ("psum_sum", "psum_squares", "psum_abs")
 
 
 class ChipRunError(AssertionError):
@@ -54,6 +57,7 @@ class ChipFirmware:
         self.amap = chip_address_map(cfg)
         self.regs = chip_register_map(cfg)
         self.base = {r.name: r.base for r in self.amap.regions}
+        self.ctrl_keep = 0
 
     def reg(self, name: str) -> int:
         return self.regs.address(name)
@@ -68,9 +72,13 @@ class ChipFirmware:
                 await self.bus.write(self.base["program"] + 4 * (pc * WORDS_PER_INSTRUCTION + j), word)
 
     async def load_params(self, scale: np.ndarray, bias: np.ndarray) -> None:
-        for i, (s, b) in enumerate(zip(scale.tolist(), bias.tolist())):
-            await self.bus.write(self.base["bn_scale"] + 4 * i, s)
-            await self.bus.write(self.base["bn_bias"] + 4 * i, b)
+        await self.load_params_at(0, scale, bias)
+
+    async def load_params_at(self, first: int, scale: np.ndarray, bias: np.ndarray) -> None:
+        """Batch-norm scales and biases into parameter entries ``first ..``."""
+        for i, (s, b) in enumerate(zip(np.asarray(scale).tolist(), np.asarray(bias).tolist())):
+            await self.bus.write(self.base["bn_scale"] + 4 * (first + i), int(s) & 0xFFFF_FFFF)
+            await self.bus.write(self.base["bn_bias"] + 4 * (first + i), int(b) & 0xFFFF_FFFF)
 
     async def write_tile_array(self, tile: int, array: str, values) -> None:
         tile_map = self.amap.region(f"tile{tile}").rmap
@@ -94,12 +102,43 @@ class ChipFirmware:
     async def enable_interrupts(self) -> None:
         enable = self.regs.register("IRQ_ENABLE")
         await self.bus.write(self.reg("IRQ_ENABLE"), sum(1 << enable.field(n).offset for n in ("done", "error")))
-        await self.bus.write(self.reg("CTRL"), 1 << self.regs.register("CTRL").field("irq_en").offset)
+        self.ctrl_keep = 1 << self.regs.register("CTRL").field("irq_en").offset
+        await self.bus.write(self.reg("CTRL"), self.ctrl_keep)
 
     async def command(self, name: str) -> None:
         ctrl = self.regs.register("CTRL")
-        keep = 1 << ctrl.field("irq_en").offset
-        await self.bus.write(self.reg("CTRL"), keep | (1 << ctrl.field(name).offset))
+        await self.bus.write(self.reg("CTRL"), self.ctrl_keep | (1 << ctrl.field(name).offset))
+
+    async def statistics(self, enabled: bool) -> None:
+        """Switch ``CTRL.stats_en``: every batch-norm input accumulates into the statistics windows."""
+        bit = 1 << self.regs.register("CTRL").field("stats_en").offset
+        self.ctrl_keep = (self.ctrl_keep | bit) if enabled else (self.ctrl_keep & ~bit)
+        await self.bus.write(self.reg("CTRL"), self.ctrl_keep)
+
+    async def clear_statistics(self, first: int, count: int) -> None:
+        for name in STATS_WINDOWS:
+            for word in range(2 * first, 2 * (first + count)):
+                await self.bus.write(self.base[name] + 4 * word, 0)
+
+    async def read_statistics(self, first: int, count: int) -> dict:
+        """Per entry: ``sum`` (signed), ``squares`` and ``abs`` as Python integers."""
+        out = {}
+        for name in STATS_WINDOWS:
+            values = []
+            for entry in range(first, first + count):
+                low = await self.bus.read(self.base[name] + 8 * entry)
+                high = await self.bus.read(self.base[name] + 8 * entry + 4)
+                value = low | high << 32
+                values.append(value - (1 << 64) if name == "psum_sum" and value >> 63 else value)
+            out[name.removeprefix("psum_")] = values
+        return out
+
+    async def write_instruction(self, pc: int, ins) -> None:
+        for j, word in enumerate(ins.words()):
+            await self.bus.write(self.base["program"] + 4 * (pc * WORDS_PER_INSTRUCTION + j), word)
+
+    async def set_entry(self, pc: int) -> None:
+        await self.bus.write(self.reg("ENTRY"), pc)
 
     async def status(self) -> dict:
         word = await self.bus.read(self.reg("STATUS"))
@@ -147,12 +186,20 @@ class ChipBridge:
         self.image = 0
         self.codes = code_source(0)
         self.recorded: dict = {}
+        self.order: list = []
         self.unknown_tags: list = []
+        #: ``codes(tile, drive)`` for MVMs outside the network's program (calibration programs)
+        self.calibration = None
 
     def start_image(self, image: int) -> None:
         self.image = image
         self.codes = self.code_source(image)
         self.recorded = {}
+        self.order = []
+
+    def served_codes(self) -> list:
+        """The codes of the present image's MVMs in the order the chip ran them."""
+        return [self.recorded[key] for key in self.order]
 
     async def serve(self) -> None:
         cfg, dut = self.cfg, self.dut
@@ -162,12 +209,15 @@ class ChipBridge:
             pc, position = int(dut.tag_pc.value), int(dut.tag_position.value)
             drive = unpack_fields(dut.row_values.value.to_unsigned(), cfg.tile.rows, cfg.input.bits, signed=True)
             block = self.block_of_pc.get(pc)
-            if block is None:
+            if block is None and self.calibration is not None:
+                codes = self.calibration(tile, drive)
+            elif block is None:
                 self.unknown_tags.append(pc)
                 codes = np.zeros((cfg.weights.slices, cfg.input.planes, cfg.tile.cols), dtype=np.int64)
             else:
                 codes = self.codes(tile, drive, block, position)
                 self.recorded[(block, position)] = codes
+                self.order.append((block, position))
             dut.mvm_codes.value = pack_codes(cfg, codes)
             dut.expected_rows.value = pack_fields(drive, cfg.input.bits)
 

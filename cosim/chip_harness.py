@@ -14,13 +14,18 @@ per-cycle work in HDL, so Python acts once per tile MVM:
   presented bit-plane (or pulse widths) with those values and counts differences in
   ``row_mismatches``, so the codes provably belong to the bits the RTL drove;
 * ``mute_tile`` / ``mute``: the server never answers that tile (an ADC that hangs);
+* a **code queue** for the speed benchmark: ``queue_data`` + ``queue_write`` append one
+  MVM's codes (``queue_reset`` empties it); with ``queue_mode`` high the server takes each
+  MVM's codes from the next entry instead of ``mvm_codes``, so no Python runs during an
+  inference (:data:`QUEUE_DEPTH` MVMs);
 * its own clock, as :class:`~neurophase.cosim.harness.TileCosimHarness`.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, ResetSignal, Signal, signed
+from amaranth.hdl import ClockDomain, ClockSignal, Instance, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from neurophase.config import ChipConfig
@@ -28,10 +33,12 @@ from neurophase.cosim.harness import SIM_CLOCK_MODULE, mvm_codes_layout
 from neurophase.rtl.chip import Chip
 from neurophase.rtl.wishbone import WishboneSignature
 
-__all__ = ["ChipCosimHarness", "MIN_LATENCY"]
+__all__ = ["ChipCosimHarness", "MIN_LATENCY", "QUEUE_DEPTH"]
 
 #: Shortest ADC latency the harness serves (Python writes the codes during the first conversion).
 MIN_LATENCY = 4
+#: MVMs the code queue holds (one inference's worth).
+QUEUE_DEPTH = 256
 
 
 class ChipCosimHarness(wiring.Component):
@@ -51,6 +58,7 @@ class ChipCosimHarness(wiring.Component):
     mvm_codes : In(mvm_codes_layout(cfg))
     expected_rows : In(ArrayLayout(signed(input.bits), tile.rows))
     mute_tile : In(16); mute : In(1)
+    queue_mode, queue_reset, queue_write : In(1); queue_data : In(mvm_codes_layout(cfg))
     conversions, row_mismatches, mvm_requests : Out(32)
     """
 
@@ -72,6 +80,7 @@ class ChipCosimHarness(wiring.Component):
             "mvm_codes": In(mvm_codes_layout(cfg)),
             "expected_rows": In(rows),
             "mute_tile": In(16), "mute": In(1),
+            "queue_mode": In(1), "queue_reset": In(1), "queue_write": In(1), "queue_data": In(mvm_codes_layout(cfg)),
             "conversions": Out(32), "row_mismatches": Out(32), "mvm_requests": Out(32),
         })
 
@@ -98,11 +107,31 @@ class ChipCosimHarness(wiring.Component):
         m.d.sync += self.mvm_request.eq(first)
         with m.If(first):
             m.d.sync += [self.mvm_tile.eq(tile), self.mvm_requests.eq(self.mvm_requests + 1)]
-        self._server(m, chip, start, tile, slice_, plane, phase)
+        source = self._queue(m, first)
+        self._server(m, chip, start, tile, slice_, plane, phase, source)
         self._row_check(m, chip, start, plane)
         return m
 
-    def _server(self, m, chip, start, tile, slice_, plane, phase) -> None:
+    def _queue(self, m, first):
+        """The code queue; returns the codes the server latches from (queue entry or ``mvm_codes``)."""
+        m.submodules.queue = queue = Memory(shape=len(self.mvm_codes.as_value()), depth=QUEUE_DEPTH, init=[])
+        write, read = queue.write_port(), queue.read_port()
+        write_ptr, read_ptr = Signal(range(QUEUE_DEPTH)), Signal(range(QUEUE_DEPTH))
+        current = Signal(range(QUEUE_DEPTH))
+        m.d.comb += [write.addr.eq(write_ptr), write.data.eq(self.queue_data.as_value()), write.en.eq(self.queue_write),
+                     read.addr.eq(current)]
+        with m.If(self.queue_reset):
+            m.d.sync += [write_ptr.eq(0), read_ptr.eq(0)]
+        with m.Else():
+            with m.If(self.queue_write):
+                m.d.sync += write_ptr.eq(write_ptr + 1)
+            with m.If(first & self.queue_mode):
+                m.d.sync += [current.eq(read_ptr), read_ptr.eq(read_ptr + 1)]
+        source = Signal(len(self.mvm_codes.as_value()))
+        m.d.comb += source.eq(Mux(self.queue_mode, read.data, self.mvm_codes.as_value()))
+        return source
+
+    def _server(self, m, chip, start, tile, slice_, plane, phase, source) -> None:
         cfg = self.cfg
         latency = cfg.adc.latency_cycles
         pending = Signal()
@@ -121,16 +150,15 @@ class ChipCosimHarness(wiring.Component):
         with m.Elif(pending & (remaining != 0)):
             m.d.sync += remaining.eq(remaining - 1)
         with m.If(pending & (remaining == 1)):
-            self._latch_codes(m, codes, held_slice, held_plane, held_phase)
+            self._latch_codes(m, codes, held_slice, held_plane, held_phase, source)
         done = pending & (remaining == 0) & ~cancel
         for t, port in enumerate(chip.adc):
             m.d.comb += [port.done.eq(done & (owner == t)), port.codes.eq(codes)]
 
-    def _latch_codes(self, m, codes, held_slice, held_plane, held_phase) -> None:
+    def _latch_codes(self, m, codes, held_slice, held_plane, held_phase, flat) -> None:
         cfg = self.cfg
         per_adc = cfg.adc.columns_per_adc
         plane_bits = cfg.tile.cols * cfg.adc.bits
-        flat = self.mvm_codes.as_value()
         for s in range(cfg.weights.slices):
             for b in range(cfg.input.planes):
                 base = (s * cfg.input.planes + b) * plane_bits

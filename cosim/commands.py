@@ -116,10 +116,17 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
     @click.option("--tiles", type=click.IntRange(1), default=None,
                   help="Tiles of the simulated chip (default: the tiles the network uses).")
     @click.option("--outputs-only", is_flag=True, help="Check only the network outputs, not every layer's tensor.")
+    @click.option("--drift", "drift_times", default=None,
+                  help="Drift scenario at these times since programming (e.g. 1d,1mo,1y): at each the firmware runs "
+                       "GDC and batch-norm recalibration over the bus; accuracy per compensation.")
+    @click.option("--calibration-images", type=click.IntRange(1), default=100, show_default=True,
+                  help="Batch-norm recalibration images of the drift scenario (training split).")
+    @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+                  default=Path("out/sim/network_drift.png"), show_default=True, help="Drift plot (PNG).")
     @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
     @friendly_errors
     def sim_network(config_path, seed, length, waves, simulator, build_dir, verbose, model_path, data_path, calib_path,
-                    time_s, chip_seed, tiles, outputs_only, as_json):
+                    time_s, chip_seed, tiles, outputs_only, drift_times, calibration_images, out_path, as_json):
         """The compiled network on the chip RTL with one analog crossbar model per tile:
         firmware loads the program and parameters over the bus, writes each test image into
         activation memory, starts and reads the outputs; every layer's activations are
@@ -129,11 +136,20 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         from neurophase.network.compiler import compile_network
 
         build_dir = sim_build_dir(build_dir, "out/sim/chip_cosim")
+        if drift_times is not None:
+            from neurophase.network.sweep import parse_times
+
+            times = parse_times(drift_times)
+            check_writable_file(out_path, "--out")
         cfg, _network, mapped, test, calib = load_flow(config_path, model_path, data_path, calib_path, get_config,
                                                        images=length)
         mapped = sized_chip(mapped, calib.inputs[:512], tiles)
         compiled = compile_network(mapped)
         cfg = compiled.cfg
+        if drift_times is not None:
+            _sim_network_drift(compiled, test, calib.inputs[:calibration_images], times, build_dir, chip_seed, seed,
+                               waves, simulator, verbose, not outputs_only, out_path, as_json)
+            return
         if not as_json:
             console.print(f"chip: {cfg.tile.count} tiles of {cfg.tile.rows} x {cfg.tile.cols}, {len(compiled.program)} "
                           f"instructions; {len(test.inputs)} images at t = {time_s:g} s, chip seed {chip_seed}, "
@@ -157,6 +173,71 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         console.print(f"  per-image results: {build_dir / 'network_inference.json'}", markup=False)
         print_sim_summary("sim network", run)
         sys.exit(0 if run.ok else 1)
+
+    def _sim_network_drift(compiled, test, calibration, times, build_dir, chip_seed, seed, waves, simulator, verbose,
+                           check_layers, out_path, as_json):
+        from neurophase.cosim.chip_cosim import plot_network_drift, run_chip_network
+
+        cfg = compiled.cfg
+        if not as_json:
+            console.print(f"drift scenario on the chip RTL: {cfg.tile.count} tiles, {len(test.inputs)} test images, "
+                          f"{len(calibration)} calibration images, times {', '.join(f'{t:g} s' for t in times)}")
+        with status_reporter("sim network --drift") as report:
+            run, res = run_chip_network(compiled, test.inputs, test.labels, build_dir, seed=chip_seed, times=times,
+                                        check_layers=check_layers, testcase="drift", sim_seed=seed, waves=waves,
+                                        simulator=simulator, verbose=verbose, calibration_images=calibration,
+                                        progress=lambda text: report.update(status=text))
+        plot_network_drift(res["rows"], out_path)
+        if as_json:
+            emit_json({**res, "ok": run.ok, "sim_seed": run.seed, "plot": str(out_path)})
+            sys.exit(0 if run.ok else 1)
+        from rich.table import Table
+
+        table = Table(title="Accuracy on the chip RTL (%), firmware compensation over the bus")
+        for name in ("time", "none", "GDC", "GDC + BN recal.", "mean alpha"):
+            table.add_column(name, justify="right")
+        for row in res["rows"]:
+            table.add_row(_time_label(row["t_s"]), *(f"{100 * row[c]['accuracy']:.1f}" for c in ("none", "gdc", "gdc+bn")),
+                          f"{row['alpha_mean']:.3f}")
+        console.print(table)
+        console.print(f"  {res['mismatches']} activations differ from the golden network model (registers as the "
+                      "firmware wrote them)")
+        console.print(f"  plot: {out_path}", markup=False)
+        print_sim_summary("sim network --drift", run)
+        sys.exit(0 if run.ok else 1)
+
+    @bench.command("chip")
+    @config_option
+    @click.argument("model_path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+    @click.option("--images", type=click.IntRange(1), default=4, show_default=True, help="Test images per timed run.")
+    @click.option("--repeats", type=click.IntRange(1), default=3, show_default=True, help="Timed runs of each side.")
+    @click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Build folder (default: out/sim/chip_cosim).")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    @friendly_errors
+    def bench_chip_command(config_path, model_path, images, repeats, build_dir, as_json):
+        """Images per second through the chip co-simulation (analog model in the loop)
+        against the same RTL with no Python awake during inference, in one simulation."""
+        from neurophase.benchmarks.bench_chip import bench_chip
+        from neurophase.cosim.chip_cosim import sized_chip
+        from neurophase.network.commands import load_flow
+        from neurophase.network.compiler import compile_network
+
+        build_dir = sim_build_dir(build_dir, "out/sim/chip_cosim")
+        _cfg, _network, mapped, test, calib = load_flow(config_path, model_path, None, None, get_config,
+                                                        images=images)
+        compiled = compile_network(sized_chip(mapped, calib.inputs[:512]))
+        with status_reporter("bench chip") as report:
+            figures = bench_chip(compiled, test.inputs, test.labels, build_dir, repeats=repeats,
+                                 progress=lambda text: report.update(status=text))
+        if as_json:
+            emit_json(figures)
+            return
+        console.print(f"chip co-simulation: {figures['images_per_s']:.2f} images/s (median "
+                      f"{figures['images_per_s_median']:.2f}); RTL alone: {figures['rtl_only_images_per_s']:.2f} "
+                      f"images/s -> {figures['fraction_of_rtl_only']:.2f} of the RTL-only speed")
+        console.print(f"{figures['cycles_per_image']:.0f} cycles per image = {figures['images_per_s_at_clock']:.0f} "
+                      f"images/s on the chip ({figures['config']})")
 
     @bench.command("cosim")
     @config_option

@@ -103,13 +103,19 @@ class BatchNormCalibration:
         chip, mapped = self.chip, self.chip.mapped
         for name, layer in mapped.layers.items():
             psum = chip.run(self.images, t_s, rng, trace=True).psums[name].reshape(-1, layer.n)
-            mean_t, std_t = psum.mean(axis=0), psum.std(axis=0)
-            mean_ref, std_ref = self.reference[name]
-            gain = np.where(std_t > 0, std_ref / np.where(std_t > 0, std_t, 1.0), 1.0)
-            units = layer.w_scale * layer.in_scale / mapped.codes_per_unit
-            multiplier = layer.layer.scale * units / layer.out_scale * gain
-            offset = (layer.layer.shift + layer.layer.scale * units * (mean_ref - mean_t * gain)) / layer.out_scale
-            scale, bias, shift = requant_registers(chip.cfg, multiplier, offset, layer.psum_bits)
+            scale, bias, shift = self.registers(name, psum.mean(axis=0), psum.std(axis=0))
             chip.registers.bn_scale[name], chip.registers.bn_bias[name] = scale, bias
             chip.registers.shift[name] = shift
         return chip.registers
+
+    def registers(self, name: str, mean_t: np.ndarray, std_t: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Batch-norm registers (S, beta, shift) of layer ``name`` that map partial sums of
+        measured per-channel mean ``mean_t`` and deviation ``std_t`` onto the reference ones."""
+        mapped = self.chip.mapped
+        layer = mapped.layers[name]
+        mean_ref, std_ref = self.reference[name]
+        gain = np.where(std_t > 0, std_ref / np.where(std_t > 0, std_t, 1.0), 1.0)
+        units = layer.w_scale * layer.in_scale / mapped.codes_per_unit
+        multiplier = layer.layer.scale * units / layer.out_scale * gain
+        offset = (layer.layer.shift + layer.layer.scale * units * (mean_ref - mean_t * gain)) / layer.out_scale
+        return requant_registers(self.chip.cfg, multiplier, offset, layer.psum_bits)

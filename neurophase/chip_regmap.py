@@ -57,7 +57,9 @@ def chip_register_map(cfg) -> RegisterMap:
         Register("CTRL", (Field("start", access=W1P, doc="run the program from ENTRY.pc (ignored while busy)"),
                           Field("abort", access=W1P, doc="stop the program: error code 4, sequencer idle"),
                           Field("soft_reset", access=W1P, doc="stop the program and clear ERROR and the counters"),
-                          Field("irq_en", access=RW, offset=8, doc="master interrupt enable")),
+                          Field("irq_en", access=RW, offset=8, doc="master interrupt enable"),
+                          Field("stats_en", access=RW, offset=9,
+                                doc="accumulate every batch-norm input into the statistics windows")),
                  doc="Commands and global enables"),
         Register("STATUS", (Field("busy", access=R, doc="the sequencer runs a program"),
                             Field("done", access=RW1C, doc="a program reached END"),
@@ -110,6 +112,11 @@ def memory_maps(cfg) -> dict[str, RegisterMap]:
         "bn_bias": Array("BN_BIAS", seq.param_words, dp.bn_bias_bits, signed=True,
                          doc="batch-norm bias beta, in partial-sum LSBs"),
     }
+    for name, what in (("psum_sum", "sum of the partial sums y"), ("psum_squares", "sum of y squared"),
+                       ("psum_abs", "sum of |y|")):
+        spec[name] = Array(name.upper(), seq.param_words * 2, 32,
+                           doc=f"statistics per batch-norm parameter entry e while CTRL.stats_en: {what}, "
+                               f"64-bit saturating, low word at 2e, high word at 2e+1")
     maps = {}
     for name, array in spec.items():
         rmap = RegisterMap(name, max_bytes=1 << 24, doc=array.doc)

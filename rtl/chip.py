@@ -118,7 +118,7 @@ class Chip(wiring.Component):
     def _registers(self, m, bank, seq) -> None:
         m.d.comb += [
             seq.start.eq(bank.ctrl_start), seq.abort.eq(bank.ctrl_abort), seq.soft_reset.eq(bank.ctrl_soft_reset),
-            seq.entry.eq(bank.entry_pc),
+            seq.entry.eq(bank.entry_pc), seq.stats_en.eq(bank.ctrl_stats_en),
             bank.status_busy.eq(seq.busy), bank.status_done_set.eq(seq.done), bank.status_error_set.eq(seq.error),
             bank.status_sat_psum_set.eq(seq.sat_psum), bank.status_sat_batch_norm_set.eq(seq.sat_batch_norm),
             bank.error_code.eq(seq.error_code), bank.error_tile.eq(seq.error_tile), bank.error_pc.eq(seq.error_pc),
@@ -138,7 +138,20 @@ class Chip(wiring.Component):
                                                      addr_width=width("bn_scale"))
         m.submodules.bn_bias = bias = MemoryWindow(seq_cfg.param_words, dp.bn_bias_bits, signed=True,
                                                    addr_width=width("bn_bias"))
-        for name, window in (("program", program), ("activations", act), ("bn_scale", scale), ("bn_bias", bias)):
+        stats = {}
+        for name in ("psum_sum", "psum_squares", "psum_abs"):
+            stats[name] = m.submodules[name] = MemoryWindow(seq_cfg.param_words, 32, 2, signed=False,
+                                                            addr_width=width(name))
+            m.d.comb += [stats[name].raddr.eq(seq.param_addr), stats[name].waddr.eq(seq.stats_waddr),
+                         stats[name].we.eq(seq.stats_we)]
+        m.d.comb += [
+            seq.stats_sum.eq(stats["psum_sum"].rdata.as_signed()), stats["psum_sum"].wdata.eq(seq.stats_sum_w),
+            seq.stats_squares.eq(stats["psum_squares"].rdata), stats["psum_squares"].wdata.eq(seq.stats_squares_w),
+            seq.stats_abs.eq(stats["psum_abs"].rdata), stats["psum_abs"].wdata.eq(seq.stats_abs_w),
+        ]
+        windows = [("program", program), ("activations", act), ("bn_scale", scale), ("bn_bias", bias),
+                   *stats.items()]
+        for name, window in windows:
             wiring.connect(m, getattr(decoder, f"{name}_bus"), window.bus)
             m.d.comb += window.locked.eq(seq.busy)
         assert program.words * program.width == INSTRUCTION_BITS

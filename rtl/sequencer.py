@@ -13,6 +13,7 @@ from neurophase.rtl.saturation import saturate_signed, saturate_to_width
 __all__ = ["LayerSequencer", "ErrorCode"]
 
 ADDRESS_BITS = 24   # activation address arithmetic (the memory holds at most 2**20 entries)
+STATS_BITS = 64     # saturating statistics accumulators
 
 
 class ErrorCode:
@@ -76,6 +77,13 @@ class LayerSequencer(wiring.Component):
         The selected tile's output.
     tag_pc, tag_position : Out(16), Out(20)
         BLOCK entry and output position of the MVM in flight (for observers).
+    stats_en : In(1)
+        While high, every batch-norm input y of output n is added into the statistics
+        entry ``param_base + n``: sum of y, of y squared, of |y| (64-bit, saturating).
+    stats_sum, stats_squares, stats_abs : In
+        The statistics entry at ``param_addr`` (the cycle after, like the parameters).
+    stats_waddr, stats_we, stats_sum_w, stats_squares_w, stats_abs_w : Out
+        The statistics write port.
     """
 
     def __init__(self, cfg: ChipConfig):
@@ -98,6 +106,10 @@ class LayerSequencer(wiring.Component):
             "tile_timeout": In(1),
             "tile_stream": In(stream.Signature(self.beat_layout)),
             "tag_pc": Out(16), "tag_position": Out(20),
+            "stats_en": In(1),
+            "stats_sum": In(signed(STATS_BITS)), "stats_squares": In(STATS_BITS), "stats_abs": In(STATS_BITS),
+            "stats_waddr": Out(16), "stats_we": Out(1),
+            "stats_sum_w": Out(signed(STATS_BITS)), "stats_squares_w": Out(STATS_BITS), "stats_abs_w": Out(STATS_BITS),
         })
 
     # -- helpers --------------------------------------------------------------------
@@ -496,6 +508,7 @@ class LayerSequencer(wiring.Component):
         q, q_clipped = saturate_signed(m, rounded, A, "requant")
         address = Signal(signed(ADDRESS_BITS + 20))
         m.d.comb += address.eq(op("out_base") + bn_output * out_hw + position)
+        self._statistics(m, y, op("param_base") + bn_output, bn_valid & self.stats_en & ~stopping)
         with m.If(bn_valid):
             ok = check_act(address)
             m.d.comb += [self.act_waddr.eq(address), self.act_wdata.eq(q), self.act_we.eq(ok & ~stopping),
@@ -517,6 +530,24 @@ class LayerSequencer(wiring.Component):
                 m.next = "BLOCK_FETCH"
         with m.If(stopping):
             m.d.sync += [n_issue.eq(0), bn_valid.eq(0)]
+
+    def _statistics(self, m, y, address, enable) -> None:
+        """Add y, y squared and |y| into the statistics entry ``address`` (saturating)."""
+        top = (1 << (STATS_BITS - 1)) - 1
+        utop = (1 << STATS_BITS) - 1
+        total = Signal(signed(STATS_BITS + 2))
+        squares = Signal(STATS_BITS + 2)
+        magnitude = Signal(STATS_BITS + 2)
+        m.d.comb += [
+            total.eq(self.stats_sum + y),
+            squares.eq(self.stats_squares + y * y),
+            magnitude.eq(self.stats_abs + Mux(y < 0, -y, y)),
+            self.stats_waddr.eq(address),
+            self.stats_we.eq(enable),
+            self.stats_sum_w.eq(Mux(total > top, top, Mux(total < -top - 1, -top - 1, total))),
+            self.stats_squares_w.eq(Mux(squares > utop, utop, squares)),
+            self.stats_abs_w.eq(Mux(magnitude > utop, utop, magnitude)),
+        ]
 
     def _pool_accumulate(self, m, opcode, pool_acc, pool_valid, pool_pad, A):
         pad_value = Mux(opcode == Opcode.POOL_MAX, -(1 << (A - 1)), 0)

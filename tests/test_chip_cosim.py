@@ -24,14 +24,19 @@ from neurophase.network.mapping import map_network
 from test_chip_compiler import random_network
 
 IMAGES = 3
+#: Each chip is built once per session; its tests run on one xdist worker (``--dist loadgroup``).
+BIT_SERIAL = pytest.mark.xdist_group("chip_bit_serial")
+PULSE_WIDTH = pytest.mark.xdist_group("chip_pulse_width")
 
 
 def small_chip(noisy: bool) -> ChipConfig:
+    """Bit-serial with ideal codes, or pulse-width inputs read with noise and drift."""
     cfg = exact_config(ChipConfig().replace(tile={"rows": 16, "cols": 16, "count": 8},
                                             adc={"bits": 16, "latency_cycles": 8}, datapath={"lanes": 8}))
-    if noisy:  # the same RTL (the ADC width is unchanged); the analog model reads with noise and drift
-        cfg = cfg.replace(analog={"programming_noise": "on", "drift": "on", "read_noise": "output-referred",
-                                  "adc_full_scale": cfg.analog.adc_full_scale / 4})
+    if noisy:
+        cfg = cfg.replace(input={"mode": "pulse-width"})
+        cfg = exact_config(cfg).replace(analog={"programming_noise": "on", "drift": "on",
+                                                "read_noise": "output-referred", "calibration_vectors": 8})
     return cfg
 
 
@@ -45,17 +50,21 @@ def compiled_network(variant: int, seed: int, noisy: bool):
     return compile_network(mapped), x, labels
 
 
-@pytest.fixture(scope="module")
-def build_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("chip_cosim")
+@pytest.fixture(scope="session")
+def build_dirs(tmp_path_factory):
+    """Build folder per chip, shared by the tests of the session (worker)."""
+    return {noisy: tmp_path_factory.mktemp("chip_pulse_width" if noisy else "chip_bit_serial") for noisy in (False, True)}
 
 
-@pytest.mark.parametrize("variant, seed, noisy", [(0, 1, False), (1, 2, True)])
-def test_compiled_networks_run_exactly_on_the_chip_rtl(build_dir, variant, seed, noisy):
+@pytest.mark.parametrize("variant, seed, noisy", [pytest.param(0, 1, False, marks=BIT_SERIAL),
+                                                   pytest.param(1, 2, True, marks=PULSE_WIDTH)])
+def test_compiled_networks_run_exactly_on_the_chip_rtl(build_dirs, variant, seed, noisy):
+    """Bit-serial rows with ideal codes; pulse-width rows with programming noise, drift and
+    read noise (keyed reads: the model path's classes for the same seed)."""
     compiled, x, labels = compiled_network(variant, seed, noisy)
     opcodes = {ins.opcode for ins in compiled.program}
     assert {Opcode.MVM, Opcode.BLOCK, Opcode.ADD, Opcode.POOL_MAX, Opcode.END} <= opcodes
-    run, res = run_chip_network(compiled, x, labels, build_dir, seed=seed, times=(86400.0,), sim_seed=seed)
+    run, res = run_chip_network(compiled, x, labels, build_dirs[noisy], seed=seed, times=(86400.0,), sim_seed=seed)
     assert run.ok, run.failed_tests
     assert res["images"] == IMAGES
     assert res["mismatches"] == 0 and res["row_mismatches"] == 0 and res["unknown_tags"] == 0
@@ -69,20 +78,22 @@ def test_compiled_networks_run_exactly_on_the_chip_rtl(build_dir, variant, seed,
     assert res["conversions"] == IMAGES * expected_mvms * small_chip(noisy).input.planes
 
 
-def test_a_golden_model_one_lsb_off_is_caught(build_dir):
+@BIT_SERIAL
+def test_a_golden_model_one_lsb_off_is_caught(build_dirs):
     """The comparison can fail: a golden model with one batch-norm bias off by one LSB."""
     compiled, x, labels = compiled_network(0, 1, False)
     with pytest.raises(SimulationError):
-        run_chip_network(compiled, x[:1], labels[:1], build_dir, seed=1, golden_bias_offset=1)
-    res = json.loads((build_dir / "network_inference.json").read_text(encoding="utf-8"))
+        run_chip_network(compiled, x[:1], labels[:1], build_dirs[False], seed=1, golden_bias_offset=1)
+    res = json.loads((build_dirs[False] / "network_inference.json").read_text(encoding="utf-8"))
     assert res["mismatches"] > 0 and res["images"] == 1
 
 
-def test_faults_stop_the_program_and_the_next_inference_is_exact(build_dir):
+@BIT_SERIAL
+def test_faults_stop_the_program_and_the_next_inference_is_exact(build_dirs):
     """Abort mid-network, an ADC that never answers, an invalid instruction, the memories
     locked while the program runs (assertions inside the cocotb test)."""
     compiled, x, labels = compiled_network(0, 1, False)
-    run, res = run_chip_network(compiled, x[:1], labels[:1], build_dir, seed=1, testcase="faults")
+    run, res = run_chip_network(compiled, x[:1], labels[:1], build_dirs[False], seed=1, testcase="faults")
     assert run.ok, run.failed_tests
     assert res["abort"]["error"]["code"] == 4
     assert res["timeout"]["error"]["code"] == 3
@@ -90,3 +101,20 @@ def test_faults_stop_the_program_and_the_next_inference_is_exact(build_dir):
     assert res["locked_memory_refused"]
     for key in ("after_abort", "after_timeout", "after_invalid"):
         assert res[key]["mismatches"] == 0
+
+
+@PULSE_WIDTH
+def test_drift_scenario_with_firmware_compensation_over_the_bus(build_dirs):
+    """At one month the firmware's GDC (calibration vectors through each tile, |y| sums from
+    the statistics window) raises the gains, batch-norm recalibration rewrites the registers
+    from the chip's own partial-sum statistics, and every inference equals the golden model
+    with the registers the firmware wrote."""
+    compiled, x, labels = compiled_network(1, 2, True)
+    month = 30 * 86400.0
+    run, res = run_chip_network(compiled, x[:2], labels[:2], build_dirs[True], seed=2, times=(month,), testcase="drift",
+                                calibration_images=x[1:3])
+    assert run.ok, run.failed_tests
+    assert res["mismatches"] == 0 and res["row_mismatches"] == 0 and res["unknown_tags"] == 0
+    row = res["rows"][0]
+    assert row["t_s"] == month and row["alpha_mean"] > 1.0  # drift lowers the conductances; GDC raises the gain
+    assert {"none", "gdc", "gdc+bn"} <= set(row)

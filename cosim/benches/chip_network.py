@@ -18,7 +18,9 @@ from cocotb.triggers import RisingEdge, Timer
 
 from neurophase.atomic import write_text_atomic
 from neurophase.config import ChipConfig
+from neurophase.cosim.bridge import pack_codes
 from neurophase.cosim.chip_env import ChipBridge, ChipFirmware, ChipRunError, ReplayChip
+from neurophase.cosim.chip_harness import QUEUE_DEPTH
 from neurophase.models.chip_isa import Instruction, Opcode
 from neurophase.network.golden import NetworkChip, ReadKeys, keyed_code_source
 
@@ -71,7 +73,9 @@ class ChipSession:
 
     async def setup(self) -> None:
         await reset(self.dut)
-        cocotb.start_soon(self.bridge.serve())
+        for name in ("queue_mode", "queue_reset", "queue_write", "queue_data"):
+            getattr(self.dut, name).value = 0
+        self.server = cocotb.start_soon(self.bridge.serve())
         await self.firmware.enable_interrupts()
         await self.firmware.load_program(self.compiled.program)
         used = len(self.compiled.bn_scale)
@@ -200,3 +204,131 @@ async def faults(dut):
     await firmware.command("abort")
     assert results["locked_memory_refused"]
     write_results(raw, results)
+
+
+async def timed_images(session: ChipSession, images: range) -> tuple[float, list]:
+    """Process CPU seconds to run ``images`` (write input, start, wait, read the outputs),
+    and the predicted classes."""
+    firmware, compiled = session.firmware, session.compiled
+    out = compiled.output
+    predicted = []
+    started = time.process_time()
+    for i in images:
+        x = session.chip.quantise(session.job["images"][i:i + 1])
+        await firmware.write_activations(compiled.input.base, x[0])
+        session.bridge.start_image(i)
+        status = await firmware.run(session.limit_cycles)
+        if status["error"] or not status["done"]:
+            raise ChipRunError(f"image {i}: the program stopped with {status['error_detail']}")
+        predicted.append(int(np.argmax(await firmware.read_activations(out.base, out.size))))
+    return time.process_time() - started, predicted
+
+
+async def load_queue(dut, cfg, codes: list) -> None:
+    """Fill the harness's code queue with one inference's MVM codes (untimed)."""
+    if len(codes) > QUEUE_DEPTH:
+        raise ChipRunError(f"an inference runs {len(codes)} MVMs; the harness's code queue holds {QUEUE_DEPTH}")
+    dut.queue_reset.value = 1
+    await RisingEdge(dut.clk)
+    dut.queue_reset.value = 0
+    for entry in codes:
+        dut.queue_data.value = pack_codes(cfg, entry)
+        dut.queue_write.value = 1
+        await RisingEdge(dut.clk)
+    dut.queue_write.value = 0
+    await RisingEdge(dut.clk)
+
+
+@cocotb.test()
+async def speed(dut):
+    """Images per second of the full co-simulation (the bridge computes every MVM's codes
+    from the row drive) against the same RTL with every MVM's codes queued in HDL beforehand
+    (no Python awake during an inference), alternated ``repeats`` times; process CPU time."""
+    cfg, raw, job = load_job()
+    session = ChipSession(dut, cfg, job)
+    await session.setup()
+    images = range(len(job["images"]))
+    full, rtl_only, served, cycles = [], [], {}, []
+    for _ in range(job.get("repeats", 3)):
+        seconds, predicted = 0.0, []
+        for i in images:
+            spent, classes = await timed_images(session, range(i, i + 1))
+            seconds += spent
+            predicted += classes
+            served[i] = session.bridge.served_codes()
+        full.append(seconds)
+        cycles.append(await session.firmware.field("CYCLES", "count"))
+    session.server.cancel()
+    dut.queue_mode.value = 1
+    for _ in range(job.get("repeats", 3)):
+        seconds, queued = 0.0, []
+        for i in images:
+            await load_queue(dut, cfg, served[i])
+            spent, classes = await timed_images(session, range(i, i + 1))
+            seconds += spent
+            queued += classes
+        rtl_only.append(seconds)
+    dut.queue_mode.value = 0
+    n = len(images)
+    results = {
+        "images": n,
+        "repeats": len(full),
+        "images_per_s": n / min(full),
+        "images_per_s_median": n / float(np.median(full)),
+        "rtl_only_images_per_s": n / min(rtl_only),
+        "rtl_only_images_per_s_median": n / float(np.median(rtl_only)),
+        "fraction_of_rtl_only": min(rtl_only) / min(full),
+        "cycles_per_image": float(cycles[-1]),
+        "images_per_s_at_clock": cfg.clock_mhz * 1e6 / max(cycles[-1], 1),
+        "same_classes": queued == predicted,
+        "full_cpu_s": full,
+        "rtl_only_cpu_s": rtl_only,
+    }
+    write_results(raw, results)
+    assert results["same_classes"], "the queued codes gave other classes than the bridge's"
+
+
+async def evaluate(session: ChipSession, check_layers: bool) -> dict:
+    """Accuracy and exactness over the job's test images at the session's model time."""
+    rows = [await session.infer(i, check_layers) for i in range(len(session.job["images"]))]
+    predicted = np.array([r["predicted"] for r in rows])
+    return {"accuracy": float(np.mean(predicted == np.asarray(session.job["labels"]))),
+            "mismatches": int(sum(r["mismatches"] for r in rows)),
+            "predicted": predicted.tolist()}
+
+
+@cocotb.test()
+async def drift(dut):
+    """The drift scenario at network level: at each time point the firmware runs GDC and
+    batch-norm recalibration over the bus; accuracy per compensation, every inference
+    checked against the golden network model with the registers the firmware wrote."""
+    from neurophase.cosim.chip_compensation import ChipCompensation
+
+    cfg, raw, job = load_job()
+    session = ChipSession(dut, cfg, job)
+    await session.setup()
+    compensation = ChipCompensation(session, job["calibration_images"])
+    session.t_s = 0.0
+    await compensation.reference()
+    rows = []
+    for index, t_s in enumerate(job["times"], start=1):
+        session.t_s = float(t_s)
+        await compensation.unit_gains()
+        await compensation.compiled_batch_norm()
+        result = {"t_s": t_s, "none": await evaluate(session, job["check_layers"])}
+        dut._log.info("progress: t = %g s: no compensation", t_s)
+        alphas = await compensation.gdc(index)
+        result["alpha_mean"] = float(np.mean([a.mean() for a in alphas.values()]))
+        result["gdc"] = await evaluate(session, job["check_layers"])
+        dut._log.info("progress: t = %g s: GDC", t_s)
+        await compensation.recalibrate_batch_norm()
+        result["gdc+bn"] = await evaluate(session, job["check_layers"])
+        dut._log.info("progress: t = %g s: GDC + batch-norm recalibration", t_s)
+        rows.append(result)
+    results = {"images": len(job["images"]), "calibration_images": len(job["calibration_images"]),
+               "calibration_vectors": len(compensation.vectors), "rows": rows,
+               "mismatches": int(sum(r[c]["mismatches"] for r in rows for c in ("none", "gdc", "gdc+bn"))),
+               "row_mismatches": int(dut.row_mismatches.value), "unknown_tags": len(session.bridge.unknown_tags)}
+    write_results(raw, results)
+    assert results["mismatches"] == 0, f"{results['mismatches']} activations differ from the golden model"
+    assert results["row_mismatches"] == 0 and results["unknown_tags"] == 0
