@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= out
 
-.PHONY: setup demo test test-all test-fpga-build clean
+.PHONY: setup demo test test-all test-fpga-build test-chip-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test-all: setup
 # The FPGA bitstream build (several minutes, `slow`): CI runs it once after the suite.
 test-fpga-build: setup
 	$(BIN)/python -m pytest -m slow tests/test_fpga_build.py
+
+# The default chip (144 tiles) generated and linted (`slow`, about 2-3 minutes): CI runs it once.
+test-chip-scale: setup
+	$(BIN)/python -m pytest -m slow tests/test_chip_generate.py
 
 clean:
 	rm -rf $(OUT) sim_build .pytest_cache

@@ -88,14 +88,19 @@ def main():
 @config_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out/rtl"),
               show_default=True, help="Folder for the Verilog and the manifest.")
+@click.option("--blocks", "blocks", default=None, metavar="NAME[,NAME...]",
+              help="Only these RTL blocks, comma-separated (e.g. chip: chip.v and the tile module "
+                   "neurophase_chip_tile.v); all when omitted.")
 @friendly_errors
-def generate(config_path, out_dir):
-    """Write the Verilog of every RTL block, the configuration used and a manifest."""
+def generate(config_path, out_dir, blocks):
+    """Write the Verilog of every RTL block (or of --blocks), the configuration used and a manifest."""
     from neurophase.generate import generate as generate_all
 
     cfg = get_config(config_path)
+    selected = None if blocks is None else [name.strip() for name in blocks.split(",")]
     check_writable_dir(out_dir, "--out")
-    manifest = generate_all(cfg, out_dir)
+    with status_reporter("generate") as report:
+        manifest = generate_all(cfg, out_dir, selected, progress=lambda text: report.update(status=text))
     for entry in manifest["files"]:
         console.print(f"  wrote {escape(str(out_dir / entry['path']))}  [dim]({entry['kind']})[/]")
     console.print(f"manifest: {out_dir / 'manifest.json'}", markup=False)

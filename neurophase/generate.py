@@ -9,6 +9,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from amaranth.back import verilog
+from amaranth.hdl import Value
 from amaranth.lib import wiring
 
 from neurophase.atomic import write_text_atomic
@@ -20,7 +21,8 @@ from neurophase.regmap_export import write_regmap_exports
 from neurophase.rtl.csr_bank import CsrBank
 from neurophase.rtl.shift_add import ShiftAdd
 
-__all__ = ["BLOCKS", "CHIP_MAP_BLOCKS", "build_block", "convert", "generate", "write_chip_map_exports"]
+__all__ = ["BLOCKS", "CHIP_MAP_BLOCKS", "build_block", "convert", "convert_chip", "generate",
+           "write_chip_map_exports"]
 
 #: Every RTL block the framework generates: Verilog module name -> factory from the chip config.
 BLOCKS: dict[str, Callable[[ChipConfig], wiring.Component]] = {
@@ -32,11 +34,19 @@ BLOCKS: dict[str, Callable[[ChipConfig], wiring.Component]] = {
     "tile": lambda cfg: _datapath_block("tile", cfg),
     "program_verify": lambda cfg: _program_verify(cfg),
     "programmable_tile": lambda cfg: _programmable_tile(cfg),
+    "chip": lambda cfg: _chip(cfg),
 }
 
 #: Blocks whose generation also writes the chip address map (``chip_map.*``): the tile's CSR
 #: bank (the tile map is part of the chip map) and the chip top.
 CHIP_MAP_BLOCKS = ("csr_bank", "chip")
+
+
+def _chip(cfg: ChipConfig) -> wiring.Component:
+    """The chip top (its tiles are instances of the separately generated tile module)."""
+    from neurophase.rtl.chip import Chip
+
+    return Chip(cfg)
 
 
 def _programmable_tile(cfg: ChipConfig) -> wiring.Component:
@@ -80,11 +90,76 @@ def convert(component: wiring.Component, name: str) -> str:
     return verilog.convert(component, name=name, emit_src=False)
 
 
-def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = None) -> dict:
+def convert_chip(cfg: ChipConfig, progress: Callable[[str], None] | None = None) -> dict[str, str]:
+    """Verilog of the chip top: ``{module name: text}`` for the tile module
+    :data:`~neurophase.rtl.chip.TILE_MODULE` (from ``Tile(cfg, on_chip=True)``, generated
+    once) and ``chip`` (the top and its submodules, with ``tile.count`` instances of the
+    tile module). ``progress`` is told which part is being generated.
+
+    Each tile's ADC codes enter ``chip`` on the port ``adc__<t>__codes`` and go straight to
+    the tile's instance (the interface of ``Chip(cfg)``, converted the usual way): an
+    Amaranth top module takes at most 65534 input bits of signals, fewer than 144 tiles
+    of 256 8-bit codes, so the codes are IO ports.
+    """
+    from amaranth.hdl import IOPort
+
+    from neurophase.rtl.chip import TILE_MODULE, Chip
+    from neurophase.rtl.tile import Tile
+
+    report = progress or (lambda text: None)
+    report(f"tile module {TILE_MODULE} ({cfg.tile.rows} x {cfg.tile.cols})")
+    tile = Tile(cfg, on_chip=True)
+    codes_bits = len(tile.adc.codes.as_value())
+    tile_verilog = convert(tile, TILE_MODULE)
+    report(f"chip top with {cfg.tile.count} tile instance(s)")
+    codes_io = [IOPort(codes_bits, name=f"adc__{t}__codes") for t in range(cfg.tile.count)]
+    chip = Chip(cfg, adc_codes_io=codes_io)
+    chip_verilog = verilog.convert(chip, name="chip", ports=_chip_ports(chip, codes_io), emit_src=False)
+    return {TILE_MODULE: tile_verilog, "chip": chip_verilog}
+
+
+def _chip_ports(chip, codes_io) -> dict:
+    """The top-level ports of ``chip`` as ``convert`` names them from its signature, with
+    the ADC codes of tile ``t`` on ``codes_io[t]``."""
+    from amaranth.hdl._ir import PortDirection
+
+    ports = {}
+    for path, member, value in chip.signature.flatten(chip):
+        if path[0] == "adc" and path[-1] == "codes":
+            continue
+        direction = PortDirection.Input if member.flow == wiring.In else PortDirection.Output
+        ports["__".join(map(str, path))] = (Value.cast(value), direction)
+    for t, port in enumerate(codes_io):
+        ports[f"adc__{t}__codes"] = (port, PortDirection.Input)
+    return ports
+
+
+def _check_blocks(blocks) -> list[str]:
+    """``blocks`` (None: all) as a list of known block names."""
+    if blocks is None:
+        return list(BLOCKS)
+    if isinstance(blocks, str) or not blocks:
+        raise ValueError(f"blocks must be a non-empty list of block names, not {blocks!r}; "
+                         f"known blocks: {', '.join(BLOCKS)}")
+    for name in blocks:
+        if name not in BLOCKS:
+            raise ValueError(f"unknown RTL block {name!r}; known blocks: {', '.join(BLOCKS)}")
+    return list(dict.fromkeys(blocks))
+
+
+def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = None,
+             progress: Callable[[str], None] | None = None) -> dict:
     """Write the Verilog of ``blocks`` (default: all), the configuration used, the register
     maps of the blocks that have one (the tile's ``tile_regs.*`` and the chip's
     ``chip_map.*`` with ``csr_bank`` or ``chip``, ``program_verify_regs.*``) and
-    ``manifest.json`` listing every file written with its SHA-256; returns the manifest."""
+    ``manifest.json`` listing every file written with its SHA-256; returns the manifest.
+
+    Block ``chip`` writes two files: ``chip.v`` (the chip top and its submodules; its
+    manifest entry lists ``neurophase_chip_tile.v`` under ``uses``) and
+    ``neurophase_chip_tile.v`` (the tile module, see :func:`convert_chip`).
+    ``progress`` is told each block as it is generated."""
+    selected = _check_blocks(blocks)
+    report = progress or (lambda text: None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
@@ -96,11 +171,14 @@ def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = No
     config_path = out_dir / "chip.toml"
     write_text_atomic(config_path, cfg.to_toml())
     record(config_path, "configuration")
-    for name in blocks or list(BLOCKS):
+    for name in selected:
+        if name == "chip":
+            _write_chip(cfg, out_dir, record, lambda text: report(f"chip: {text}"))
+            continue
+        report(name)
         path = out_dir / f"{name}.v"
         write_text_atomic(path, convert(build_block(name, cfg), name))
         record(path, "verilog", module=name)
-    selected = blocks or list(BLOCKS)
     if "csr_bank" in selected:
         for kind, path in write_regmap_exports(tile_register_map(cfg), out_dir).items():
             record(path, f"register-map-{kind}")
@@ -112,6 +190,7 @@ def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = No
 
         for kind, path in write_regmap_exports(program_verify_register_map(cfg), out_dir).items():
             record(path, f"register-map-{kind}")
+    report("manifest")
     manifest = {
         "generator": f"neurophase {version('neurophase')}",
         "amaranth": version("amaranth"),
@@ -119,3 +198,15 @@ def generate(cfg: ChipConfig, out_dir: str | Path, blocks: list[str] | None = No
     }
     write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _write_chip(cfg: ChipConfig, out_dir: Path, record, progress: Callable[[str], None]) -> None:
+    """Write ``chip.v`` and the tile module's file and record both (tile module first)."""
+    texts = convert_chip(cfg, progress)
+    progress("writing")
+    (tile_module,) = (name for name in texts if name != "chip")
+    tile_path, chip_path = out_dir / f"{tile_module}.v", out_dir / "chip.v"
+    write_text_atomic(tile_path, texts[tile_module])
+    write_text_atomic(chip_path, texts["chip"])
+    record(tile_path, "verilog", module=tile_module)
+    record(chip_path, "verilog", module="chip", uses=[tile_path.name])

@@ -70,12 +70,24 @@ class Chip(wiring.Component):
         BLOCK entry and output position of the MVM in flight.
     busy : Out(1)
         The sequencer runs a program.
+
+    Other Parameters
+    ----------------
+    adc_codes_io : sequence of IOPort, optional
+        For Verilog generation of a large chip: tile ``t``'s instance takes its ADC codes
+        straight from the top-level port ``adc_codes_io[t]`` instead of ``adc[t].codes``
+        (an Amaranth top module takes at most 65534 input bits of signals; 144 tiles of
+        256 columns have 294912 code bits). :func:`neurophase.generate.convert_chip` uses it.
     """
 
-    def __init__(self, cfg: ChipConfig):
+    def __init__(self, cfg: ChipConfig, *, adc_codes_io=None):
         if not isinstance(cfg, ChipConfig):
             raise TypeError(f"cfg must be a ChipConfig, not {cfg!r}")
+        if adc_codes_io is not None and len(adc_codes_io) != cfg.tile.count:
+            raise ValueError(f"adc_codes_io must have one IO port per tile ({cfg.tile.count}), "
+                             f"not {len(adc_codes_io)}")
         self.cfg = cfg
+        self.adc_codes_io = adc_codes_io
         self.address_map = chip_address_map(cfg)
         self.regmap = chip_register_map(cfg)
         tile = Tile(cfg, on_chip=True)
@@ -171,18 +183,20 @@ class Chip(wiring.Component):
         start = self.tile_regmap.register("CTRL").field("start")
         for t in range(cfg.tile.count):
             tile = self.tile_signature.create(path=(f"tile{t}",))
-            m.submodules[f"tile{t}"] = Instance(TILE_MODULE, i_clk=ClockSignal(), i_rst=ResetSignal(),
-                                                **tile_instance_ports(self.tile_signature, tile))
+            ports = tile_instance_ports(self.tile_signature, tile)
+            if self.adc_codes_io is not None:
+                ports["i_adc__codes"] = self.adc_codes_io[t]
+            m.submodules[f"tile{t}"] = Instance(TILE_MODULE, i_clk=ClockSignal(), i_rst=ResetSignal(), **ports)
             guard = CommandGuard(self.tile_regmap.addr_width, self.tile_regmap.address("CTRL") >> 2, start.offset)
             m.submodules[f"tile{t}_guard"] = guard
             wiring.connect(m, getattr(decoder, f"tile{t}_bus"), guard.upstream)
             wiring.connect(m, guard.downstream, tile.bus)
-            wiring.connect(m, wiring.flipped(self.adc[t]), tile.adc)
+            self._connect_adc(m, self.adc[t], tile.adc)
             selected = seq.tile_sel == t
             m.d.comb += [
                 guard.block.eq(1),
-                tile.start.eq(seq.tile_start & selected),
-                tile.abort.eq(seq.tile_abort),
+                tile.seq_start.eq(seq.tile_start & selected),
+                tile.seq_abort.eq(seq.tile_abort),
                 tile.o_stream.ready.eq(~selected | stream_in.ready),
             ]
             with m.If(selected):
@@ -191,6 +205,17 @@ class Chip(wiring.Component):
             tiles.append(tile)
         m.d.comb += seq.tile_timeout.eq(_any(timeouts))
         return tiles
+
+    def _connect_adc(self, m, chip_port, tile_port) -> None:
+        """The tile's ADC port to the chip's; the codes too unless they come from ``adc_codes_io``."""
+        if self.adc_codes_io is None:
+            wiring.connect(m, wiring.flipped(chip_port), tile_port)
+            return
+        for name, member in tile_port.signature.members.items():
+            if name == "codes":
+                continue
+            outer, inner = getattr(chip_port, name), getattr(tile_port, name)
+            m.d.comb += outer.eq(inner) if member.flow == Out else inner.eq(outer)
 
     def _row_drivers(self, m, seq) -> None:
         cfg = self.cfg

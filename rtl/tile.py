@@ -61,7 +61,7 @@ class Tile(wiring.Component):
 
     On the chip (``on_chip``) the tile has no batch-norm stage: ``o_stream`` carries the
     drift-gained accumulator values (the chip adds the partial sums of a split layer before
-    its batch-norm), the layer sequencer starts and aborts MVMs on ``start`` / ``abort``,
+    its batch-norm), the layer sequencer starts and aborts MVMs on ``seq_start`` / ``seq_abort``,
     and ``timeout`` reports an ADC timeout to it.
 
     Parameters
@@ -80,8 +80,9 @@ class Tile(wiring.Component):
     o_stream : Out(stream.Signature(column_values_layout(activation_bits, lanes)))
         Activations per column group; ``saturated`` per lane; ``last`` on the final group
         (on the chip: ``accumulator_bits`` drift-gained values).
-    start, abort : In(1)
-        On the chip only: strobes from the layer sequencer, as ``CTRL.start`` / ``CTRL.abort``.
+    seq_start, seq_abort : In(1)
+        On the chip only: strobes from the layer sequencer, as ``CTRL.start`` / ``CTRL.abort``
+        (not named ``abort``: a Verilog port named like a C++ word fails Verilator's lint).
     timeout : Out(1)
         On the chip only: strobe, an ADC conversion timed out (the MVM is dropped).
     irq : Out(1)
@@ -112,7 +113,7 @@ class Tile(wiring.Component):
             "busy": Out(1),
         }
         if self.on_chip:
-            members.update({"start": In(1), "abort": In(1), "timeout": Out(1)})
+            members.update({"seq_start": In(1), "seq_abort": In(1), "timeout": Out(1)})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -136,7 +137,7 @@ class Tile(wiring.Component):
             m.submodules[name] = ResetInserter(flush)(block)
         start, abort = csr("start"), csr("abort")
         if self.on_chip:
-            start, abort = start | self.start, abort | self.abort
+            start, abort = start | self.seq_start, abort | self.seq_abort
             m.d.comb += self.timeout.eq(adc_if.timeout)
 
         # -- control ----------------------------------------------------------------

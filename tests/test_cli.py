@@ -20,11 +20,13 @@ def test_every_command_has_help(path):
 
 
 def test_generate_writes_verilog_and_manifest(tmp_path):
-    result = invoke("generate", "--out", str(tmp_path))
+    config = tmp_path / "small.toml"  # every block, the chip top with 3 tiles of 16 x 16
+    config.write_text("[tile]\nrows = 16\ncols = 16\ncount = 3\n[datapath]\nlanes = 8\n")
+    result = invoke("generate", "--config", str(config), "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     written = {entry["path"] for entry in manifest["files"]}
-    assert {"chip.toml", "shift_add.v"} <= written
+    assert {"chip.toml", "shift_add.v", "chip.v", "neurophase_chip_tile.v"} <= written
     for entry in manifest["files"]:
         assert (tmp_path / entry["path"]).is_file()
     assert "module shift_add" in (tmp_path / "shift_add.v").read_text()
