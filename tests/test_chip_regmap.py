@@ -22,7 +22,7 @@ from neurophase.models.chip_isa import WORDS_PER_INSTRUCTION, Opcode
 from neurophase.regmap import Access
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-MEMORIES = ("program", "activations", "bn_scale", "bn_bias")
+MEMORIES = ("program", "activations", "bn_scale", "bn_bias", "psum_sum", "psum_squares", "psum_abs")
 TILE_COUNTS = (1, 3, 144)
 
 
@@ -87,7 +87,7 @@ def test_chip_register_fields_are_as_documented():
     R, RW, RW1C, W1P = Access.R, Access.RW, Access.RW1C, Access.W1P
     assert rmap.register("ID").reset == CHIP_MAGIC == int.from_bytes(b"NPHC", "big")
     assert fields("CTRL") == [("start", 0, 1, W1P), ("abort", 1, 1, W1P), ("soft_reset", 2, 1, W1P),
-                              ("irq_en", 8, 1, RW)]
+                              ("irq_en", 8, 1, RW), ("stats_en", 9, 1, RW)]
     assert fields("STATUS") == [("busy", 0, 1, R), ("done", 1, 1, RW1C), ("error", 2, 1, RW1C),
                                 ("sat_psum", 3, 1, RW1C), ("sat_batch_norm", 4, 1, RW1C), ("bus_error", 5, 1, RW1C)]
     assert fields("ERROR") == [("code", 0, 4, R), ("tile", 4, 12, R), ("pc", 16, 16, R)]
