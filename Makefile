@@ -30,7 +30,7 @@ test-all: setup
 test-fpga-build: setup
 	$(BIN)/python -m pytest -m slow tests/test_fpga_build.py
 
-# The default chip (144 tiles) generated and linted (`slow`, about 2-3 minutes): CI runs it once.
+# The default chip (144 tiles) generated and linted (`slow`, about 5 minutes): CI runs it once.
 test-chip-scale: setup
 	$(BIN)/python -m pytest -m slow tests/test_chip_generate.py
 

@@ -94,10 +94,14 @@ def main():
 @friendly_errors
 def generate(config_path, out_dir, blocks):
     """Write the Verilog of every RTL block (or of --blocks), the configuration used and a manifest."""
+    from neurophase.generate import BLOCKS
     from neurophase.generate import generate as generate_all
 
     cfg = get_config(config_path)
     selected = None if blocks is None else [name.strip() for name in blocks.split(",")]
+    for name in selected or []:
+        if name not in BLOCKS:
+            raise ValueError(f"--blocks: unknown RTL block {name!r}; known blocks: {', '.join(BLOCKS)}")
     check_writable_dir(out_dir, "--out")
     with status_reporter("generate") as report:
         manifest = generate_all(cfg, out_dir, selected, progress=lambda text: report.update(status=text))
