@@ -195,6 +195,13 @@ async def faults(dut):
     results["after_invalid"] = await session.infer(0, check_layers=False)
     assert results["after_invalid"]["mismatches"] == 0
 
+    # a tile's own start is the sequencer's: firmware gets err
+    tile_map = firmware.amap.region("tile0").rmap
+    start_bit = tile_map.register("CTRL").field("start").offset
+    refused = await firmware.bus.access(firmware.base["tile0"] + tile_map.address("CTRL"), 1 << start_bit)
+    results["tile_start_refused"] = not refused.ok
+    assert results["tile_start_refused"]
+
     # the memories refuse the bus while the program runs
     await firmware.clear_status()
     await firmware.command("start")
