@@ -173,9 +173,10 @@ class LayerSequencer(wiring.Component):
         m.d.comb += [self.tile_sel.eq(tile), self.tag_pc.eq(pc + 1 + block_no)]
 
         # counters
-        with m.If(self.busy):
+        full = 2**32 - 1  # the counters saturate
+        with m.If(self.busy & (self.cycles != full)):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-        with m.If(self.tile_start):
+        with m.If(self.tile_start & (self.mvms != full)):
             m.d.sync += self.mvms.eq(self.mvms + 1)
 
         self._fsm(m, instr, block, op, blk, opcode, pc, position, oy, ox, block_no, hw, out_hw, channel, ky, kx,
@@ -299,7 +300,7 @@ class LayerSequencer(wiring.Component):
                     with m.Case(Opcode.END):
                         m.d.comb += self.done.eq(~stopping)
                         with m.If(~stopping):
-                            m.d.sync += self.runs.eq(self.runs + 1)
+                            m.d.sync += self.runs.eq(self.runs + (self.runs != 2**32 - 1))
                             m.next = "IDLE"
                     with m.Default():
                         error(ErrorCode.INVALID)
