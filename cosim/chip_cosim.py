@@ -73,13 +73,14 @@ def sized_chip(mapped, calibration_inputs, tiles: int | None = None):
 
 def write_job(path: Path, compiled, images: np.ndarray, labels: np.ndarray, *, seed: int, read_seed: int,
               times, check_layers: bool, golden_bias_offset: int = 0, repeats: int = 3,
-              calibration_images=None) -> Path:
+              calibration_images=None, programs=None) -> Path:
     """The pickle the cocotb bench loads: everything one co-simulation run needs."""
     job = {"compiled": compiled, "images": np.asarray(images, dtype=np.float32), "labels": np.asarray(labels),
            "seed": int(seed), "read_seed": int(read_seed), "times": [float(t) for t in times],
            "check_layers": bool(check_layers), "golden_bias_offset": int(golden_bias_offset),
            "repeats": int(repeats),
-           "calibration_images": None if calibration_images is None else np.asarray(calibration_images, np.float32)}
+           "calibration_images": None if calibration_images is None else np.asarray(calibration_images, np.float32),
+           "programs": programs}
     write_bytes_atomic(path, pickle.dumps(job))
     return path
 
@@ -88,7 +89,7 @@ def run_chip_network(compiled, images, labels, build_dir, *, seed: int = 0, read
                      times=(1.0,), check_layers: bool = True, testcase: str = "network_inference",
                      sim_seed: int | None = None, waves: bool = False, simulator: str = "verilator",
                      verbose: bool = False, progress=None, golden_bias_offset: int = 0, repeats: int = 3,
-                     calibration_images=None) -> tuple[SimRun, dict]:
+                     calibration_images=None, programs=None) -> tuple[SimRun, dict]:
     """Run ``images`` through the compiled network on the chip RTL (cocotb test ``testcase``
     of ``neurophase.cosim.benches.chip_network``); returns the run and its results.
     ``golden_bias_offset`` moves every batch-norm bias of the golden model by that many output
@@ -102,7 +103,8 @@ def run_chip_network(compiled, images, labels, build_dir, *, seed: int = 0, read
         os.environ.setdefault(name, "1")
     job = write_job(build_dir / "job.pkl", compiled, images, labels, seed=seed,
                     read_seed=seed if read_seed is None else read_seed, times=times, check_layers=check_layers,
-                    golden_bias_offset=golden_bias_offset, repeats=repeats, calibration_images=calibration_images)
+                    golden_bias_offset=golden_bias_offset, repeats=repeats, calibration_images=calibration_images,
+                    programs=programs)
     results = build_dir / f"{testcase}.json"
     results.unlink(missing_ok=True)
     run = run_cocotb(toplevel=TOPLEVEL, verilog=sources, test_module="neurophase.cosim.benches.chip_network",

@@ -17,7 +17,8 @@ import pytest
 from neurophase.config import ChipConfig
 from neurophase.cosim.chip_cosim import run_chip_network
 from neurophase.cosim.runner import SimulationError
-from neurophase.models.chip_isa import Opcode
+from neurophase.models.chip_golden import ChipInterpreter, ChipProgramError
+from neurophase.models.chip_isa import Instruction, Opcode
 from neurophase.models.crossbar import exact_config
 from neurophase.network.compiler import compile_network
 from neurophase.network.mapping import map_network
@@ -116,3 +117,72 @@ def test_drift_scenario_with_firmware_compensation_over_the_bus(build_dirs):
     row = res["rows"][0]
     assert row["t_s"] == month and row["alpha_mean"] > 1.0  # drift lowers the conductances; GDC raises the gain
     assert {"none", "gdc", "gdc+bn"} <= set(row)
+
+
+def bad_programs(cfg: ChipConfig) -> list:
+    """One program per sequencer error the RTL can meet without a timing event (codes 1, 2, 5,
+    6, 7), sized for ``cfg``; each ends in an invalid word so nothing of an earlier one is run."""
+    seq, rows, cols = cfg.sequencer, cfg.tile.rows, cfg.tile.cols
+    end = Instruction(Opcode.END, {})
+
+    def mvm(**operands):
+        base = {"in_base": 0, "out_base": 64, "channels": 4, "in_h": 1, "in_w": 1, "kernel_h": 1, "kernel_w": 1,
+                "stride_h": 1, "stride_w": 1, "out_h": 1, "out_w": 1, "outputs": 4, "blocks": 1, "param_base": 0,
+                "psum_bits": cfg.psum_bits}
+        return Instruction(Opcode.MVM, dict(base, **operands))
+
+    def block(**operands):
+        return Instruction(Opcode.BLOCK, dict({"tile": 0, "rows": 4, "cols": 4}, **operands))
+
+    relu = Instruction(Opcode.RELU, {"in_base": 0, "out_base": 32, "length": 2})
+    last = seq.activation_words
+    programs = [
+        [0],
+        [relu, 9],
+        [block(), end],
+        [mvm(blocks=2), block(), relu, end],
+        [mvm(kernel_h=0), block(), end],
+        [mvm(outputs=seq.psum_words + 1), block(), end],
+        [mvm(psum_bits=cfg.psum_bits + 1), block(), end],
+        [Instruction(Opcode.RELU, {"in_base": last - 1, "out_base": 0, "length": 4}), end],
+        [Instruction(Opcode.ADD, {"in_base": 0, "in_b_base": last - 1, "out_base": 8, "length": 2}), end],
+        [mvm(in_base=last - 2), block(), end],
+        [mvm(out_base=last - 2), block(), end],
+        [Instruction(Opcode.POOL_MAX, {"channels": 2, "in_h": 4, "in_w": 4, "kernel_h": 2, "kernel_w": 2,
+                                       "stride_h": 2, "stride_w": 2, "out_h": 2, "out_w": 2, "out_base": last - 3}),
+         end],
+        [mvm(), block(tile=cfg.tile.count), end],
+        [mvm(), block(tile=2, tile_row=rows - 3), end],
+        [mvm(), block(tile=1, tile_col=cols - 3), end],
+        [mvm(), block(n_start=2), end],
+        [mvm(param_base=seq.param_words - 3), block(), end],
+        [relu] * seq.program_words,
+        [relu] * (seq.program_words - 2) + [mvm(blocks=2), block()],
+    ]
+    return [[p.encode() if isinstance(p, Instruction) else p for p in program] + [0] * (program[-1] != 0)
+            for program in programs]
+
+
+@BIT_SERIAL
+def test_every_sequencer_error_matches_the_chip_interpreter(build_dirs):
+    """Invalid opcodes, stray or missing BLOCK entries, zero shapes, addresses beyond the
+    activation memory in gathers, writes, pooling and element-wise reads, blocks outside their
+    tile, a program counter beyond the program memory, parameters beyond their memory: the
+    RTL stops with the interpreter's error code, pc and tile, and is idle."""
+    compiled, x, labels = compiled_network(0, 1, False)
+    cfg = compiled.cfg
+    programs = [p[:cfg.sequencer.program_words] for p in bad_programs(cfg)]
+    expected = []
+    for words in programs:
+        chip = ChipInterpreter(cfg, lambda tile, drive, block, position: np.zeros(
+            (cfg.weights.slices, cfg.input.planes, cfg.tile.cols), dtype=np.int64))
+        with pytest.raises(ChipProgramError) as caught:
+            chip.run(words)
+        expected.append((caught.value.code, caught.value.pc, caught.value.tile))
+    assert {code for code, _, _ in expected} == {1, 2, 5, 6, 7}
+    run, res = run_chip_network(compiled, x[:1], labels[:1], build_dirs[False], seed=1, testcase="error_programs",
+                                programs=programs)
+    assert run.ok, run.failed_tests
+    got = [(r["code"], r["pc"], r["tile"]) for r in res["reports"]]
+    assert got == expected
+    assert all(r["error"] and not r["done"] for r in res["reports"])

@@ -339,3 +339,22 @@ async def drift(dut):
     write_results(raw, results)
     assert results["mismatches"] == 0, f"{results['mismatches']} activations differ from the golden model"
     assert results["row_mismatches"] == 0 and results["unknown_tags"] == 0
+
+
+@cocotb.test()
+async def error_programs(dut):
+    """Each of the job's programs (256-bit words, loaded from pc 0) runs once; the error the
+    chip reports (``ERROR.code``, ``pc``, ``tile``) is recorded, and the sequencer must be idle."""
+    cfg, raw, job = load_job()
+    session = ChipSession(dut, cfg, job)
+    await session.setup()
+    firmware, reports = session.firmware, []
+    for words in job["programs"]:
+        for pc, word in enumerate(words):
+            for j in range(8):
+                await firmware.bus.write(firmware.base["program"] + 4 * (pc * 8 + j), (word >> (32 * j)) & 0xFFFF_FFFF)
+        status = await firmware.run(session.limit_cycles)
+        reports.append({"done": status["done"], "error": status["error"], **status["error_detail"],
+                        "busy": int(dut.busy.value)})
+    write_results(raw, {"reports": reports})
+    assert all(not r["busy"] for r in reports)
