@@ -4,11 +4,14 @@ model, through link faults."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from neurophase.cli import main
 from neurophase.config import ChipConfig
 from neurophase.fpga.chip_host import ChipHost, EmulatedChipModel, emulator_scale
 from neurophase.fpga.chip_top import FpgaChipAddressMap, FpgaChipTop
@@ -16,7 +19,6 @@ from neurophase.fpga.cli import CHIP_PRESET
 from neurophase.fpga.host import HostError, RegisterFile
 from neurophase.fpga.infer import compile_for_board, image_seed, quantise_images, run_images
 from neurophase.models.crossbar_emulator import CrossbarEmulatorModel, EmulatedChipArrays, EmulatorParams
-from neurophase.network import native as nn
 from neurophase.network.data import load_dataset
 
 
@@ -25,27 +27,33 @@ def chip_preset() -> ChipConfig:
 
 
 def small_chip() -> ChipConfig:
-    """The chip preset shrunk for a fast simulated board: 3 tiles of 32 x 16."""
-    return chip_preset().replace(tile={"rows": 32, "cols": 16, "count": 3}, adc={"latency_cycles": 56},
+    """The chip preset shrunk for a fast simulated board: 2 tiles of 48 x 16."""
+    return chip_preset().replace(tile={"rows": 48, "cols": 16, "count": 2}, adc={"latency_cycles": 72},
                                  sequencer={"activation_words": 512, "program_words": 16, "param_words": 32,
                                             "psum_words": 16, "max_row_blocks": 2})
 
 
-def small_network(rng: np.random.Generator):
-    """Conv 1 -> 4 (9 rows), max pooling, dense 64 -> 10 (two row blocks of a 32-row tile)."""
-    return nn.sequential((1, 8, 8), [
-        nn.Conv2d(rng.normal(size=(4, 1, 3, 3)), rng.normal(size=4) * 0.1, padding=1), nn.ReLU(),
-        nn.MaxPool(2, stride=2), nn.Flatten(),
-        nn.Dense(rng.normal(size=(10, 64)) * 0.2, rng.normal(size=10) * 0.1),
-    ])
+def small_onnx(path):
+    """Conv 1 -> 4 (9 rows), max pooling, dense 64 -> 10 (two row blocks of a 48-row tile, the
+    second beside the convolution's block), as an ONNX file."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-
-def compile_small(cfg: ChipConfig):
-    from neurophase.network.compiler import compile_network
-    from neurophase.network.mapping import map_network
-
-    train = load_dataset(None, "train")
-    return compile_network(map_network(small_network(np.random.default_rng(5)), cfg, train.inputs[:256]))
+    rng = np.random.default_rng(5)
+    arrays = {"w1": rng.normal(size=(4, 1, 3, 3)), "b1": rng.normal(size=4) * 0.1,
+              "wf": rng.normal(size=(10, 64)) * 0.2, "bf": rng.normal(size=10) * 0.1, "shape": np.array([-1, 64])}
+    inits = [numpy_helper.from_array(a.astype(np.int64 if n == "shape" else np.float32), n) for n, a in arrays.items()]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("MaxPool", ["r1"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+        helper.make_node("Reshape", ["p", "shape"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1, name="fc"),
+    ]
+    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
 
 
 def test_address_map_places_the_chip_then_the_emulator_windows():
@@ -110,8 +118,9 @@ def test_a_network_on_the_simulated_chip_board_is_exact_through_link_faults(tmp_
     from neurophase.fpga.sim_board import SimBoard
 
     cfg = small_chip()
-    compiled = compile_small(cfg)
-    assert len(compiled.tiles) == 3 and max(m.row_blocks for m in compiled.mapped.layers.values()) == 2
+    model_path = small_onnx(tmp_path / "small.onnx")
+    compiled = compile_for_board(cfg, model_path)
+    assert [(b.tile, b.row, b.col) for b in compiled.mapped.blocks] == [(0, 0, 0), (1, 0, 0), (0, 9, 4)]
     test = load_dataset(None, "test").head(4)
     x = quantise_images(compiled, test.inputs)
     with SimBoard(cfg, tmp_path / "board", sessions=1, chip=True) as board:
@@ -126,6 +135,22 @@ def test_a_network_on_the_simulated_chip_board_is_exact_through_link_faults(tmp_
             model = EmulatedChipModel(compiled, noise_bits=2, scale=emulator_scale(cfg))
             check_garbage_mid_inference(host, model, x)
             check_stalled_frame_mid_inference(host, model, x)
+    # the command line on the same simulated board (its Verilator build is reused)
+    config = tmp_path / "small_chip.toml"
+    config.write_text(cfg.to_toml())
+    result = CliRunner().invoke(main, ["fpga", "infer", "--sim", str(model_path), "--config", str(config),
+                                       "--images", "3", "--noise-bits", "1", "--build-dir", str(tmp_path / "board"),
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["images"] == 3 and summary["mismatches"] == 0 and summary["link_faults"] == 0
+    assert summary["accuracy"] == summary["model_accuracy"]
+    assert summary["cycles_per_image"] == report.cycles_per_image  # the program's timing is data-independent
+
+
+def test_infer_needs_exactly_one_target():
+    result = CliRunner().invoke(main, ["fpga", "infer"])
+    assert result.exit_code == 2 and "give exactly one of --sim and --port DEV" in result.output
 
 
 def check_garbage_mid_inference(host: ChipHost, model: EmulatedChipModel, x) -> None:
