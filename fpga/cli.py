@@ -273,8 +273,8 @@ def infer_command(model_path, config_path, sim, device, map_path, data_path, ima
                 console.print(f"building the simulated board in {build_dir} ...", markup=False)
             board = stack.enter_context(SimBoard(cfg, build_dir, sessions=1, chip=True))
             url, timeout = board.url, 1800.0
-        else:
-            url, timeout = device, None
+        else:  # a socket URL is a simulated board started elsewhere: it loads far slower than the board
+            url, timeout = device, (1800.0 if device.startswith("socket://") else None)
         host = stack.enter_context(ChipHost.connect(url, map_path or cfg, baud=cfg.fpga.baud, timeout=timeout))
         host.identify()
         host.load_network(compiled)

@@ -9,7 +9,6 @@ bridge or the UART rising during an image) is reported and that image is run onc
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -142,10 +141,3 @@ def run_images(host: ChipHost, compiled, x_int, labels, *, seed: int = 1, check:
         model_accuracy=float(np.mean(np.array([r["model_predicted"] for r in rows]) == labels)) if check and rows
         else None,
         per_image=rows)
-
-
-def timed(func):
-    """(result, seconds) of ``func()``."""
-    started = time.perf_counter()
-    result = func()
-    return result, time.perf_counter() - started

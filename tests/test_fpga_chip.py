@@ -123,7 +123,7 @@ def test_a_network_on_the_simulated_chip_board_is_exact_through_link_faults(tmp_
     assert [(b.tile, b.row, b.col) for b in compiled.mapped.blocks] == [(0, 0, 0), (1, 0, 0), (0, 9, 4)]
     test = load_dataset(None, "test").head(4)
     x = quantise_images(compiled, test.inputs)
-    with SimBoard(cfg, tmp_path / "board", sessions=1, chip=True) as board:
+    with SimBoard(cfg, tmp_path / "board", sessions=2, chip=True) as board:
         with ChipHost.connect(board.url, board.map_path, timeout=600) as host:
             with pytest.raises(HostError, match="no network loaded"):
                 host.read_output()
@@ -135,12 +135,12 @@ def test_a_network_on_the_simulated_chip_board_is_exact_through_link_faults(tmp_
             model = EmulatedChipModel(compiled, noise_bits=2, scale=emulator_scale(cfg))
             check_garbage_mid_inference(host, model, x)
             check_stalled_frame_mid_inference(host, model, x)
-    # the command line on the same simulated board (its Verilator build is reused)
-    config = tmp_path / "small_chip.toml"
-    config.write_text(cfg.to_toml())
-    result = CliRunner().invoke(main, ["fpga", "infer", "--sim", str(model_path), "--config", str(config),
-                                       "--images", "3", "--noise-bits", "1", "--build-dir", str(tmp_path / "board"),
-                                       "--json"])
+        # the command line, in the board's place: the same flow over the socket
+        config = tmp_path / "small_chip.toml"
+        config.write_text(cfg.to_toml())
+        result = CliRunner().invoke(main, ["fpga", "infer", "--port", board.url, "--map", str(board.map_path),
+                                           str(model_path), "--config", str(config), "--images", "3",
+                                           "--noise-bits", "1", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output[result.output.index("{"):])
     assert summary["images"] == 3 and summary["mismatches"] == 0 and summary["link_faults"] == 0
