@@ -56,7 +56,7 @@ def small_onnx(path):
     return path
 
 
-def test_address_map_places_the_chip_then_the_emulator_windows():
+def test_address_map_places_the_chip_then_the_emulator_windows(tmp_path):
     cfg = chip_preset()
     amap = FpgaChipAddressMap(cfg)
     names = [w.name for w in amap.windows]
@@ -72,6 +72,10 @@ def test_address_map_places_the_chip_then_the_emulator_windows():
     assert "INPUT" not in regs.arrays and "RESULT_COUNT" not in regs.registers
     with pytest.raises(KeyError, match="no register 'tile9.GAIN'"):
         regs.register("tile9.GAIN")
+    paths = amap.write(tmp_path)
+    assert RegisterFile.from_json(paths["fpga-map"]).register("tile3.DRIFT") == regs.register("tile3.DRIFT")
+    csv = paths["fpga-map-csv"].read_text()
+    assert f"csr_base,tile3,0x{amap.window('tile3').base:08x}" in csv and "weights_weight" in csv
 
 
 def test_chip_top_refuses_an_adc_timeout_shorter_than_a_conversion():
