@@ -88,9 +88,12 @@ class EmulatedChipModel:
         ``EMU_SCALE.factor`` (default :func:`emulator_scale`).
     noise_bits : int
         ``EMU_NOISE.bits``.
+    gains : dict or None
+        ``tile -> GAIN register values`` (one per column) replacing the compiled unit gains
+        (drift compensation written by :meth:`ChipHost.compensate_drift`).
     """
 
-    def __init__(self, compiled, *, scale: int | None = None, noise_bits: int = 0):
+    def __init__(self, compiled, *, scale: int | None = None, noise_bits: int = 0, gains: dict | None = None):
         from neurophase.models.crossbar_emulator import EmulatedChipArrays, EmulatorParams
 
         cfg = compiled.cfg
@@ -100,6 +103,7 @@ class EmulatedChipModel:
             self.arrays.load_weights(image.tile, image.w_int)
         self.arrays.emulator.scale = emulator_scale(cfg) if scale is None else scale
         self.arrays.emulator.noise_bits = noise_bits
+        self.gains = {int(t): np.asarray(g, dtype=np.int64) for t, g in (gains or {}).items()}
 
     def run(self, x_int, seed: int = 1) -> tuple[np.ndarray, object]:
         """The output tensor (flattened) and the run's statistics for one quantised image,
@@ -109,6 +113,8 @@ class EmulatedChipModel:
         compiled = self.compiled
         self.arrays.emulator.reseed(seed)
         chip = interpreter(compiled, self.arrays)
+        for tile, gains in self.gains.items():
+            chip.gains[tile] = gains
         region, out = compiled.input, compiled.output
         chip.activations[region.base:region.base + region.size] = np.asarray(x_int).reshape(-1)
         stats = chip.run()
@@ -248,6 +254,46 @@ class ChipHost(NeuroPhaseHost):
             for r in range(block.row, block.row + height):
                 start = (block.tile * rows + r) * cols + block.col
                 self.write_array("weights.WEIGHT", codes[r, block.col:block.col + width], start=start)
+
+    # -- drift --------------------------------------------------------------------------------
+    def drift_step(self, t_s: float, nu: float, *, t0_s: float = 1.0, range_factor: float | None = None) -> int:
+        """Age every emulated tile to ``t_s`` after programming: ``EMU_SCALE`` becomes the ADC
+        range factor (default that of the loaded network's configuration) times
+        ``(t / t0) ** -nu``; returns the factor written."""
+        if range_factor is None:
+            from neurophase.network.mapping import codes_per_unit
+
+            range_factor = codes_per_unit(self._loaded().cfg)
+        return super().drift_step(t_s, nu, t0_s=t0_s, range_factor=range_factor)
+
+    def compensate_drift(self, alpha: float) -> dict:
+        """Global drift compensation: every used tile's per-column ``GAIN`` set to ``alpha``
+        times its compiled gain (rounded half up, saturated to the register); returns
+        ``tile -> gains written``.
+
+        Raises
+        ------
+        ValueError
+            When ``alpha`` is not a positive finite number.
+        """
+        from neurophase.models.drift_gain import DriftGainParams, gain_to_fixed
+
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not np.isfinite(alpha) or alpha <= 0:
+            raise ValueError(f"alpha must be a positive number, not {alpha!r}")
+        compiled = self._loaded()
+        params = DriftGainParams.from_config(compiled.cfg)
+        unit = 1 << compiled.cfg.datapath.gain_frac_bits
+        written = {}
+        for image in compiled.tiles:
+            gains = np.array([gain_to_fixed(params, alpha * g / unit) for g in image.gains], dtype=np.int64)
+            self.write_array(f"tile{image.tile}.GAIN", gains)
+            self.set_fields(f"tile{image.tile}.DRIFT", per_column=1)
+            written[image.tile] = gains
+        return written
+
+    def tile_gains(self) -> dict:
+        """``tile -> GAIN`` read back from every tile the loaded network uses."""
+        return {image.tile: self.read_array(f"tile{image.tile}.GAIN") for image in self._loaded().tiles}
 
     # -- running --------------------------------------------------------------------------------
     def set_noise(self, bits: int, seed: int) -> None:

@@ -238,6 +238,11 @@ def sim_command(config_path, build_dir, port, sessions, waves, chip):
               help="Emulated read noise: uniform in [-2**(n-1), 2**(n-1)-1] per code, deterministic.")
 @click.option("--seed", type=click.IntRange(0, 0xFFFF), default=1, show_default=True,
               help="Noise seed; image i reseeds with seed + i.")
+@click.option("--drift-s", type=click.FloatRange(min=1.0), default=None,
+              help="Age the emulated devices to this many seconds after programming (EMU_SCALE).")
+@click.option("--nu", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True,
+              help="Drift exponent of --drift-s: conductance x (t / 1 s) ** -nu.")
+@click.option("--gdc", is_flag=True, help="With --drift-s: compensate the drift in every used tile's GAIN.")
 @click.option("--no-check", is_flag=True, help="Skip the comparison with the bit-true model.")
 @click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out/fpga/sim_chip"),
               show_default=True, help="Folder of the simulated board (--sim).")
@@ -245,8 +250,8 @@ def sim_command(config_path, build_dir, port, sessions, waves, chip):
                                                       "cycles_per_image, images_per_s, link_faults).")
 @friendly_errors
 @link_errors
-def infer_command(model_path, config_path, sim, device, map_path, data_path, images, noise_bits, seed, no_check,
-                  build_dir, as_json):
+def infer_command(model_path, config_path, sim, device, map_path, data_path, images, noise_bits, seed, drift_s, nu,
+                  gdc, no_check, build_dir, as_json):
     """Run MODEL.onnx (default: the shipped digits CNN) on the FPGA chip top: compile it for the
     preset, load program, weights and parameters over the link, stream test images, read the
     classes; print accuracy, images/s over the link and the board's cycles per image."""
@@ -259,6 +264,8 @@ def infer_command(model_path, config_path, sim, device, map_path, data_path, ima
 
     if sim == (device is not None):
         raise click.UsageError("give exactly one of --sim and --port DEV")
+    if gdc and drift_s is None:
+        raise click.UsageError("--gdc compensates a drift: give --drift-s too")
     cfg = fpga_config(config_path, chip=True)
     test = load_dataset(data_path, "test").head(images or (8 if sim else None))
     compiled = compile_for_board(cfg, model_path)
@@ -279,6 +286,10 @@ def infer_command(model_path, config_path, sim, device, map_path, data_path, ima
         host.identify()
         host.load_network(compiled)
         host.set_noise(noise_bits, seed)
+        if drift_s is not None:
+            host.drift_step(drift_s, nu)
+            if gdc:
+                host.compensate_drift(drift_s ** nu)
 
         def progress(done, total):
             if not as_json:

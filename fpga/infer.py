@@ -93,7 +93,8 @@ def run_images(host: ChipHost, compiled, x_int, labels, *, seed: int = 1, check:
     ----------
     host : ChipHost
         Connected, with ``compiled`` loaded (:meth:`ChipHost.load_network`) and the noise
-        set (:meth:`ChipHost.set_noise`; its width is what the model uses).
+        set (:meth:`ChipHost.set_noise`; its width is what the model uses). The model reads
+        ``EMU_SCALE`` and the tiles' gains back from the board (a drift step, a compensation).
     compiled : CompiledNetwork
     x_int : int array (N, *input shape)
     labels : int array (N,)
@@ -108,8 +109,8 @@ def run_images(host: ChipHost, compiled, x_int, labels, *, seed: int = 1, check:
     x_int, labels = np.asarray(x_int), np.asarray(labels)
     if len(x_int) != len(labels):
         raise ValueError(f"{len(x_int)} images but {len(labels)} labels")
-    model = EmulatedChipModel(compiled, noise_bits=host.noise_bits,
-                              scale=host.field("EMU_SCALE", "factor")) if check else None
+    model = EmulatedChipModel(compiled, noise_bits=host.noise_bits, scale=host.field("EMU_SCALE", "factor"),
+                              gains=host.tile_gains()) if check else None
     rows, faults, link_seconds = [], 0, 0.0
     for i, x in enumerate(x_int):
         result = host.infer(x, seed=image_seed(seed, i))

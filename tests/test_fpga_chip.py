@@ -139,12 +139,13 @@ def test_a_network_on_the_simulated_chip_board_is_exact_through_link_faults(tmp_
             model = EmulatedChipModel(compiled, noise_bits=2, scale=emulator_scale(cfg))
             check_garbage_mid_inference(host, model, x)
             check_stalled_frame_mid_inference(host, model, x)
-        # the command line, in the board's place: the same flow over the socket
+        # the command line, in the board's place: the same flow over the socket, the devices aged
+        # (EMU_SCALE) and the drift compensated in the tiles' GAIN registers
         config = tmp_path / "small_chip.toml"
         config.write_text(cfg.to_toml())
         result = CliRunner().invoke(main, ["fpga", "infer", "--port", board.url, "--map", str(board.map_path),
                                            str(model_path), "--config", str(config), "--images", "3",
-                                           "--noise-bits", "1", "--json"])
+                                           "--noise-bits", "1", "--drift-s", "1e4", "--nu", "0.05", "--gdc", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output[result.output.index("{"):])
     assert summary["images"] == 3 and summary["mismatches"] == 0 and summary["link_faults"] == 0
@@ -152,9 +153,27 @@ def test_a_network_on_the_simulated_chip_board_is_exact_through_link_faults(tmp_
     assert summary["cycles_per_image"] == report.cycles_per_image  # the program's timing is data-independent
 
 
-def test_infer_needs_exactly_one_target():
+def test_infer_needs_exactly_one_target_and_a_drift_to_compensate():
     result = CliRunner().invoke(main, ["fpga", "infer"])
     assert result.exit_code == 2 and "give exactly one of --sim and --port DEV" in result.output
+    result = CliRunner().invoke(main, ["fpga", "infer", "--sim", "--gdc"])
+    assert result.exit_code == 2 and "--gdc compensates a drift: give --drift-s too" in result.output
+
+
+def test_drift_compensation_in_the_gains_restores_the_outputs(tmp_path):
+    cfg = small_chip()
+    compiled = compile_for_board(cfg, small_onnx(tmp_path / "small.onnx"))
+    x = quantise_images(compiled, load_dataset(None, "test").head(3).inputs)
+    fresh = EmulatedChipModel(compiled)
+    factor = 1e4 ** -0.05
+    aged = EmulatedChipModel(compiled, scale=round(emulator_scale(cfg) * factor))
+    unit = 1 << cfg.datapath.gain_frac_bits
+    gains = {image.tile: np.full(cfg.tile.cols, round(unit / factor)) for image in compiled.tiles}
+    compensated = EmulatedChipModel(compiled, scale=round(emulator_scale(cfg) * factor), gains=gains)
+    for xi in x:
+        reference = fresh.run(xi)[0]
+        drifted = np.abs(aged.run(xi)[0] - reference).sum()
+        assert np.abs(compensated.run(xi)[0] - reference).sum() < drifted / 3
 
 
 def check_garbage_mid_inference(host: ChipHost, model: EmulatedChipModel, x) -> None:
