@@ -129,9 +129,10 @@ def build_command(config_path, board, out_dir, toolchain, as_json, verbose, chip
     else:
         map_class = FpgaAddressMap
     if not as_json:
-        what = f"chip top, {cfg.tile.count} tiles of" if chip else "one"
-        console.print(f"building for {board or cfg.fpga.board}: {what} {cfg.tile.rows} x {cfg.tile.cols} tile, "
-                      f"{cfg.datapath.lanes} lanes, {cfg.clock_mhz:g} MHz (takes minutes) ...")
+        size = f"{cfg.tile.rows} x {cfg.tile.cols}"
+        what = f"chip top, {cfg.tile.count} tiles of {size}" if chip else f"{size} tile"
+        console.print(f"building for {board or cfg.fpga.board}: {what}, {cfg.datapath.lanes} lanes, "
+                      f"{cfg.clock_mhz:g} MHz (takes minutes) ...")
     try:
         with folder_lock(out_dir, "FPGA build"), status_reporter("fpga build") as status:
             map_class(cfg).write(out_dir)  # the map and the bitstream of one build
