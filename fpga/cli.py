@@ -215,7 +215,8 @@ def sim_command(config_path, build_dir, port, sessions, waves, chip):
         console.print(f"simulated board listening: {board.url}", markup=False)
         console.print(f"register map: {board.map_path}  (LiteX csr.csv: {board.map_path.with_suffix('.csv')})",
                       markup=False)
-        console.print("host: NeuroPhaseHost.connect(url, map), or LiteX: "
+        driver = "ChipHost" if chip else "NeuroPhaseHost"
+        console.print(f"host: {driver}.connect(url, map), or LiteX: "
                       f"litex_server --uart --uart-port {board.url} --bind-ip 127.0.0.1  (Ctrl-C stops)", markup=False)
         board.wait()
     run = board.run
