@@ -255,6 +255,17 @@ class ChipHost(NeuroPhaseHost):
                 start = (block.tile * rows + r) * cols + block.col
                 self.write_array("weights.WEIGHT", codes[r, block.col:block.col + width], start=start)
 
+    def mvm(self, inputs):
+        """Not available: the chip's tiles start only from the sequencer's program.
+
+        Raises
+        ------
+        HostError
+            Always; run a network with :meth:`load_network` and :meth:`infer`.
+        """
+        raise HostError("the FPGA chip top runs MVMs only through its program (a tile's CTRL.start is refused): "
+                        "load a compiled network with load_network() and run images with infer()")
+
     # -- drift --------------------------------------------------------------------------------
     def drift_step(self, t_s: float, nu: float, *, t0_s: float = 1.0, range_factor: float | None = None) -> int:
         """Age every emulated tile to ``t_s`` after programming: ``EMU_SCALE`` becomes the ADC

@@ -131,6 +131,8 @@ def test_a_network_on_the_simulated_chip_board_is_exact_through_link_faults(tmp_
         with ChipHost.connect(board.url, board.map_path, timeout=600) as host:
             with pytest.raises(HostError, match="no network loaded"):
                 host.read_output()
+            with pytest.raises(HostError, match="runs MVMs only through its program"):
+                host.mvm(np.zeros(cfg.tile.rows, dtype=int))
             host.load_network(compiled)
             host.set_noise(2, 11)
             report = run_images(host, compiled, x[:2], test.labels[:2], seed=11)
