@@ -2,6 +2,7 @@
 shared crossbar emulator in place of the analog arrays, and the UART-to-CSR bridge."""
 
 
+import copy
 import json
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from neurophase.fpga.uart_tx import UartTx
 from neurophase.fpga.weight_memory import WeightMemory
 from neurophase.models.crossbar_emulator import EmulatorParams
 from neurophase.regmap_export import to_litex_csv, write_regmap_exports
+from neurophase.regmap_systemrdl import to_systemrdl_space
 from neurophase.rtl.chip import Chip
 from neurophase.rtl.csr_bank import CsrBank
 from neurophase.rtl.wishbone_decoder import WishboneDecoder
@@ -79,18 +81,27 @@ class FpgaChipAddressMap(FpgaAddressMap):
         return to_litex_csv(self.placed(), f"Address space {self.NAME!r} (the FPGA chip top's UART bridge)")
 
     def to_systemrdl(self) -> str:
-        raise NotImplementedError("the FPGA chip top exports JSON and CSV; the chip's own SystemRDL comes from "
-                                  "neurophase.chip_regmap_export")
+        """SystemRDL: one ``addrmap`` per window (every tile's named ``tile<i>``) and the root
+        ``neurophase_fpga_chip`` placing them."""
+        maps = []
+        for w in self.windows:
+            rmap = w.regmap
+            if rmap.name != w.name:  # the tiles share one map: each gets its window's name
+                rmap = copy.copy(rmap)
+                rmap.name = w.name
+            maps.append((rmap, w.base))
+        return to_systemrdl_space(self.NAME, "FPGA chip top: every window the UART bridge reaches", maps)
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``fpga_map.json`` (for the host), ``fpga_map.csv`` (LiteX, every tile as
-        ``tile<i>``) and the exports of the ``fpga`` and ``weights`` windows at their bases
-        into ``out_dir``; returns kind -> path."""
+        ``tile<i>``), ``fpga_map.rdl`` (SystemRDL) and the exports of the ``fpga`` and
+        ``weights`` windows at their bases into ``out_dir``; returns kind -> path."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         paths = {
             "fpga-map": write_text_atomic(out_dir / "fpga_map.json", json.dumps(self.to_dict(), indent=2) + "\n"),
             "fpga-map-csv": write_text_atomic(out_dir / "fpga_map.csv", self.to_csv()),
+            "fpga-map-systemrdl": write_text_atomic(out_dir / "fpga_map.rdl", self.to_systemrdl()),
         }
         for w in self.windows:
             if w.name in ("fpga", "weights"):

@@ -76,6 +76,14 @@ def test_address_map_places_the_chip_then_the_emulator_windows(tmp_path):
     assert RegisterFile.from_json(paths["fpga-map"]).register("tile3.DRIFT") == regs.register("tile3.DRIFT")
     csv = paths["fpga-map-csv"].read_text()
     assert f"csr_base,tile3,0x{amap.window('tile3').base:08x}" in csv and "weights_weight" in csv
+    from systemrdl import RDLCompiler
+
+    compiler = RDLCompiler()
+    compiler.compile_file(str(paths["fpga-map-systemrdl"]))
+    root = compiler.elaborate(top_def_name="neurophase_fpga_chip")
+    tile3 = root.top.get_child_by_name("tile3")
+    assert tile3.absolute_address == amap.window("tile3").base
+    assert tile3.get_child_by_name("GAIN").raw_absolute_address == regs.array("tile3.GAIN")["base"]
 
 
 def test_chip_top_refuses_an_adc_timeout_shorter_than_a_conversion():
