@@ -26,7 +26,8 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "slow or not slow"
 
-# The FPGA bitstream build (several minutes, `slow`): CI runs it once after the suite.
+# The FPGA bitstream builds (`slow`: the one-tile top takes minutes, the chip top (--chip) up to
+# an hour on two shared cores): CI runs them once after the suite.
 test-fpga-build: setup
 	$(BIN)/python -m pytest -m slow tests/test_fpga_build.py
 

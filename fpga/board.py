@@ -11,7 +11,7 @@ __all__ = ["BoardTop"]
 
 
 class BoardTop(Elaboratable):
-    """:class:`FpgaTop` placed on ``board``: the ``sync`` clock at ``cfg.clock_mhz`` from the
+    """:class:`FpgaTop` (or the FPGA chip top) placed on ``board``: the ``sync`` clock at ``cfg.clock_mhz`` from the
     board's oscillator, the UART on the board's USB-serial pins, the status on LEDs 0-3.
 
     Parameters
@@ -20,12 +20,20 @@ class BoardTop(Elaboratable):
         The FPGA configuration.
     board : Board
         From :func:`neurophase.fpga.platforms.get_board`.
+    chip : bool
+        Place the FPGA chip top (:class:`~neurophase.fpga.chip_top.FpgaChipTop`) instead of
+        the one-tile top; LED 3 then shows the sequencer running.
     """
 
-    def __init__(self, cfg: ChipConfig, board: Board):
+    def __init__(self, cfg: ChipConfig, board: Board, *, chip: bool = False):
         self.cfg = cfg
         self.board = board
-        self.top = FpgaTop(cfg, uart_divisor(cfg))
+        if chip:
+            from neurophase.fpga.chip_top import FpgaChipTop
+
+            self.top = FpgaChipTop(cfg, uart_divisor(cfg))
+        else:
+            self.top = FpgaTop(cfg, uart_divisor(cfg))
 
     def elaborate(self, platform):
         m = Module()

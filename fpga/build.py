@@ -160,9 +160,11 @@ def parse_nextpnr_report(report: dict, clock_net: str = "sync") -> tuple[float, 
 
 
 def build_bitstream(cfg: ChipConfig, build_dir: str | Path, *, board: str | None = None,
-                    toolchain: str = "auto", verbose: bool = False,
+                    toolchain: str = "auto", verbose: bool = False, chip: bool = False,
                     progress: Callable[[str], None] | None = None) -> BuildReport:
-    """Build the bitstream of the FPGA top for ``cfg`` on ``board`` (default ``cfg.fpga.board``).
+    """Build the bitstream of the FPGA top for ``cfg`` on ``board`` (default ``cfg.fpga.board``);
+    with ``chip`` the FPGA chip top (:class:`~neurophase.fpga.chip_top.FpgaChipTop`, its tile
+    module's Verilog added to the build).
 
     Writes ``<build_dir>/<TOP_NAME>.bit``, nextpnr's ``report.json`` and ``build.log``.
     ``progress`` receives each stage as it starts (elaboration, each tool, nextpnr's
@@ -179,19 +181,25 @@ def build_bitstream(cfg: ChipConfig, build_dir: str | Path, *, board: str | None
         When another run is using ``build_dir``.
     """
     with folder_lock(build_dir, "FPGA build") as locked:
-        return _build_locked(cfg, locked, board=board, toolchain=toolchain, verbose=verbose, progress=progress)
+        return _build_locked(cfg, locked, board=board, toolchain=toolchain, verbose=verbose, chip=chip,
+                             progress=progress)
 
 
 def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolchain: str,
-                  verbose: bool, progress: Callable[[str], None] | None) -> BuildReport:
+                  verbose: bool, chip: bool, progress: Callable[[str], None] | None) -> BuildReport:
     spec = get_board(board or cfg.fpga.board)
     tools = find_ecp5_toolchain(toolchain)
     started = time.perf_counter()
     report_stage = progress or (lambda stage: None)
     report_stage("elaborating the design")
     platform = spec.make_platform()
+    if chip:
+        from neurophase.fpga.chip_top import chip_tile_verilog
+        from neurophase.rtl.chip import TILE_MODULE
+
+        platform.add_file(f"{TILE_MODULE}.v", chip_tile_verilog(cfg))
     report_path = build_dir / "report.json"
-    plan = platform.build(BoardTop(cfg, spec), name=TOP_NAME, build_dir=str(build_dir), do_build=False,
+    plan = platform.build(BoardTop(cfg, spec, chip=chip), name=TOP_NAME, build_dir=str(build_dir), do_build=False,
                           synth_opts=SYNTH_OPTS, nextpnr_opts="--timing-allow-fail --report report.json")  # relative: YoWASP sees only the build dir
     log = build_dir / "build.log"
     plan.extract(str(build_dir))

@@ -8,16 +8,18 @@ from pathlib import Path
 
 import click
 
-__all__ = ["fpga", "PRESET"]
+__all__ = ["fpga", "PRESET", "CHIP_PRESET"]
 
 #: The FPGA configuration used when ``--config`` is not given (ULX3S ECP5-85F, 32 x 32 tile).
 PRESET = Path(__file__).resolve().parent / "ulx3s.toml"
+#: The configuration of the FPGA chip top (``--chip``, ``fpga infer``): 4 tiles of 256 x 32.
+CHIP_PRESET = Path(__file__).resolve().parent / "ulx3s_chip.toml"
 
 
-def fpga_config(path: Path | None):
+def fpga_config(path: Path | None, chip: bool = False):
     from neurophase.config import ChipConfig
 
-    return ChipConfig.from_toml(path or PRESET)
+    return ChipConfig.from_toml(path or (CHIP_PRESET if chip else PRESET))
 
 
 def friendly_errors(func):
@@ -61,8 +63,12 @@ def link_errors(func):
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help=f"FPGA configuration (TOML); default: the ULX3S preset {PRESET.name}.",
+    help=f"FPGA configuration (TOML); default: the ULX3S preset {PRESET.name} ({CHIP_PRESET.name} with --chip).",
 )
+
+chip_option = click.option("--chip", is_flag=True,
+                           help=f"The FPGA chip top (sequencer, memories, every tile, one shared crossbar emulator) "
+                                f"instead of the one-tile top; default configuration {CHIP_PRESET.name}.")
 
 
 def board_option(func):
@@ -105,9 +111,10 @@ def print_report(report) -> None:
               help="ECP5 tools: system ones when complete, else the YoWASP builds from PyPI.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (key fmax_mhz).")
 @click.option("--verbose", is_flag=True, help="Stream the tools' output.")
+@chip_option
 @friendly_errors
 @link_errors
-def build_command(config_path, board, out_dir, toolchain, as_json, verbose):
+def build_command(config_path, board, out_dir, toolchain, as_json, verbose, chip):
     """Build the bitstream of the FPGA top; print utilisation and Fmax against the board clock."""
     from neurophase.cli import console, emit_json, print_error, status_reporter
     from neurophase.fpga.build import BuildError, build_bitstream
@@ -115,15 +122,21 @@ def build_command(config_path, board, out_dir, toolchain, as_json, verbose):
     from neurophase.fpga.regmap import FpgaAddressMap
     from neurophase.paths import check_writable_dir
 
-    cfg = fpga_config(config_path)
+    cfg = fpga_config(config_path, chip)
     check_writable_dir(out_dir, "--out")
+    if chip:
+        from neurophase.fpga.chip_top import FpgaChipAddressMap as map_class
+    else:
+        map_class = FpgaAddressMap
     if not as_json:
-        console.print(f"building for {board or cfg.fpga.board}: {cfg.tile.rows} x {cfg.tile.cols} tile, "
-                      f"{cfg.datapath.lanes} lanes, {cfg.clock_mhz:g} MHz (takes minutes) ...")
+        size = f"{cfg.tile.rows} x {cfg.tile.cols}"
+        what = f"chip top, {cfg.tile.count} tiles of {size}" if chip else f"{size} tile"
+        console.print(f"building for {board or cfg.fpga.board}: {what}, {cfg.datapath.lanes} lanes, "
+                      f"{cfg.clock_mhz:g} MHz (takes minutes) ...")
     try:
         with folder_lock(out_dir, "FPGA build"), status_reporter("fpga build") as status:
-            FpgaAddressMap(cfg).write(out_dir)  # the map and the bitstream of one build
-            report = build_bitstream(cfg, out_dir, board=board, toolchain=toolchain, verbose=verbose,
+            map_class(cfg).write(out_dir)  # the map and the bitstream of one build
+            report = build_bitstream(cfg, out_dir, board=board, toolchain=toolchain, verbose=verbose, chip=chip,
                                      progress=lambda stage: status.update(status=stage))
     except BuildError as exc:
         report = getattr(exc, "report", None)
@@ -181,27 +194,121 @@ def program_command(config_path, board, bitstream, flash, dry_run):
 @click.option("--sessions", type=click.IntRange(0), default=0, show_default=True,
               help="Host connections to serve before stopping (0: until interrupted).")
 @click.option("--waves", is_flag=True, help="Record waveforms.")
+@chip_option
 @friendly_errors
 @link_errors
-def sim_command(config_path, build_dir, port, sessions, waves):
+def sim_command(config_path, build_dir, port, sessions, waves, chip):
     """Run the FPGA top under Verilator as a simulated board for the host driver."""
     from neurophase.fpga.sim_board import SimBoard
 
     from neurophase.paths import check_writable_dir
 
     console = _console()
-    cfg = fpga_config(config_path)
+    cfg = fpga_config(config_path, chip)
     check_writable_dir(build_dir, "--build-dir")
-    console.print(f"building the simulated board ({cfg.tile.rows} x {cfg.tile.cols} tile, "
+    what = f"chip top, {cfg.tile.count} tiles of {cfg.tile.rows} x {cfg.tile.cols}" if chip else \
+        f"{cfg.tile.rows} x {cfg.tile.cols} tile"
+    console.print(f"building the simulated board ({what}, "
                   f"{cfg.fpga.sim_clocks_per_bit} clocks per UART bit) in {build_dir} ...", markup=False)
-    board = SimBoard(cfg, build_dir, sessions=sessions, port=port, waves=waves)
+    board = SimBoard(cfg, build_dir, sessions=sessions, port=port, waves=waves, chip=chip)
     with board:
         console.print(f"simulated board listening: {board.url}", markup=False)
         console.print(f"register map: {board.map_path}  (LiteX csr.csv: {board.map_path.with_suffix('.csv')})",
                       markup=False)
-        console.print("host: NeuroPhaseHost.connect(url, map), or LiteX: "
+        driver = "ChipHost" if chip else "NeuroPhaseHost"
+        console.print(f"host: {driver}.connect(url, map), or LiteX: "
                       f"litex_server --uart --uart-port {board.url} --bind-ip 127.0.0.1  (Ctrl-C stops)", markup=False)
         board.wait()
     run = board.run
     console.print(f"simulation ended: {'ok' if run and run.ok else 'FAILED'}  (log: {run.log if run else '-'})", markup=False)
     sys.exit(0 if run and run.ok else 1)
+
+
+@fpga.command("infer")
+@click.argument("model_path", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"FPGA chip configuration (TOML); default: the ULX3S chip preset {CHIP_PRESET.name}.")
+@click.option("--sim", is_flag=True, help="Run on the simulated board (Verilator), started here.")
+@click.option("--port", "device", default=None, help="Serial port of the board (e.g. /dev/ttyUSB0) or a pyserial URL.")
+@click.option("--map", "map_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The board's fpga_map.json (default: the map of the configuration).")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Test data (.npz with inputs, labels; default: the digits test split).")
+@click.option("--images", type=click.IntRange(1), default=None,
+              help="Images to run (default: all on the board, 8 on the simulated board).")
+@click.option("--noise-bits", type=click.IntRange(0, 8), default=0, show_default=True,
+              help="Emulated read noise: uniform in [-2**(n-1), 2**(n-1)-1] per code, deterministic.")
+@click.option("--seed", type=click.IntRange(0, 0xFFFF), default=1, show_default=True,
+              help="Noise seed; image i reseeds with seed + i.")
+@click.option("--drift-s", type=click.FloatRange(min=1.0), default=None,
+              help="Age the emulated devices to this many seconds after programming (EMU_SCALE).")
+@click.option("--nu", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True,
+              help="Drift exponent of --drift-s: conductance x (t / 1 s) ** -nu.")
+@click.option("--gdc", is_flag=True, help="With --drift-s: compensate the drift in every used tile's GAIN.")
+@click.option("--no-check", is_flag=True, help="Skip the comparison with the bit-true model.")
+@click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out/fpga/sim_chip"),
+              show_default=True, help="Folder of the simulated board (--sim).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (images, accuracy, mismatches, "
+                                                      "cycles_per_image, images_per_s, link_faults).")
+@friendly_errors
+@link_errors
+def infer_command(model_path, config_path, sim, device, map_path, data_path, images, noise_bits, seed, drift_s, nu,
+                  gdc, no_check, build_dir, as_json):
+    """Run MODEL.onnx (default: the shipped digits CNN) on the FPGA chip top: compile it for the
+    preset, load program, weights and parameters over the link, stream test images, read the
+    classes; print accuracy, images/s over the link and the board's cycles per image."""
+    import contextlib
+
+    from neurophase.cli import console, emit_json
+    from neurophase.fpga.chip_host import ChipHost
+    from neurophase.fpga.infer import compile_for_board, quantise_images, run_images
+    from neurophase.network.data import load_dataset
+
+    if sim == (device is not None):
+        raise click.UsageError("give exactly one of --sim and --port DEV")
+    if gdc and drift_s is None:
+        raise click.UsageError("--gdc compensates a drift: give --drift-s too")
+    cfg = fpga_config(config_path, chip=True)
+    test = load_dataset(data_path, "test").head(images or (8 if sim else None))
+    compiled = compile_for_board(cfg, model_path)
+    x_int = quantise_images(compiled, test.inputs)
+    with contextlib.ExitStack() as stack:
+        if sim:
+            from neurophase.fpga.sim_board import SimBoard
+            from neurophase.paths import check_writable_dir
+
+            check_writable_dir(build_dir, "--build-dir")
+            if not as_json:
+                console.print(f"building the simulated board in {build_dir} ...", markup=False)
+            board = stack.enter_context(SimBoard(cfg, build_dir, sessions=1, chip=True))
+            url, timeout = board.url, 1800.0
+        else:  # a socket URL is a simulated board started elsewhere: it loads far slower than the board
+            url, timeout = device, (1800.0 if device.startswith("socket://") else None)
+        host = stack.enter_context(ChipHost.connect(url, map_path or cfg, baud=cfg.fpga.baud, timeout=timeout))
+        host.identify()
+        host.load_network(compiled)
+        host.set_noise(noise_bits, seed)
+        if drift_s is not None:
+            host.drift_step(drift_s, nu)
+            if gdc:
+                host.compensate_drift(drift_s ** nu)
+
+        def progress(done, total):
+            if not as_json:
+                console.print(f"  image {done}/{total}", markup=False)
+
+        report = run_images(host, compiled, x_int, test.labels, seed=seed, check=not no_check, progress=progress)
+    summary = {k: v for k, v in report.to_dict().items() if k != "per_image"}
+    if as_json:
+        emit_json({**summary, "target": "simulated board" if sim else str(device), "per_image": report.per_image})
+        return
+    console.print(f"{report.images} images on the {'simulated board' if sim else 'board ' + str(device)}: "
+                  f"accuracy {report.accuracy:.4f}", markup=False)
+    if report.mismatches is not None:
+        console.print(f"outputs differing from the bit-true model: {report.mismatches} "
+                      f"(model accuracy {report.model_accuracy:.4f})", markup=False)
+    console.print(f"{report.images_per_s:.2f} images/s over the link; {report.cycles_per_image:.0f} cycles per "
+                  f"image on the board ({report.cycles_per_image / cfg.clock_mhz:.0f} us at {cfg.clock_mhz:g} MHz)",
+                  markup=False)
+    if report.link_faults:
+        console.print(f"link faults: {report.link_faults} image(s) were run again", style="bold yellow", markup=False)

@@ -86,6 +86,9 @@ class RegisterFile:
     description : dict
         The FPGA address map as plain data (``FpgaAddressMap.to_dict()`` or the
         ``fpga_map.json`` export): windows with a base and a register map each.
+
+    Every register and array is reached as ``<window>.<NAME>`` (``tile2.GAIN``) and, for
+    the first window that has it, as ``NAME`` alone.
     """
 
     def __init__(self, description: dict):
@@ -93,11 +96,15 @@ class RegisterFile:
         self.registers: dict[str, dict] = {}
         self.arrays: dict[str, dict] = {}
         for window in description["windows"]:
-            base = window["base"]
+            base, name = window["base"], window["name"]
             for reg in window["map"]["registers"]:
-                self.registers[reg["name"]] = {**reg, "address": base + reg["address"], "window": window["name"]}
+                entry = {**reg, "address": base + reg["address"], "window": name}
+                self.registers[f"{name}.{reg['name']}"] = entry
+                self.registers.setdefault(reg["name"], entry)
             for arr in window["map"]["arrays"]:
-                self.arrays[arr["name"]] = {**arr, "base": base + arr["base"], "window": window["name"]}
+                entry = {**arr, "base": base + arr["base"], "window": name}
+                self.arrays[f"{name}.{arr['name']}"] = entry
+                self.arrays.setdefault(arr["name"], entry)
 
     @classmethod
     def from_json(cls, path: str | Path) -> "RegisterFile":

@@ -31,11 +31,17 @@ __all__ = ["FPGA_MAGIC", "fpga_register_map", "weight_register_map", "result_reg
 FPGA_MAGIC = 0x4E504846
 
 
-def fpga_register_map(cfg: ChipConfig) -> RegisterMap:
-    """The FPGA top's own CSR bank: emulator control, link counters and INPUT."""
+def fpga_register_map(cfg: ChipConfig, *, chip: bool = False) -> RegisterMap:
+    """The FPGA top's own CSR bank: emulator control, link counters and INPUT.
+
+    With ``chip`` the bank of the FPGA chip top (:class:`neurophase.fpga.chip_top.FpgaChipTop`):
+    the same registers without ``RESULT_COUNT`` and ``INPUT`` (the chip's sequencer drives
+    the rows and keeps the results in its activation memory)."""
     p = EmulatorParams.from_config(cfg)
     R, RW, W1P, CONST = Access.R, Access.RW, Access.W1P, Access.CONST
-    rmap = RegisterMap("fpga", doc=f"FPGA emulation of one {p.rows} x {p.cols} tile: crossbar emulator and host link")
+    what = (f"a chip of {cfg.tile.count} tiles of {p.rows} x {p.cols}, one shared crossbar emulator" if chip
+            else f"one {p.rows} x {p.cols} tile: crossbar emulator")
+    rmap = RegisterMap("fpga", doc=f"FPGA emulation of {what} and host link")
     rmap.add(Register("FPGA_ID", (Field("magic", 32, CONST, FPGA_MAGIC, "magic word 0x4E504846 ('NPHF')"),),
                       doc="Identifies the NeuroPhase FPGA top"))
     rmap.add(Register("FPGA_CONFIG", (
@@ -71,6 +77,8 @@ def fpga_register_map(cfg: ChipConfig) -> RegisterMap:
         Field("framing", 16, R, doc="received bytes without stop bit (saturating)"),
         Field("overruns", 16, R, doc="received bytes overwritten before the bridge took them (saturating)"),
     ), doc="UART receiver errors"))
+    if chip:
+        return rmap
     rmap.add(Register("RESULT_COUNT", (Field("count", 32, R, doc="MVM results stored in the result window (wrapping)"),),
                       doc="Result counter"))
     rmap.add(Array("INPUT", p.rows, p.input_bits, signed=p.input_signed, lanes=1,
@@ -78,12 +86,16 @@ def fpga_register_map(cfg: ChipConfig) -> RegisterMap:
     return rmap
 
 
-def weight_register_map(cfg: ChipConfig) -> RegisterMap:
-    """The write-only weight window: the emulator's conductance codes (block RAM)."""
+def weight_register_map(cfg: ChipConfig, tiles: int = 1) -> RegisterMap:
+    """The write-only weight window: the emulator's conductance codes (block RAM) of
+    ``tiles`` tiles, tile after tile."""
     p = EmulatorParams.from_config(cfg)
-    rmap = RegisterMap("weights", doc="Conductance codes of the crossbar emulator (write-only)")
-    rmap.add(Array("WEIGHT", p.weight_words, 2 * p.conductance_bits, lanes=p.cols,
-                   doc=f"conductance codes of element (slice*{p.rows} + row)*{p.cols} + column: "
+    span = 4 * tiles * p.weight_words
+    rmap = RegisterMap("weights", max_bytes=max(1 << 16, 1 << (span - 1).bit_length()),
+                       doc="Conductance codes of the crossbar emulator (write-only)")
+    first = f"(tile*{p.slices} + slice)" if tiles > 1 else "slice"
+    rmap.add(Array("WEIGHT", tiles * p.weight_words, 2 * p.conductance_bits, lanes=p.cols,
+                   doc=f"conductance codes of element ({first}*{p.rows} + row)*{p.cols} + column: "
                        f"G+ in bits [{p.conductance_bits - 1}:0], G- in bits "
                        f"[{2 * p.conductance_bits - 1}:{p.conductance_bits}]; write-only", access="wo"))
     return rmap

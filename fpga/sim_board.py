@@ -30,42 +30,51 @@ SIM_TOP = "fpga_top"
 SIM_FRAME_TIMEOUT_BYTES = 200
 
 
-def write_sim_sources(cfg: ChipConfig, build_dir: str | Path) -> tuple[Path, Path]:
-    """Write the FPGA top's Verilog (UART at ``cfg.fpga.sim_clocks_per_bit``) and the
-    host's ``fpga_map.json`` into ``build_dir``; the Verilog is rewritten only when it
-    changed, so Verilator rebuilds only then. Returns (verilog, map) paths."""
+def write_sim_sources(cfg: ChipConfig, build_dir: str | Path, *, chip: bool = False) -> tuple[list, Path]:
+    """Write the FPGA top's Verilog (UART at ``cfg.fpga.sim_clocks_per_bit``; with ``chip``
+    the FPGA chip top and its tile module) and the host's ``fpga_map.json`` into
+    ``build_dir``; the Verilog is rewritten only when it changed, so Verilator rebuilds only
+    then. Returns ([verilog paths], map path)."""
     from neurophase.generate import convert
 
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
-    top = FpgaTop(cfg, cfg.fpga.sim_clocks_per_bit, frame_timeout_bytes=SIM_FRAME_TIMEOUT_BYTES)
-    source = build_dir / f"{SIM_TOP}.v"
-    text = convert(top, SIM_TOP)
-    write_text_if_changed(source, text)
+    sources = [build_dir / f"{SIM_TOP}.v"]
+    if chip:
+        from neurophase.fpga.chip_top import FpgaChipTop, chip_tile_verilog
+        from neurophase.rtl.chip import TILE_MODULE
+
+        top = FpgaChipTop(cfg, cfg.fpga.sim_clocks_per_bit, frame_timeout_bytes=SIM_FRAME_TIMEOUT_BYTES)
+        sources.append(build_dir / f"{TILE_MODULE}.v")
+        write_text_if_changed(sources[1], chip_tile_verilog(cfg))
+    else:
+        top = FpgaTop(cfg, cfg.fpga.sim_clocks_per_bit, frame_timeout_bytes=SIM_FRAME_TIMEOUT_BYTES)
+    write_text_if_changed(sources[0], convert(top, SIM_TOP))
     map_path = top.address_map.write(build_dir)["fpga-map"]
-    return source, map_path
+    return sources, map_path
 
 
 def run_sim_board(cfg: ChipConfig, build_dir: str | Path, *, port: int = 0, port_file: str | Path | None = None,
                   sessions: int = 1, accept_timeout_s: float = 120.0, stop_file: str | Path | None = None,
-                  seed: int | None = None, waves: bool = False, verbose: bool = False) -> SimRun:
+                  seed: int | None = None, waves: bool = False, verbose: bool = False, chip: bool = False) -> SimRun:
     """Build the simulated board and serve ``sessions`` host connections on ``port`` (0: a
     free one, written to ``port_file``), one after the other, each on a resynchronised link.
 
     With ``sessions`` 0 it serves until the process is interrupted or ``stop_file`` appears
     (it never gives up waiting for a host); otherwise it fails when no host connects within
-    ``accept_timeout_s``.
+    ``accept_timeout_s``. With ``chip`` it simulates the FPGA chip top
+    (:class:`~neurophase.fpga.chip_top.FpgaChipTop`).
 
     Holds the lock of ``build_dir`` while it runs: a second simulated board (or any other
     simulation) in the same folder stops at once with
     :class:`~neurophase.folder_lock.FolderInUseError`."""
     with folder_lock(build_dir, "simulated board") as build_dir:
-        source, _ = write_sim_sources(cfg, build_dir)
+        sources, _ = write_sim_sources(cfg, build_dir, chip=chip)
         params = {"divisor": cfg.fpga.sim_clocks_per_bit, "port": port, "sessions": sessions,
                   "port_file": str(Path(port_file).resolve()) if port_file else "",
                   "stop_file": str(Path(stop_file).resolve()) if stop_file else "",
                   "accept_timeout_s": accept_timeout_s, "frame_timeout_bits": 10 * SIM_FRAME_TIMEOUT_BYTES}
-        return run_cocotb(toplevel=SIM_TOP, verilog=[source], test_module="neurophase.cosim.benches.fpga_board",
+        return run_cocotb(toplevel=SIM_TOP, verilog=sources, test_module="neurophase.cosim.benches.fpga_board",
                           build_dir=build_dir, params=params, seed=seed, waves=waves, verbose=verbose)
 
 
@@ -85,6 +94,8 @@ class SimBoard:
         Seconds to wait for Verilator to build and the socket to listen.
     accept_timeout_s : float
         Seconds to wait for each host when ``sessions`` is not 0.
+    chip : bool
+        Simulate the FPGA chip top instead of the one-tile top.
 
     Attributes
     ----------
@@ -99,7 +110,8 @@ class SimBoard:
     """
 
     def __init__(self, cfg: ChipConfig, build_dir: str | Path, *, sessions: int = 1, port: int = 0,
-                 start_timeout_s: float = 600.0, accept_timeout_s: float = 120.0, waves: bool = False):
+                 start_timeout_s: float = 600.0, accept_timeout_s: float = 120.0, waves: bool = False,
+                 chip: bool = False):
         self.cfg = cfg
         self.build_dir = Path(build_dir)
         self.sessions = sessions
@@ -107,6 +119,7 @@ class SimBoard:
         self.start_timeout_s = start_timeout_s
         self.accept_timeout_s = accept_timeout_s
         self.waves = waves
+        self.chip = chip
         self.port_file = self.build_dir / "port"
         self.stop_file = self.build_dir / "stop"
         self.map_path = self.build_dir / "fpga_map.json"
@@ -123,7 +136,7 @@ class SimBoard:
                 self._locked.set()
                 self.run = run_sim_board(self.cfg, self.build_dir, port=self.requested_port, port_file=self.port_file,
                                          sessions=self.sessions, accept_timeout_s=self.accept_timeout_s,
-                                         stop_file=self.stop_file, waves=self.waves)
+                                         stop_file=self.stop_file, waves=self.waves, chip=self.chip)
         except BaseException as exc:  # reported by __enter__/__exit__ in the caller's thread
             self.error = exc
 

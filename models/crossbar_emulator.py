@@ -40,7 +40,8 @@ from neurophase.config import ChipConfig, ConfigError
 
 __all__ = [
     "EmulatorParams", "CrossbarEmulatorModel", "pack_pair", "unpack_pair", "drift_scale",
-    "lfsr_step", "lfsr_seed", "emulated_mvm", "SCALE_BITS", "SCALE_FRAC_BITS", "NOISE_MAX_BITS", "LFSR_TAPS",
+    "lfsr_step", "lfsr_seed", "emulated_mvm", "EmulatedChipArrays", "SCALE_BITS", "SCALE_FRAC_BITS",
+    "NOISE_MAX_BITS", "LFSR_TAPS",
 ]
 
 #: Width of the unsigned scale (drift x range) factor.
@@ -283,3 +284,68 @@ def emulated_mvm(cfg: ChipConfig, emulator: CrossbarEmulatorModel, settings, inp
     codes = emulator.mvm_codes(inputs)
     out = datapath(DatapathParams.from_config(cfg), codes, settings)
     return {**out, "codes": codes}
+
+
+class EmulatedChipArrays:
+    """The FPGA chip top's analog side: one crossbar emulator shared by every tile, as a
+    code source of :class:`neurophase.models.chip_golden.ChipInterpreter`.
+
+    One tile converts at a time on the chip, so the FPGA chip top answers every tile's
+    conversions with one emulator: the codes of tile ``t`` come from its own conductance
+    codes, and the noise LFSRs step once per conversion, whichever tile asked. Calling this
+    object as ``codes(tile, drive, block_index, position)`` converts one MVM of ``tile`` with
+    ``drive`` on its rows (the interpreter calls it in the chip's order).
+
+    Parameters
+    ----------
+    params : EmulatorParams
+    tiles : int
+        Tiles on the chip.
+    seed : int
+        Initial noise seed.
+
+    Attributes
+    ----------
+    emulator : CrossbarEmulatorModel
+        The shared emulator (``scale``, ``noise_bits``, :meth:`~CrossbarEmulatorModel.reseed`).
+    """
+
+    def __init__(self, params: EmulatorParams, tiles: int, seed: int = 1):
+        if isinstance(tiles, bool) or not isinstance(tiles, int) or tiles < 1:
+            raise ValueError(f"tiles must be a positive integer, not {tiles!r}")
+        self.params = params
+        self.tiles = tiles
+        shape = (tiles, params.slices, params.rows, params.cols)
+        self.g_plus = np.zeros(shape, dtype=np.int64)
+        self.g_minus = np.zeros(shape, dtype=np.int64)
+        self.emulator = CrossbarEmulatorModel(params, seed)
+
+    def load_weights(self, tile: int, weights) -> None:
+        """Integer weights of ``tile``, (rows, cols) or (slices, rows, cols), as differential
+        code pairs ``G+ = max(w, 0)``, ``G- = max(-w, 0)`` (what the host writes).
+
+        Raises
+        ------
+        ValueError
+            For a tile outside the chip, another shape, or a magnitude above the largest code.
+        """
+        p = self.params
+        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or not 0 <= tile < self.tiles:
+            raise ValueError(f"tile must be an integer from 0 to {self.tiles - 1}, not {tile!r}")
+        w = np.asarray(weights)
+        if w.shape == (p.rows, p.cols) and p.slices == 1:
+            w = w[None]
+        hi = (1 << p.conductance_bits) - 1
+        if w.shape != (p.slices, p.rows, p.cols) or not np.issubdtype(w.dtype, np.integer):
+            raise ValueError(f"weights of tile {tile} must be integers of shape {(p.slices, p.rows, p.cols)}, "
+                             f"not {w.dtype} of shape {w.shape}")
+        if w.size and np.abs(w).max() > hi:
+            raise ValueError(f"weights of tile {tile} must lie in [-{hi}, {hi}] for {p.conductance_bits}-bit "
+                             f"conductance codes, found {int(np.abs(w).max())}")
+        self.g_plus[tile], self.g_minus[tile] = np.maximum(w, 0), np.maximum(-w, 0)
+
+    def __call__(self, tile: int, drive, block_index: int, position: int) -> np.ndarray:
+        em = self.emulator
+        em.g_plus, em.g_minus = self.g_plus[tile], self.g_minus[tile]
+        em.set_inputs(drive)
+        return em.mvm_codes()

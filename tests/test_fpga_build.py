@@ -148,6 +148,38 @@ def test_fpga_top_meets_100_mhz(built):
     assert report["fmax_mhz"] >= 100.0 and report["timing_met"]
 
 
+@pytest.fixture(scope="module")
+def built_chip(tmp_path_factory):
+    """One real build of the FPGA chip top (``--chip``, fpga/ulx3s_chip.toml; minutes)."""
+    out = tmp_path_factory.mktemp("fpga_chip_build")
+    result = CliRunner().invoke(main, ["fpga", "build", "--chip", "--out", str(out), "--json"])
+    if "{" not in result.output:
+        raise RuntimeError(f"fpga build --chip printed no report (exit {result.exit_code}): {result.output!r} "
+                           f"{result.exception!r}")
+    return result.exit_code, json.loads(result.output[result.output.index("{"):]), out
+
+
+@pytest.mark.slow
+def test_chip_top_bitstream_build_reports_utilisation(built_chip):
+    code, report, out = built_chip
+    assert code == (0 if report["timing_met"] else 1)
+    assert Path(report["bitstream"]).stat().st_size > 100_000
+    util = report["utilisation"]
+    assert 0 < util["luts"]["used"] < util["luts"]["available"]
+    assert util["bram"]["used"] >= 4 and util["dsp"]["used"] >= 4
+    names = [w["name"] for w in json.loads((out / "fpga_map.json").read_text())["windows"]]
+    assert names[0] == "chip" and "tile3" in names and names[-1] == "weights"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="the chip top's layer sequencer does its batch-norm stage and its im2col "
+                                       "address in one cycle each (docs/fpga.md: measured Fmax and the critical "
+                                       "path); strict, so meeting 100 MHz turns this into a failure to remove")
+def test_chip_top_meets_100_mhz(built_chip):
+    _, report, _ = built_chip
+    assert report["fmax_mhz"] >= 100.0 and report["timing_met"]
+
+
 def test_build_errors_name_the_missing_tools(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
