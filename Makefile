@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= out
 
-.PHONY: setup demo test test-all test-fpga-build test-chip-scale clean
+.PHONY: setup demo test test-all test-fpga-build test-fpga-chip-build test-chip-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,14 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "slow or not slow"
 
-# The FPGA bitstream builds (`slow`: the one-tile top takes minutes, the chip top (--chip) up to
-# an hour on two shared cores): CI runs them once after the suite.
+# The FPGA bitstream build of the one-tile top (`slow`, minutes): CI runs it once after the suite.
 test-fpga-build: setup
-	$(BIN)/python -m pytest -m slow tests/test_fpga_build.py
+	$(BIN)/python -m pytest -m slow tests/test_fpga_build.py -k "not chip_top"
+
+# The chip top's bitstream build (`slow`, up to an hour on two shared cores; its 100 MHz check
+# is an expected failure until the sequencer is pipelined, docs/fpga.md): not yet run by CI.
+test-fpga-chip-build: setup
+	$(BIN)/python -m pytest -m slow tests/test_fpga_build.py -k chip_top
 
 # The default chip (144 tiles) generated and linted (`slow`, about 5 minutes): CI runs it once.
 test-chip-scale: setup
