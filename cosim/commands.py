@@ -139,7 +139,10 @@ def register_cosim_commands(sim: click.Group, bench: click.Group) -> None:
         if drift_times is not None:
             from neurophase.network.sweep import parse_times
 
-            times = parse_times(drift_times)
+            try:
+                times = parse_times(drift_times)
+            except ValueError as exc:
+                raise ValueError(str(exc).replace("--times", "--drift", 1)) from None
             check_writable_file(out_path, "--out")
         cfg, _network, mapped, test, calib = load_flow(config_path, model_path, data_path, calib_path, get_config,
                                                        images=length)

@@ -186,3 +186,17 @@ def test_every_sequencer_error_matches_the_chip_interpreter(build_dirs):
     got = [(r["code"], r["pc"], r["tile"]) for r in res["reports"]]
     assert got == expected
     assert all(r["error"] and not r["done"] for r in res["reports"])
+
+
+def test_sim_network_refuses_bad_options_before_any_work(tmp_path):
+    """A bad drift time or too few tiles: one line naming the option, status 2, nothing built."""
+    from click.testing import CliRunner
+
+    from neurophase.cli import main
+
+    build = tmp_path / "build"
+    result = CliRunner().invoke(main, ["sim", "network", "--drift", "1x", "--build-dir", str(build)])
+    assert result.exit_code == 2 and "--drift: '1x' is not a time" in result.output
+    result = CliRunner().invoke(main, ["sim", "network", "--tiles", "1", "--build-dir", str(build)])
+    assert result.exit_code == 2 and "--tiles must be at least the 3 tiles the network uses, not 1" in result.output
+    assert not any(build.glob("*.v"))
