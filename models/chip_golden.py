@@ -391,7 +391,7 @@ class ChipInterpreter:
         self._check_mvm(pc, ins)
         cfg = self.cfg
         words = cfg.sequencer.activation_words
-        in_h, in_w, out_h, out_w = ins["in_h"], ins["in_w"], ins["out_h"], ins["out_w"]
+        out_h, out_w = ins["out_h"], ins["out_w"]
         outputs, psum_bits = ins["outputs"], ins["psum_bits"]
         lo, hi = signed_range(psum_bits)
         bn = BatchNormParams(width=psum_bits, out_bits=cfg.datapath.activation_bits, columns=max(outputs, 1), lanes=1,
