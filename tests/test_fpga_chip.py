@@ -86,6 +86,14 @@ def test_address_map_places_the_chip_then_the_emulator_windows(tmp_path):
     assert tile3.get_child_by_name("GAIN").raw_absolute_address == regs.array("tile3.GAIN")["base"]
 
 
+def test_the_12m5_preset_is_the_chip_preset_at_the_clock_it_meets():
+    from neurophase.fpga.top import uart_divisor
+
+    slow = ChipConfig.from_toml(CHIP_PRESET.with_name("ulx3s_chip_12m5.toml"))
+    assert (slow.clock_mhz, slow.fpga.baud, uart_divisor(slow)) == (12.5, 500_000, 25)
+    assert slow.replace(clock_mhz=100.0, fpga={"baud": 1_000_000}) == chip_preset()
+
+
 def test_chip_top_refuses_an_adc_timeout_shorter_than_a_conversion():
     cfg = chip_preset().replace(adc={"latency_cycles": 100}, datapath={"adc_timeout_cycles": 200})
     with pytest.raises(ValueError, match=r"datapath.adc_timeout_cycles must exceed the emulator's 296 cycles"):
