@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from neurophase.cli_types import FiniteFloat
+
 __all__ = ["fpga", "PRESET", "CHIP_PRESET"]
 
 #: The FPGA configuration used when ``--config`` is not given (ULX3S ECP5-85F, 32 x 32 tile).
@@ -240,9 +242,9 @@ def sim_command(config_path, build_dir, port, sessions, waves, chip):
               help="Emulated read noise: uniform in [-2**(n-1), 2**(n-1)-1] per code, deterministic.")
 @click.option("--seed", type=click.IntRange(0, 0xFFFF), default=1, show_default=True,
               help="Noise seed; image i reseeds with seed + i.")
-@click.option("--drift-s", type=click.FloatRange(min=1.0), default=None,
+@click.option("--drift-s", type=FiniteFloat(min=1.0), default=None,
               help="Age the emulated devices to this many seconds after programming (EMU_SCALE).")
-@click.option("--nu", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True,
+@click.option("--nu", type=FiniteFloat(0.0, 1.0), default=0.05, show_default=True,
               help="Drift exponent of --drift-s: conductance x (t / 1 s) ** -nu.")
 @click.option("--gdc", is_flag=True, help="With --drift-s: compensate the drift in every used tile's GAIN.")
 @click.option("--no-check", is_flag=True, help="Skip the comparison with the bit-true model.")
