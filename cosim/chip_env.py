@@ -228,13 +228,14 @@ class ReplayChip(NetworkChip):
     Parameters
     ----------
     chip : NetworkChip
-        Gives the mapped network and the registers (the tiles are not read).
+        Gives the mapped network and a copy of its registers (the tiles are not read); the
+        firmware's register writes go into this copy, never into ``chip``.
     """
 
-    def __init__(self, chip: NetworkChip):  # noqa: D107 -- shares the programmed chip's state
+    def __init__(self, chip: NetworkChip):
         self.mapped, self.cfg, self.seed = chip.mapped, chip.cfg, chip.seed
         self.tiles = chip.tiles
-        self.registers = chip.registers
+        self.registers = chip.registers.copy()
         self._ideal_layers = frozenset()
         self.block_index = {block: i for i, block in enumerate(chip.mapped.blocks)}
         self.recorded: dict = {}
