@@ -347,16 +347,7 @@ class LayerSequencer(wiring.Component):
                         m.d.comb += self.act_raddr.eq(window_addr)
                     m.d.sync += [gather_valid.eq(ok), gather_pad.eq(~inside), gather_row.eq(blk("tile_row") + row_index),
                                  row_index.eq(row_index + 1)]
-                    last_kx = kx == op("kernel_w") - 1
-                    last_ky = ky == op("kernel_h") - 1
-                    with m.If(~last_kx):
-                        m.d.sync += kx.eq(kx + 1)
-                    with m.Else():
-                        m.d.sync += kx.eq(0)
-                        with m.If(~last_ky):
-                            m.d.sync += ky.eq(ky + 1)
-                        with m.Else():
-                            m.d.sync += [ky.eq(0), channel.eq(channel + 1)]
+                    self._step(m, kx, op("kernel_w"), ky, op("kernel_h"), channel)
                 with m.Else():
                     m.next = "TILE_START"   # the last row is written this cycle
                 self._leave_if(m, stopping)
@@ -388,21 +379,13 @@ class LayerSequencer(wiring.Component):
 
             with m.State("POOL_WINDOW"):
                 self._pool_accumulate(m, opcode, pool_acc, pool_valid, pool_pad, A)
-                last_kx = kx == op("kernel_w") - 1
-                last_ky = ky == op("kernel_h") - 1
                 ok = Signal()
                 m.d.comb += ok.eq(1)
                 with m.If(inside):
                     m.d.comb += [ok.eq(check_act(window_addr)), self.act_raddr.eq(window_addr)]
                 m.d.sync += [pool_valid.eq(ok), pool_pad.eq(~inside)]
-                with m.If(~last_kx):
-                    m.d.sync += kx.eq(kx + 1)
-                with m.Else():
-                    m.d.sync += kx.eq(0)
-                    with m.If(~last_ky):
-                        m.d.sync += ky.eq(ky + 1)
-                    with m.Else():
-                        m.next = "POOL_LAST"
+                with m.If(self._step(m, kx, op("kernel_w"), ky, op("kernel_h"))):
+                    m.next = "POOL_LAST"
                 self._leave_if(m, stopping)
 
             with m.State("POOL_LAST"):
@@ -413,17 +396,7 @@ class LayerSequencer(wiring.Component):
 
             with m.State("POOL_WRITE"):
                 self._pool_write(m, instr, opcode, pool_acc, channel, oy, ox, out_hw, check_act, A)
-                last_ox = ox == op("out_w") - 1
-                last_oy = oy == op("out_h") - 1
-                with m.If(~last_ox):
-                    m.d.sync += ox.eq(ox + 1)
-                with m.Else():
-                    m.d.sync += ox.eq(0)
-                    with m.If(~last_oy):
-                        m.d.sync += oy.eq(oy + 1)
-                    with m.Else():
-                        m.d.sync += [oy.eq(0), channel.eq(channel + 1)]
-                done = last_ox & last_oy & (channel == op("channels") - 1)
+                done = self._step(m, ox, op("out_w"), oy, op("out_h"), channel) & (channel == op("channels") - 1)
                 with m.If(~stopping):
                     with m.If(done):
                         m.d.sync += pc.eq(pc + 1)
@@ -517,14 +490,7 @@ class LayerSequencer(wiring.Component):
         last = bn_valid & (bn_output == op("outputs") - 1)
         with m.If(last & ~stopping):
             m.d.sync += [n_issue.eq(0), bn_valid.eq(0), position.eq(position + 1)]
-            last_ox = ox == op("out_w") - 1
-            last_oy = oy == op("out_h") - 1
-            with m.If(~last_ox):
-                m.d.sync += ox.eq(ox + 1)
-            with m.Else():
-                m.d.sync += ox.eq(0)
-                m.d.sync += oy.eq(oy + 1)
-            with m.If(last_ox & last_oy):
+            with m.If(self._step(m, ox, op("out_w"), oy, op("out_h"))):
                 m.d.sync += pc.eq(pc + 1 + op("blocks"))
                 m.next = "FETCH"
             with m.Else():
@@ -613,6 +579,24 @@ class LayerSequencer(wiring.Component):
             with m.Else():
                 m.next = "ELT_READ_A"
             self._leave_if(m, stopping)
+
+    @staticmethod
+    def _step(m, inner, inner_count, outer, outer_count, carry=None):
+        """Advance ``inner`` (then ``outer``, then ``carry`` by one) like an odometer; returns
+        the condition that both were at their last value (they wrap to 0)."""
+        last_inner = inner == inner_count - 1
+        last_outer = outer == outer_count - 1
+        with m.If(~last_inner):
+            m.d.sync += inner.eq(inner + 1)
+        with m.Else():
+            m.d.sync += inner.eq(0)
+            with m.If(~last_outer):
+                m.d.sync += outer.eq(outer + 1)
+            with m.Else():
+                m.d.sync += outer.eq(0)
+                if carry is not None:
+                    m.d.sync += carry.eq(carry + 1)
+        return last_inner & last_outer
 
     @staticmethod
     def _leave_if(m, stopping):
