@@ -1,6 +1,8 @@
 """Layer sequencer: runs a compiled network from the program memory, one start per inference."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -8,11 +10,13 @@ from amaranth.lib.wiring import In, Out
 from neurophase.config import ChipConfig
 from neurophase.models.chip_isa import INSTRUCTION_BITS, OPCODE_BITS, RECIPROCAL_BITS, Opcode, operand_layout
 from neurophase.rtl.drift_gain import column_values_layout
-from neurophase.rtl.saturation import saturate_signed, saturate_to_width
+from neurophase.rtl.pipeline import delayed, registered_product
+from neurophase.rtl.saturation import saturate_signed
 
 __all__ = ["LayerSequencer", "ErrorCode"]
 
-ADDRESS_BITS = 24   # activation address arithmetic (the memory holds at most 2**20 entries)
+ADDRESS_BITS = 40   # exact activation addresses: in_base + channel * in_h * in_w + ... needs 37 bits with sign
+SETUP_CYCLES = 5    # cycles from a window's channel, offset or position to its registered first address
 STATS_BITS = 64     # saturating statistics accumulators
 
 
@@ -119,487 +123,651 @@ class LayerSequencer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg, seq = self.cfg, self.cfg.sequencer
-        A = cfg.datapath.activation_bits
-        psum_bits = cfg.psum_bits
+        s = SimpleNamespace()
+        s.instr = Signal(INSTRUCTION_BITS)
+        s.block = Signal(INSTRUCTION_BITS)
+        s.op = lambda name: self._operand(s.instr, Opcode.MVM, name)   # MVM and POOL share the shape operands
+        s.blk = lambda name: self._operand(s.block, Opcode.BLOCK, name)
+        s.opcode = s.instr[:OPCODE_BITS]
+        s.is_mvm = s.opcode == Opcode.MVM
+        s.pc = Signal(17)
+        s.position = Signal(20)
+        s.oy, s.ox = Signal(10), Signal(10)
+        s.block_no = Signal(8)
+        s.block_pc, s.block_pc_bad, s.pc_bad = Signal(17), Signal(), Signal()   # pc + 1 + block_no; out of range
+        s.channel, s.ky, s.kx = Signal(16), Signal(4), Signal(4)
+        s.tile = Signal(range(max(self.cfg.tile.count, 2)))
+        s.fail, s.fail_code, s.fail_tile, s.fail_at_block = Signal(), Signal(4), Signal(12), Signal()
+        s.stopping = Signal()
+        m.d.comb += [self.pc.eq(s.pc), self.tag_position.eq(s.position), self.tile_sel.eq(s.tile),
+                     self.tag_pc.eq(s.block_pc)]
+        s.abort, s.soft_reset = Signal(), Signal()   # registered: they reach every state's next-state logic
+        m.d.sync += [s.abort.eq(self.abort), s.soft_reset.eq(self.soft_reset)]
+        m.d.comb += s.stopping.eq(s.fail | s.abort | s.soft_reset)
+        m.submodules.psum = psum = Memory(shape=signed(self.cfg.psum_bits), depth=self.cfg.sequencer.psum_words,
+                                          init=[])
+        s.psum_rd = psum.read_port(domain="comb")
+        s.psum_wr = psum.write_port()
+        s.rows = Signal.like(self.rows)
+        m.d.comb += self.rows.eq(s.rows)
 
-        instr = Signal(INSTRUCTION_BITS)
-        block = Signal(INSTRUCTION_BITS)
-        op = lambda name: self._operand(instr, Opcode.MVM, name)  # noqa: E731 (MVM and POOL share the shape)
-        blk = lambda name: self._operand(block, Opcode.BLOCK, name)  # noqa: E731
-        opcode = instr[:OPCODE_BITS]
+        self._declare(m, s)
+        self._shape(m, s)
+        self._window_origin(m, s)
+        self._counters(m)
+        self._fsm(m, s)
+        self._consume_pipeline(m, s)
+        self._batch_norm_pipeline(m, s)
+        self._stop(m, s)
+        with m.If(s.stopping):
+            m.d.sync += s.w_left.eq(0)
+        return m
 
-        pc = Signal(17)
-        position = Signal(20)
-        oy, ox = Signal(10), Signal(10)
-        block_no = Signal(8)
-        m.d.comb += [self.pc.eq(pc), self.tag_position.eq(position)]
+    def _declare(self, m, s):
+        """The registers the stages share (and the defaults of the pipeline strobes)."""
+        cfg = self.cfg
+        s.group, s.beat_full, s.lane = Signal(16), Signal(), Signal(range(max(cfg.datapath.lanes, 2)))
+        s.beat = Signal(self.beat_layout)
+        s.col_hi, s.n_offset = Signal(14), Signal(signed(18))
+        s.c1_valid, s.c1_n, s.c1_value = Signal(), Signal(20), Signal(signed(cfg.accumulator_bits))
+        s.c2_valid, s.c2_n, s.c2_total = Signal(), Signal(20), Signal(signed(cfg.psum_bits + 2))
+        s.n_issue, s.param_ptr = Signal(16), Signal(16)
+        s.out_addr = Signal(signed(ADDRESS_BITS))
+        s.b1_valid, s.b1_last, s.bn_done = Signal(), Signal(), Signal()
+        s.pool_out, s.pool_bad = Signal(signed(ADDRESS_BITS)), Signal()
+        s.e_a, s.e_b, s.e_out, s.e_left = Signal(21), Signal(21), Signal(21), Signal(20)
+        s.e_a_bad, s.e_b_bad, s.e_out_bad = Signal(), Signal(), Signal()
+        m.d.sync += [s.c1_valid.eq(0), s.b1_valid.eq(0)]
 
-        # shape arithmetic shared by MVM gathers and pooling windows
-        hw = Signal(20)
-        out_hw = Signal(20)
-        base_y = Signal(signed(16))
-        base_x = Signal(signed(16))
-        m.d.comb += [
-            hw.eq(op("in_h") * op("in_w")),
-            out_hw.eq(op("out_h") * op("out_w")),
-            base_y.eq(oy * op("stride_h") - op("pad_top")),
-            base_x.eq(ox * op("stride_w") - op("pad_left")),
-        ]
-        channel, ky, kx = Signal(16), Signal(4), Signal(4)
-        iy, ix = Signal(signed(17)), Signal(signed(17))
-        inside = Signal()
-        window_addr = Signal(signed(ADDRESS_BITS + 16))
-        m.d.comb += [
-            iy.eq(base_y + ky),
-            ix.eq(base_x + kx),
-            inside.eq((iy >= 0) & (iy < op("in_h")) & (ix >= 0) & (ix < op("in_w"))),
-            window_addr.eq(op("in_base") + channel * hw + iy * op("in_w") + ix),
-        ]
-
-        # memories and buffers local to the sequencer
-        m.submodules.psum = psum_mem = Memory(shape=signed(psum_bits), depth=seq.psum_words, init=[])
-        psum_rd = psum_mem.read_port(domain="comb")
-        psum_wr = psum_mem.write_port()
-        rows = Signal.like(self.rows)
-        m.d.comb += self.rows.eq(rows)
-
-        # error bookkeeping
-        fail = Signal()
-        fail_code = Signal(4)
-        fail_tile = Signal(12)
-        fail_at_block = Signal()
-        tile = Signal(range(max(cfg.tile.count, 2)))
-        m.d.comb += [self.tile_sel.eq(tile), self.tag_pc.eq(pc + 1 + block_no)]
-
-        # counters
+    def _counters(self, m):
         full = 2**32 - 1  # the counters saturate
         with m.If(self.busy & (self.cycles != full)):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         with m.If(self.tile_start & (self.mvms != full)):
             m.d.sync += self.mvms.eq(self.mvms + 1)
 
-        self._fsm(m, instr, block, op, blk, opcode, pc, position, oy, ox, block_no, hw, out_hw, channel, ky, kx,
-                  inside, window_addr, psum_rd, psum_wr, rows, fail, fail_code, fail_tile, fail_at_block, tile, A,
-                  psum_bits)
-
-        # stop on a fault, an abort or a soft reset
+    def _stop(self, m, s):
+        """A fault, an abort or a soft reset: record the error, abort the tile."""
         stop = Signal()
-        m.d.comb += stop.eq(self.busy & (fail | self.abort))
-        with m.If(self.soft_reset):
+        m.d.comb += stop.eq(self.busy & (s.fail | s.abort))
+        with m.If(s.soft_reset):
             m.d.sync += [self.error_code.eq(0), self.error_tile.eq(0), self.error_pc.eq(0), self.cycles.eq(0),
                          self.mvms.eq(0), self.runs.eq(0)]
         with m.Elif(stop):
-            m.d.sync += [self.error_code.eq(Mux(fail, fail_code, ErrorCode.ABORTED)),
-                         self.error_tile.eq(Mux(fail, fail_tile, 0)),
-                         self.error_pc.eq(Mux(fail & fail_at_block, pc + 1 + block_no, pc))]
-        m.d.comb += [
-            self.error.eq(stop & ~self.soft_reset),
-            self.tile_abort.eq(self.abort | self.soft_reset | fail),
+            m.d.sync += [self.error_code.eq(Mux(s.fail, s.fail_code, ErrorCode.ABORTED)),
+                         self.error_tile.eq(Mux(s.fail, s.fail_tile, 0)),
+                         self.error_pc.eq(Mux(s.fail & s.fail_at_block, s.block_pc, s.pc))]
+        m.d.comb += [self.error.eq(stop & ~s.soft_reset),
+                     self.tile_abort.eq(s.abort | s.soft_reset | s.fail)]
+
+    def _outside_program(self, address):
+        return address >= self.cfg.sequencer.program_words
+
+    def _jump(self, m, s, address):
+        """Continue at instruction ``address`` (its range checked into a register)."""
+        m.d.sync += [s.pc.eq(address), s.pc_bad.eq(self._outside_program(address))]
+
+    def _first_block(self, m, s, pc):
+        m.d.sync += [s.block_no.eq(0), s.block_pc.eq(pc + 1), s.block_pc_bad.eq(self._outside_program(pc + 1))]
+
+    def _error(self, m, s, code, tile_index=0, at_block=False):
+        """Stop with ``code``; ``at_block``: report the BLOCK entry's pc, not the MVM's."""
+        m.d.comb += [s.fail.eq(1), s.fail_code.eq(code), s.fail_tile.eq(tile_index), s.fail_at_block.eq(at_block)]
+
+    def _outside_memory(self, address):
+        return (address < 0) | (address >= self.cfg.sequencer.activation_words)
+
+    # -- registered functions of the instruction ----------------------------------------
+    def _shape(self, m, s):
+        """Products and limits of the current instruction, registered (valid one or two
+        cycles after ``instr`` changes; the first use is later)."""
+        psum_bits, op = self.cfg.psum_bits, s.op
+        s.hw, _ = registered_product(m, op("in_h"), op("in_w"), "hw")
+        s.out_hw, _ = registered_product(m, op("out_h"), op("out_w"), "out_hw")
+        s.window_size, _ = registered_product(m, op("kernel_h"), op("kernel_w"), "window_size")
+        bits = Signal(range(psum_bits + 1))
+        m.d.sync += bits.eq(Mux((op("psum_bits") > psum_bits) | (op("psum_bits") == 0), psum_bits, op("psum_bits")))
+        s.psum_hi, s.psum_lo = Signal(signed(psum_bits + 1)), Signal(signed(psum_bits + 1))
+        s.shift = Signal(range(psum_bits + 1))
+        s.shift_half = Signal(psum_bits + 1)
+        ones = Cat(*(bits > i + 1 for i in range(psum_bits)), Const(0, 1))   # 2**(bits-1) - 1 without an adder
+        m.d.sync += [
+            s.psum_hi.eq(ones.as_signed()),
+            s.psum_lo.eq((~ones).as_signed()),
+            s.shift.eq(Mux(op("shift") > op("psum_bits"), op("psum_bits"), op("shift"))),
+            s.shift_half.eq((Const(1, psum_bits + 1) << s.shift) >> 1),
         ]
-        return m
 
-    def _fsm(self, m, instr, block, op, blk, opcode, pc, position, oy, ox, block_no, hw, out_hw, channel, ky, kx,
-             inside, window_addr, psum_rd, psum_wr, rows, fail, fail_code, fail_tile, fail_at_block, tile, A,
-             psum_bits):
-        cfg, seq = self.cfg, self.cfg.sequencer
-        lanes = cfg.datapath.lanes
-        act_words = seq.activation_words
+    def _window_origin(self, m, s):
+        """The activation address, row and column of a window's first element, computed in
+        registered stages from the window's channel and kernel offset (an MVM block's
+        ``c0, ky0, kx0``; a pooling output's channel) and the output position's corner
+        ``base_y, base_x``: valid :data:`SETUP_CYCLES` cycles after those settle."""
+        op = s.op
+        s.base_y, s.base_x = Signal(signed(16)), Signal(signed(16))
+        channel = Mux(s.is_mvm, s.blk("c0"), s.channel)
+        ky0 = Mux(s.is_mvm, s.blk("ky0"), 0)
+        kx0 = Mux(s.is_mvm, s.blk("kx0"), 0)
+        row_offset, lat_row = registered_product(m, s.base_y, op("in_w"), "corner_row")
+        corner = Signal(signed(ADDRESS_BITS))
+        m.d.sync += corner.eq(row_offset + delayed(m, s.base_x, lat_row, "corner_x"))
+        channel_offset, lat_channel = registered_product(m, channel, s.hw, "channel_offset")
+        kernel_row, lat_kernel = registered_product(m, ky0, op("in_w"), "kernel_row")
+        s.origin_channel = Signal(signed(ADDRESS_BITS))
+        m.d.sync += s.origin_channel.eq(op("in_base") + channel_offset + corner)
+        kernel_row = delayed(m, kernel_row, lat_channel - lat_kernel + 1, "kernel_row")
+        s.origin_row = Signal(signed(ADDRESS_BITS))
+        s.origin_addr = Signal(signed(ADDRESS_BITS))
+        m.d.sync += [s.origin_row.eq(s.origin_channel + kernel_row),
+                     s.origin_addr.eq(s.origin_channel + kernel_row + kx0)]
+        s.origin_iy, s.origin_ix = Signal(signed(17)), Signal(signed(17))
+        m.d.sync += [s.origin_iy.eq(s.base_y + ky0), s.origin_ix.eq(s.base_x + kx0)]
+        assert max(lat_row + 2, lat_channel + 2) <= SETUP_CYCLES - 1
 
-        def error(code, tile_index=0, at_block=False):
-            """Stop with ``code``; ``at_block``: report the BLOCK entry's pc, not the MVM's."""
-            m.d.comb += [fail.eq(1), fail_code.eq(code), fail_tile.eq(tile_index), fail_at_block.eq(at_block)]
+    # -- the window reader: im2col gathers and pooling windows ----------------------------------
+    def _window_reader(self, m, s):
+        """Registers and read pipeline shared by gathers and pooling windows.
 
-        def check_block_read(address):
-            bad = Signal(name="gather_address_bad")
-            m.d.comb += bad.eq((address < 0) | (address >= act_words))
-            with m.If(bad):
-                error(ErrorCode.ADDRESS, at_block=True)
-            return ~bad
+        Each issue cycle takes the running address ``w_addr`` of element (channel, ky, kx)
+        and steps it like an odometer (kx, then ky, then for a gather the channel) with
+        additions only. Stage r: the address, whether it lies inside the input and whether
+        it is outside the memory, registered; the read is issued. Stage d: the memory
+        answers; registered with padding applied into stage v, which the consumer takes.
+        """
+        s.w_addr, s.w_row, s.w_channel = (Signal(signed(ADDRESS_BITS), name=n) for n in ("w_addr", "w_row", "w_channel"))
+        s.w_iy, s.w_ix = Signal(signed(17)), Signal(signed(17))
+        s.w_left = Signal(16)
+        s.w_tag = Signal(range(self.cfg.tile.rows + 1))
+        s.r_valid, s.r_inside, s.r_bad = Signal(), Signal(), Signal()
+        s.r_addr = Signal(signed(ADDRESS_BITS))
+        s.r_tag = Signal.like(s.w_tag)
+        s.d_valid, s.d_pad = Signal(), Signal()
+        s.d_tag = Signal.like(s.w_tag)
+        s.v_valid = Signal()
+        s.v_value = Signal(signed(self.cfg.input.bits))
+        s.v_tag = Signal.like(s.w_tag)
+        s.window_busy = Signal()
+        m.d.comb += s.window_busy.eq((s.w_left != 0) | s.r_valid | s.d_valid | s.v_valid)
+        A = self.cfg.datapath.activation_bits
+        pad = Mux(s.opcode == Opcode.POOL_MAX, -(1 << (A - 1)), 0)
+        read = s.r_valid & s.r_inside & ~s.r_bad
+        with m.If(read):
+            m.d.comb += self.act_raddr.eq(s.r_addr)
+        with m.If(s.r_valid & s.r_inside & s.r_bad):
+            self._error(m, s, ErrorCode.ADDRESS, at_block=s.is_mvm)
+        m.d.sync += [s.r_valid.eq(0), s.d_valid.eq(s.r_valid & (read | ~s.r_inside) & ~s.stopping),
+                     s.d_pad.eq(~s.r_inside), s.d_tag.eq(s.r_tag),
+                     s.v_valid.eq(s.d_valid & ~s.stopping), s.v_value.eq(Mux(s.d_pad, pad, self.act_rdata)),
+                     s.v_tag.eq(s.d_tag)]
 
-        def check_act(address):
-            bad = Signal(name="act_address_bad")
-            m.d.comb += bad.eq((address < 0) | (address >= act_words))
-            with m.If(bad):
-                error(ErrorCode.ADDRESS)
-            return ~bad
+    def _window_load(self, m, s, count):
+        """Start a window at the registered origin: ``count`` reads."""
+        m.d.sync += [s.w_addr.eq(s.origin_addr), s.w_row.eq(s.origin_row), s.w_channel.eq(s.origin_channel),
+                     s.w_iy.eq(s.origin_iy), s.w_ix.eq(s.origin_ix), s.w_left.eq(count)]
 
-        # gather pipeline: the row written one cycle after its read was issued
-        gather_valid = Signal()
-        gather_pad = Signal()
-        gather_row = Signal(range(cfg.tile.rows + 1))
-        with m.If(gather_valid):
-            m.d.sync += rows[gather_row].eq(Mux(gather_pad, 0, self.act_rdata))
-        m.d.sync += gather_valid.eq(0)
+    def _window_issue(self, m, s):
+        """One read of the window (while reads are left)."""
+        op = s.op
+        with m.If((s.w_left != 0) & ~s.stopping):
+            m.d.sync += [s.r_valid.eq(1), s.r_addr.eq(s.w_addr), s.r_tag.eq(s.w_tag), s.w_tag.eq(s.w_tag + 1),
+                         s.r_inside.eq((s.w_iy >= 0) & (s.w_iy < op("in_h")) & (s.w_ix >= 0) & (s.w_ix < op("in_w"))),
+                         s.r_bad.eq(self._outside_memory(s.w_addr)), s.w_left.eq(s.w_left - 1)]
+            with m.If(s.kx != op("kernel_w") - 1):
+                m.d.sync += [s.kx.eq(s.kx + 1), s.w_ix.eq(s.w_ix + 1), s.w_addr.eq(s.w_addr + 1)]
+            with m.Elif(s.ky != op("kernel_h") - 1):
+                m.d.sync += [s.kx.eq(0), s.ky.eq(s.ky + 1), s.w_ix.eq(s.base_x), s.w_iy.eq(s.w_iy + 1),
+                             s.w_row.eq(s.w_row + op("in_w")), s.w_addr.eq(s.w_row + op("in_w"))]
+            with m.Elif(s.is_mvm):
+                m.d.sync += [s.kx.eq(0), s.ky.eq(0), s.channel.eq(s.channel + 1), s.w_ix.eq(s.base_x),
+                             s.w_iy.eq(s.base_y), s.w_channel.eq(s.w_channel + s.hw),
+                             s.w_row.eq(s.w_channel + s.hw), s.w_addr.eq(s.w_channel + s.hw)]
 
-        row_index = Signal(16)
-        element = Signal(20)
-        beat = Signal(self.beat_layout)
-        beat_full = Signal()
-        lane = Signal(range(max(lanes, 2)))
-        group = Signal(16)
-        pool_acc = Signal(signed(24))
-        pool_valid = Signal()
-        pool_pad = Signal()
-        operand_a = Signal(signed(cfg.input.bits))
-        bn_valid = Signal()
-        bn_output = Signal(16)
+    def _step_position(self, m, s, carry_channel=False):
+        """Next output position (ox, then oy; then the channel for pooling), the corner
+        ``base_y, base_x`` following; returns the condition that it was the last."""
+        op = s.op
+        last_x = s.ox == op("out_w") - 1
+        last_y = s.oy == op("out_h") - 1
+        with m.If(~last_x):
+            m.d.sync += [s.ox.eq(s.ox + 1), s.base_x.eq(s.base_x + op("stride_w"))]
+        with m.Else():
+            m.d.sync += [s.ox.eq(0), s.base_x.eq(-op("pad_left"))]
+            with m.If(~last_y):
+                m.d.sync += [s.oy.eq(s.oy + 1), s.base_y.eq(s.base_y + op("stride_h"))]
+            with m.Else():
+                m.d.sync += [s.oy.eq(0), s.base_y.eq(-op("pad_top"))]
+                if carry_channel:
+                    m.d.sync += s.channel.eq(s.channel + 1)
+        return last_x & last_y
 
-        stopping = Signal()
-        m.d.comb += stopping.eq(fail | self.abort | self.soft_reset)
-
+    # -- the state machine ---------------------------------------------------------------
+    def _fsm(self, m, s):
+        self._window_reader(m, s)
+        self._instruction_checks(m, s)
+        self._block_checks(m, s)
+        self._pool_registers(m, s)
+        s.setup_count = Signal(range(SETUP_CYCLES + 1))
         with m.FSM(init="IDLE") as fsm:
             m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
-            with m.State("IDLE"):
-                m.d.comb += self.tile_stream.ready.eq(1)
-                with m.If(self.start & ~self.soft_reset & ~self.abort):
-                    m.d.sync += [pc.eq(self.entry), self.cycles.eq(0), self.mvms.eq(0), self.error_code.eq(0),
-                                 self.error_tile.eq(0), self.error_pc.eq(0)]
-                    m.next = "FETCH"
+            s.fsm = fsm
+            self._control_states(m, s)
+            self._mvm_states(m, s)
+            self._pool_states(m, s)
+            self._elementwise_states(m, s)
 
-            with m.State("FETCH"):
-                with m.If(pc >= seq.program_words):
-                    error(ErrorCode.PC_RANGE)
-                m.d.comb += self.prog_addr.eq(pc)
-                with m.If(~stopping):
-                    m.next = "DECODE"
-                self._leave_if(m, stopping)
+    def _control_states(self, m, s):
+        op = s.op
+        with m.State("IDLE"):
+            m.d.comb += self.tile_stream.ready.eq(1)
+            with m.If(self.start & ~self.soft_reset & ~self.abort & ~s.soft_reset & ~s.abort):
+                self._jump(m, s, self.entry)
+                m.d.sync += [self.cycles.eq(0), self.mvms.eq(0), self.error_code.eq(0),
+                             self.error_tile.eq(0), self.error_pc.eq(0)]
+                m.next = "FETCH"
 
-            with m.State("DECODE"):
-                m.d.sync += [instr.eq(self.prog_data), oy.eq(0), ox.eq(0), position.eq(0), block_no.eq(0),
-                             channel.eq(0), element.eq(0)]
-                m.next = "DISPATCH"
-                self._leave_if(m, stopping)
+        with m.State("FETCH"):
+            with m.If(s.pc_bad):
+                self._error(m, s, ErrorCode.PC_RANGE)
+            m.d.comb += self.prog_addr.eq(s.pc)
+            m.next = "DECODE"
+            self._leave_if(m, s)
 
-            with m.State("DISPATCH"):
-                zero_shape = ((op("channels") == 0) | (op("kernel_h") == 0) | (op("kernel_w") == 0)
-                              | (op("stride_h") == 0) | (op("stride_w") == 0) | (op("out_h") == 0) | (op("out_w") == 0))
-                add_length = self._operand(instr, Opcode.ADD, "length")
-                relu_length = self._operand(instr, Opcode.RELU, "length")
-                with m.Switch(opcode):
-                    with m.Case(Opcode.MVM):
-                        bad_width = (op("psum_bits") < 2) | (op("psum_bits") > psum_bits)
-                        with m.If(zero_shape | (op("outputs") == 0) | (op("outputs") > seq.psum_words) | bad_width):
-                            error(ErrorCode.INVALID)
-                        with m.Elif(op("param_base") + op("outputs") > seq.param_words):
-                            error(ErrorCode.PARAM_RANGE)
-                        with m.Elif(op("blocks") == 0):
-                            error(ErrorCode.INVALID)
-                        with m.Else():
-                            m.next = "BLOCK_FETCH"
-                    with m.Case(Opcode.POOL_MAX, Opcode.POOL_AVG):
-                        with m.If(zero_shape):
-                            error(ErrorCode.INVALID)
-                        with m.Else():
-                            m.next = "POOL_INIT"
-                    with m.Case(Opcode.ADD, Opcode.RELU):
-                        with m.If(Mux(opcode == Opcode.ADD, add_length, relu_length) == 0):
-                            error(ErrorCode.INVALID)
-                        with m.Else():
-                            m.next = "ELT_READ_A"
-                    with m.Case(Opcode.END):
-                        m.d.comb += self.done.eq(~stopping)
-                        with m.If(~stopping):
-                            m.d.sync += self.runs.eq(self.runs + (self.runs != 2**32 - 1))
-                            m.next = "IDLE"
-                    with m.Default():
-                        error(ErrorCode.INVALID)
-                self._leave_if(m, stopping)
+        with m.State("DECODE"):
+            m.d.sync += [s.instr.eq(self.prog_data), s.oy.eq(0), s.ox.eq(0), s.position.eq(0), s.channel.eq(0)]
+            self._first_block(m, s, s.pc)
+            m.next = "CHECK"
+            self._leave_if(m, s)
 
-            # -- MVM ---------------------------------------------------------------------
+        with m.State("CHECK"):   # the operand checks of the new instruction are registered
+            m.next = "DISPATCH"
+            self._leave_if(m, s)
 
-            with m.State("BLOCK_FETCH"):
-                address = Signal(18)
-                m.d.comb += address.eq(pc + 1 + block_no)
-                with m.If(address >= seq.program_words):
-                    error(ErrorCode.PC_RANGE, at_block=True)
-                m.d.comb += self.prog_addr.eq(address)
-                with m.If(~stopping):
-                    m.next = "BLOCK_DECODE"
-                self._leave_if(m, stopping)
+        with m.State("DISPATCH"):
+            m.d.sync += [s.base_y.eq(-op("pad_top")), s.base_x.eq(-op("pad_left"))]
+            self._dispatch(m, s)
+            self._leave_if(m, s)
 
-            with m.State("BLOCK_DECODE"):
-                m.d.sync += block.eq(self.prog_data)
-                m.next = "BLOCK_CHECK"
-                self._leave_if(m, stopping)
+    def _instruction_checks(self, m, s):
+        """The operand checks of the instruction, registered (valid in DISPATCH: the
+        instruction is loaded two cycles before)."""
+        seq, op, psum_bits = self.cfg.sequencer, s.op, self.cfg.psum_bits
+        zero_shape = ((op("channels") == 0) | (op("kernel_h") == 0) | (op("kernel_w") == 0)
+                      | (op("stride_h") == 0) | (op("stride_w") == 0) | (op("out_h") == 0) | (op("out_w") == 0))
+        add = lambda name: self._operand(s.instr, Opcode.ADD, name)  # noqa: E731
+        relu = lambda name: self._operand(s.instr, Opcode.RELU, name)  # noqa: E731
+        length = Mux(s.opcode == Opcode.ADD, add("length"), relu("length"))
+        s.shape_zero, s.mvm_invalid, s.param_range, s.no_blocks, s.length_zero = (Signal(name=n) for n in (
+            "shape_zero", "mvm_invalid", "param_range", "no_blocks", "length_zero"))
+        bad_width = (op("psum_bits") < 2) | (op("psum_bits") > psum_bits)
+        m.d.sync += [s.shape_zero.eq(zero_shape),
+                     s.mvm_invalid.eq((op("outputs") == 0) | (op("outputs") > seq.psum_words) | bad_width),
+                     s.param_range.eq(op("param_base") + op("outputs") > seq.param_words),
+                     s.no_blocks.eq(op("blocks") == 0), s.length_zero.eq(length == 0)]
 
-            with m.State("BLOCK_CHECK"):
-                bad = ((blk("tile") >= cfg.tile.count) | (blk("rows") == 0) | (blk("cols") == 0)
-                       | (blk("tile_row") + blk("rows") > cfg.tile.rows)
-                       | (blk("tile_col") + blk("cols") > cfg.tile.cols)
-                       | (blk("n_start") + blk("cols") > op("outputs")))
-                with m.If(block[:OPCODE_BITS] != Opcode.BLOCK):
-                    error(ErrorCode.INVALID, at_block=True)
-                with m.Elif(bad):
-                    error(ErrorCode.BAD_BLOCK, blk("tile"), at_block=True)
+    def _dispatch(self, m, s):
+        op = s.op
+        add = lambda name: self._operand(s.instr, Opcode.ADD, name)  # noqa: E731
+        relu = lambda name: self._operand(s.instr, Opcode.RELU, name)  # noqa: E731
+        is_add = s.opcode == Opcode.ADD
+        length = Mux(is_add, add("length"), relu("length"))
+        with m.Switch(s.opcode):
+            with m.Case(Opcode.MVM):
+                with m.If(s.shape_zero | s.mvm_invalid):
+                    self._error(m, s, ErrorCode.INVALID)
+                with m.Elif(s.param_range):
+                    self._error(m, s, ErrorCode.PARAM_RANGE)
+                with m.Elif(s.no_blocks):
+                    self._error(m, s, ErrorCode.INVALID)
                 with m.Else():
-                    m.d.sync += [tile.eq(blk("tile")), row_index.eq(0), channel.eq(blk("c0")), ky.eq(blk("ky0")),
-                                 kx.eq(blk("kx0")), rows.eq(0)]
+                    m.next = "BLOCK_FETCH"
+            with m.Case(Opcode.POOL_MAX, Opcode.POOL_AVG):
+                with m.If(s.shape_zero):
+                    self._error(m, s, ErrorCode.INVALID)
+                with m.Else():
+                    m.d.sync += [s.setup_count.eq(SETUP_CYCLES - 1), s.pool_out.eq(op("out_base"))]
+                    m.next = "POOL_INIT"
+            with m.Case(Opcode.ADD, Opcode.RELU):
+                out_base = Mux(is_add, add("out_base"), relu("out_base"))
+                m.d.sync += [s.e_left.eq(length), s.e_a.eq(add("in_base")), s.e_b.eq(add("in_b_base")),
+                             s.e_out.eq(out_base), s.e_a_bad.eq(self._outside_memory(add("in_base"))),
+                             s.e_b_bad.eq(self._outside_memory(add("in_b_base"))),
+                             s.e_out_bad.eq(self._outside_memory(out_base))]
+                with m.If(s.length_zero):
+                    self._error(m, s, ErrorCode.INVALID)
+                with m.Else():
+                    m.next = "ELT_READ_A"
+            with m.Case(Opcode.END):
+                m.d.comb += self.done.eq(~s.stopping)
+                with m.If(~s.stopping):
+                    m.d.sync += self.runs.eq(self.runs + (self.runs != 2**32 - 1))
+                    m.next = "IDLE"
+            with m.Default():
+                self._error(m, s, ErrorCode.INVALID)
+
+    # -- MVM ---------------------------------------------------------------------------------
+    def _block_checks(self, m, s):
+        """Whether the BLOCK entry is outside its tile or the instruction, registered."""
+        cfg, blk = self.cfg, s.blk
+        s.block_bad = Signal()
+        m.d.sync += s.block_bad.eq((blk("tile") >= cfg.tile.count) | (blk("rows") == 0) | (blk("cols") == 0)
+                                 | (blk("tile_row") + blk("rows") > cfg.tile.rows)
+                                 | (blk("tile_col") + blk("cols") > cfg.tile.cols)
+                                 | (blk("n_start") + blk("cols") > s.op("outputs")))
+
+    def _mvm_states(self, m, s):
+        blk = s.blk
+        with m.State("BLOCK_FETCH"):
+            m.d.comb += self.prog_addr.eq(s.block_pc)
+            with m.If(s.block_pc_bad):
+                self._error(m, s, ErrorCode.PC_RANGE, at_block=True)
+            m.next = "BLOCK_DECODE"
+            self._leave_if(m, s)
+
+        with m.State("BLOCK_DECODE"):
+            m.d.sync += [s.block.eq(self.prog_data), s.setup_count.eq(SETUP_CYCLES - 1), s.rows.eq(0)]
+            m.next = "BLOCK_SETUP"
+            self._leave_if(m, s)
+
+        with m.State("BLOCK_SETUP"):
+            m.d.sync += s.setup_count.eq(s.setup_count - 1)
+            with m.If(s.setup_count == 0):
+                with m.If(s.block[:OPCODE_BITS] != Opcode.BLOCK):
+                    self._error(m, s, ErrorCode.INVALID, at_block=True)
+                with m.Elif(s.block_bad):
+                    self._error(m, s, ErrorCode.BAD_BLOCK, blk("tile"), at_block=True)
+                with m.Else():
+                    self._window_load(m, s, blk("rows"))
+                    m.d.sync += [s.tile.eq(blk("tile")), s.w_tag.eq(blk("tile_row")), s.channel.eq(blk("c0")),
+                                 s.ky.eq(blk("ky0")), s.kx.eq(blk("kx0"))]
                     m.next = "GATHER"
-                self._leave_if(m, stopping)
+            self._leave_if(m, s)
 
-            with m.State("GATHER"):
-                with m.If(row_index < blk("rows")):
-                    ok = Signal()
-                    m.d.comb += ok.eq(1)
-                    with m.If(inside):
-                        m.d.comb += ok.eq(check_block_read(window_addr))
-                        m.d.comb += self.act_raddr.eq(window_addr)
-                    m.d.sync += [gather_valid.eq(ok), gather_pad.eq(~inside), gather_row.eq(blk("tile_row") + row_index),
-                                 row_index.eq(row_index + 1)]
-                    self._step(m, kx, op("kernel_w"), ky, op("kernel_h"), channel)
+        with m.State("GATHER"):
+            self._window_issue(m, s)
+            with m.If(s.v_valid):
+                m.d.sync += s.rows[s.v_tag].eq(s.v_value)
+            with m.If(~s.window_busy):
+                m.next = "TILE_START"
+            self._leave_if(m, s)
+
+        with m.State("TILE_START"):
+            m.d.comb += self.tile_start.eq(~s.stopping)
+            m.d.sync += [s.group.eq(0), s.beat_full.eq(0)]
+            m.next = "TILE_RUN"
+            self._leave_if(m, s)
+
+        with m.State("TILE_RUN"):
+            self._consume_tile(m, s)
+            self._leave_if(m, s)
+
+        with m.State("TILE_DRAIN"):
+            with m.If(~s.c1_valid & ~s.c2_valid):
+                with m.If(s.block_no + 1 == s.op("blocks")):
+                    self._first_block(m, s, s.pc)
+                    m.d.sync += [s.n_issue.eq(0), s.param_ptr.eq(s.op("param_base")),
+                                 s.out_addr.eq(s.op("out_base") + s.position)]
+                    m.next = "BATCH_NORM"
                 with m.Else():
-                    m.next = "TILE_START"   # the last row is written this cycle
-                self._leave_if(m, stopping)
+                    m.d.sync += [s.block_no.eq(s.block_no + 1), s.block_pc.eq(s.block_pc + 1),
+                                 s.block_pc_bad.eq(self._outside_program(s.block_pc + 1))]
+                    m.next = "BLOCK_FETCH"
+            self._leave_if(m, s)
 
-            with m.State("TILE_START"):
-                m.d.comb += self.tile_start.eq(~stopping)
-                m.d.sync += [group.eq(0), beat_full.eq(0)]
-                with m.If(~stopping):
-                    m.next = "TILE_RUN"
-                self._leave_if(m, stopping)
+        with m.State("BATCH_NORM"):
+            self._batch_norm_issue(m, s)
+            with m.If(s.bn_done & ~s.stopping):
+                m.d.sync += s.position.eq(s.position + 1)
+                with m.If(self._step_position(m, s)):
+                    self._jump(m, s, s.pc + 1 + s.op("blocks"))
+                    m.next = "FETCH"
+                with m.Else():
+                    m.next = "BLOCK_FETCH"
+            self._leave_if(m, s)
 
-            with m.State("TILE_RUN"):
-                self._consume_tile(m, blk, beat, beat_full, lane, group, psum_rd, psum_wr, block_no, op, error,
-                                   stopping, tile, lanes, psum_bits)
-                self._leave_if(m, stopping)
-
-            with m.State("BATCH_NORM"):
-                self._batch_norm(m, op, blk, position, oy, ox, out_hw, psum_rd, bn_valid, bn_output, error, check_act,
-                                 stopping, pc, A, psum_bits)
-                self._leave_if(m, stopping)
-
-            # -- pooling -------------------------------------------------------------------
-
-            with m.State("POOL_INIT"):
-                is_max = opcode == Opcode.POOL_MAX
-                m.d.sync += [pool_acc.eq(Mux(is_max, -(1 << (A - 1)), 0)), ky.eq(0), kx.eq(0), pool_valid.eq(0)]
-                m.next = "POOL_WINDOW"
-                self._leave_if(m, stopping)
-
-            with m.State("POOL_WINDOW"):
-                self._pool_accumulate(m, opcode, pool_acc, pool_valid, pool_pad, A)
-                ok = Signal()
-                m.d.comb += ok.eq(1)
-                with m.If(inside):
-                    m.d.comb += [ok.eq(check_act(window_addr)), self.act_raddr.eq(window_addr)]
-                m.d.sync += [pool_valid.eq(ok), pool_pad.eq(~inside)]
-                with m.If(self._step(m, kx, op("kernel_w"), ky, op("kernel_h"))):
-                    m.next = "POOL_LAST"
-                self._leave_if(m, stopping)
-
-            with m.State("POOL_LAST"):
-                self._pool_accumulate(m, opcode, pool_acc, pool_valid, pool_pad, A)
-                m.d.sync += pool_valid.eq(0)
-                m.next = "POOL_WRITE"
-                self._leave_if(m, stopping)
-
-            with m.State("POOL_WRITE"):
-                self._pool_write(m, instr, opcode, pool_acc, channel, oy, ox, out_hw, check_act, A)
-                done = self._step(m, ox, op("out_w"), oy, op("out_h"), channel) & (channel == op("channels") - 1)
-                with m.If(~stopping):
-                    with m.If(done):
-                        m.d.sync += pc.eq(pc + 1)
-                        m.next = "FETCH"
-                    with m.Else():
-                        m.next = "POOL_INIT"
-                self._leave_if(m, stopping)
-
-            # -- element-wise --------------------------------------------------------------
-            self._elementwise(m, instr, opcode, element, operand_a, check_act, stopping, pc, A)
-
-    def _consume_tile(self, m, blk, beat, beat_full, lane, group, psum_rd, psum_wr, block_no, op, error, stopping,
-                      tile, lanes, psum_bits):
-        """Take the tile's beats; add each lane inside the block into its partial sum."""
+    def _consume_tile(self, m, s):
+        """Take the tile's beats and walk their lanes (stage c0 of the consume pipeline)."""
+        lanes, blk = self.cfg.datapath.lanes, s.blk
         stream_in = self.tile_stream
         with m.If(self.tile_timeout):
-            error(ErrorCode.TIMEOUT, tile)
-        col_lo = blk("tile_col")
-        col_hi = blk("tile_col") + blk("cols")
+            self._error(m, s, ErrorCode.TIMEOUT, s.tile)
         beat_lo = Signal(20)
-        m.d.comb += [beat_lo.eq(group * lanes), stream_in.ready.eq(~beat_full)]
-        overlaps = (beat_lo < col_hi) & (beat_lo + lanes > col_lo)
+        m.d.comb += [beat_lo.eq(s.group * lanes), stream_in.ready.eq(~s.beat_full)]
+        overlaps = (beat_lo < s.col_hi) & (beat_lo + lanes > blk("tile_col"))
         finish = Signal()
-        with m.If(stream_in.valid & ~beat_full):
+        with m.If(stream_in.valid & ~s.beat_full):
             with m.If(overlaps):
-                m.d.sync += [beat.eq(stream_in.payload), beat_full.eq(1), lane.eq(0)]
+                m.d.sync += [s.beat.eq(stream_in.payload), s.beat_full.eq(1), s.lane.eq(0)]
             with m.Else():
-                m.d.sync += group.eq(group + 1)
+                m.d.sync += s.group.eq(s.group + 1)
                 m.d.comb += finish.eq(stream_in.payload.last)
         column = Signal(20)
-        value = Signal(signed(self.cfg.accumulator_bits))
-        m.d.comb += [column.eq(beat_lo + lane), value.eq(beat.data[lane])]
-        with m.If(beat_full):
-            in_block = (column >= col_lo) & (column < col_hi)
-            n = Signal(20)
-            total = Signal(signed(psum_bits + 2))
-            m.d.comb += [n.eq(blk("n_start") + column - col_lo), psum_rd.addr.eq(n),
-                         total.eq(Mux(blk("k_start") == 0, value, psum_rd.data + value))]
-            summed, clipped = saturate_to_width(m, total, op("psum_bits"), psum_bits, "psum")
-            with m.If(in_block & ~stopping):
-                m.d.comb += [psum_wr.addr.eq(n), psum_wr.data.eq(summed), psum_wr.en.eq(1),
-                             self.sat_psum.eq(clipped)]
-            with m.If(lane == lanes - 1):
-                m.d.sync += [beat_full.eq(0), group.eq(group + 1)]
-                m.d.comb += finish.eq(beat.last)
+        m.d.comb += column.eq(beat_lo + s.lane)
+        with m.If(s.beat_full):
+            m.d.sync += [s.c1_valid.eq((column >= blk("tile_col")) & (column < s.col_hi) & ~s.stopping),
+                         s.c1_n.eq(column + s.n_offset), s.c1_value.eq(s.beat.data[s.lane])]
+            with m.If(s.lane == lanes - 1):
+                m.d.sync += [s.beat_full.eq(0), s.group.eq(s.group + 1)]
+                m.d.comb += finish.eq(s.beat.last)
             with m.Else():
-                m.d.sync += lane.eq(lane + 1)
-        with m.If(finish & ~stopping):
-            with m.If(block_no + 1 == op("blocks")):
-                m.d.sync += block_no.eq(0)
-                m.next = "BATCH_NORM"
-            with m.Else():
-                m.d.sync += block_no.eq(block_no + 1)
-                m.next = "BLOCK_FETCH"
+                m.d.sync += s.lane.eq(s.lane + 1)
+        with m.If(finish & ~s.stopping):
+            m.next = "TILE_DRAIN"
 
-    def _batch_norm(self, m, op, blk, position, oy, ox, out_hw, psum_rd, bn_valid, bn_output, error, check_act,
-                    stopping, pc, A, psum_bits):
-        """Outputs of one position: parameter read in cycle n, arithmetic and write in n+1."""
-        cfg = self.cfg
-        dp = cfg.datapath
-        n_issue = Signal(16)
-        with m.If(n_issue < op("outputs")):
-            m.d.comb += self.param_addr.eq(op("param_base") + n_issue)
-            m.d.sync += [n_issue.eq(n_issue + 1), bn_valid.eq(1), bn_output.eq(n_issue)]
-        with m.Else():
-            m.d.sync += bn_valid.eq(0)
-        m.d.comb += psum_rd.addr.eq(bn_output)
-        y = psum_rd.data
-        product = Signal(signed(psum_bits + dp.bn_scale_bits + 1))
-        m.d.comb += product.eq(y * self.scale_data)
+    def _consume_pipeline(self, m, s):
+        """Stages c1 (read the partial sum, add) and c2 (saturate to ``psum_bits``, write)."""
+        psum_bits, lanes, blk = self.cfg.psum_bits, self.cfg.datapath.lanes, s.blk
+        m.d.sync += [s.col_hi.eq(blk("tile_col") + blk("cols")), s.n_offset.eq(blk("n_start") - blk("tile_col"))]
+        m.d.comb += s.psum_rd.addr.eq(Mux(s.fsm.ongoing("BATCH_NORM"), s.n_issue, s.c1_n))
+        total = Signal(signed(psum_bits + 2))
+        m.d.comb += total.eq(Mux(blk("k_start") == 0, s.c1_value, s.psum_rd.data + s.c1_value))
+        m.d.sync += [s.c2_valid.eq(s.c1_valid & ~s.stopping), s.c2_n.eq(s.c1_n), s.c2_total.eq(total)]
+        over, under = s.c2_total > s.psum_hi, s.c2_total < s.psum_lo
+        with m.If(s.c2_valid & ~s.stopping):
+            m.d.comb += [s.psum_wr.addr.eq(s.c2_n), s.psum_wr.en.eq(1), self.sat_psum.eq(over | under),
+                         s.psum_wr.data.eq(Mux(over, s.psum_hi, Mux(under, s.psum_lo, s.c2_total)))]
+        assert lanes >= 1
+
+    # -- batch norm ----------------------------------------------------------------------------
+    def _batch_norm_issue(self, m, s):
+        """Stage b0: one output per cycle, its parameters and statistics read."""
+        op = s.op
+        with m.If(s.n_issue != op("outputs")):
+            m.d.comb += self.param_addr.eq(s.param_ptr)
+            m.d.sync += [s.n_issue.eq(s.n_issue + 1), s.param_ptr.eq(s.param_ptr + 1),
+                         s.out_addr.eq(s.out_addr + s.out_hw), s.b1_valid.eq(~s.stopping),
+                         s.b1_last.eq(s.n_issue == op("outputs") - 1)]
+
+    def _batch_norm_pipeline(self, m, s):
+        """Batch norm, ReLU and requantisation of one output per cycle in registered stages:
+        b1 partial sum and parameters arrive; the product in two; rounding and bias; the
+        clip to ``psum_bits`` and ReLU; the requantisation shift in two; the saturated
+        write (and the statistics update) in the last."""
+        dp, A, psum_bits = self.cfg.datapath, self.cfg.datapath.activation_bits, self.cfg.psum_bits
+        y1 = Signal(signed(psum_bits))
+        out1 = Signal(signed(ADDRESS_BITS))
+        param1 = Signal(16)
+        m.d.sync += [y1.eq(s.psum_rd.data), out1.eq(s.out_addr), param1.eq(s.param_ptr)]
+        # stage 2: the parameters out of their memories, registered
+        scale2, bias2 = Signal(signed(dp.bn_scale_bits)), Signal(signed(dp.bn_bias_bits))
+        m.d.sync += [scale2.eq(self.scale_data), bias2.eq(self.bias_data)]
+        y2 = delayed(m, y1, 1, "bn_y")
+        product, latency = registered_product(m, y2, scale2, "bn_product")
+        t_product = 2 + latency
         frac = dp.bn_scale_frac_bits
-        scaled = Signal(signed(len(product)))
-        m.d.comb += scaled.eq((product + (1 << (frac - 1) if frac else 0)) >> frac)
-        biased = Signal(signed(max(len(scaled), dp.bn_bias_bits) + 1))
-        m.d.comb += biased.eq(scaled + self.bias_data)
-        z, z_clipped = saturate_to_width(m, biased, op("psum_bits"), psum_bits, "bn")
+        bias = delayed(m, bias2, latency, "bn_bias")
+        biased = Signal(signed(max(len(product), dp.bn_bias_bits + frac) + 1))
+        rounding = Const((1 << (frac - 1)) if frac else 0, max(frac, 1))
+        m.d.sync += biased.eq((product + (Cat(rounding, bias).as_signed() if frac else bias)) >> frac)
         relu = Signal(signed(psum_bits))
-        m.d.comb += relu.eq(Mux(op("relu") & (z < 0), 0, z))
-        shift = Signal(range(psum_bits + 1))
-        m.d.comb += shift.eq(Mux(op("shift") > op("psum_bits"), op("psum_bits"), op("shift")))
+        z_clipped = Signal()
+        over, under = biased > s.psum_hi, biased < s.psum_lo
+        z = Mux(over, s.psum_hi, Mux(under, s.psum_lo, biased))
+        m.d.sync += [relu.eq(Mux(s.op("relu") & (z < 0), 0, z)), z_clipped.eq(over | under)]
+        rounded_sum = Signal(signed(psum_bits + 1))
+        m.d.sync += rounded_sum.eq(relu + s.shift_half)
         rounded = Signal(signed(psum_bits + 1))
-        m.d.comb += rounded.eq((relu + ((Const(1, psum_bits + 1) << shift) >> 1)) >> shift)
+        m.d.sync += rounded.eq(rounded_sum >> s.shift)
+        t_write = t_product + 4
         q, q_clipped = saturate_signed(m, rounded, A, "requant")
-        address = Signal(signed(ADDRESS_BITS + 20))
-        m.d.comb += address.eq(op("out_base") + bn_output * out_hw + position)
-        self._statistics(m, y, op("param_base") + bn_output, bn_valid & self.stats_en & ~stopping)
-        with m.If(bn_valid):
-            ok = check_act(address)
-            m.d.comb += [self.act_waddr.eq(address), self.act_wdata.eq(q), self.act_we.eq(ok & ~stopping),
-                         self.sat_batch_norm.eq(z_clipped | q_clipped)]
-        last = bn_valid & (bn_output == op("outputs") - 1)
-        with m.If(last & ~stopping):
-            m.d.sync += [n_issue.eq(0), bn_valid.eq(0), position.eq(position + 1)]
-            with m.If(self._step(m, ox, op("out_w"), oy, op("out_h"))):
-                m.d.sync += pc.eq(pc + 1 + op("blocks"))
-                m.next = "FETCH"
-            with m.Else():
-                m.next = "BLOCK_FETCH"
-        with m.If(stopping):
-            m.d.sync += [n_issue.eq(0), bn_valid.eq(0)]
+        valid = self._valid_chain(m, s, t_write)
+        last = delayed(m, s.b1_last, t_write - 1, "bn_last")
+        address = delayed(m, out1, t_write - 1 - 1, "bn_address")
+        bad = Signal()
+        m.d.sync += bad.eq(self._outside_memory(address))
+        with m.If(valid & bad):
+            self._error(m, s, ErrorCode.ADDRESS)
+        address_w = delayed(m, address, 1, "bn_address_w")
+        with m.If(valid & ~bad):
+            m.d.comb += [self.act_waddr.eq(address_w), self.act_wdata.eq(q), self.act_we.eq(~s.stopping),
+                         self.sat_batch_norm.eq(delayed(m, z_clipped, 2, "bn_z_clipped") | q_clipped)]
+        m.d.comb += s.bn_done.eq(valid & last & ~bad)
+        self._statistics(m, s, y2, delayed(m, param1, 1, "stats_param"), 2)
 
-    def _statistics(self, m, y, address, enable) -> None:
-        """Add y, y squared and |y| into the statistics entry ``address`` (saturating)."""
-        top = (1 << (STATS_BITS - 1)) - 1
-        utop = (1 << STATS_BITS) - 1
+    def _valid_chain(self, m, s, stages):
+        """``b1_valid`` carried ``stages - 1`` registers further, cleared by a stop."""
+        valid = s.b1_valid
+        for stage in range(2, stages + 1):
+            following = Signal(name=f"bn_valid{stage}")
+            m.d.sync += following.eq(valid & ~s.stopping)
+            valid = following
+        return valid
+
+    def _statistics(self, m, s, y, address, t_y):
+        """Add y, y squared and |y| into the statistics entry ``address`` (64-bit,
+        saturating) when ``stats_en``: the entry read with the parameters, updated in
+        registered stages behind y (present in stage ``t_y``)."""
+        square, latency = registered_product(m, y, y, "stats_square")
+        magnitude = Signal(len(y))
+        m.d.sync += magnitude.eq(Mux(y < 0, -y, y))
+        stored_sum = Signal(signed(STATS_BITS))
+        stored_squares, stored_abs = Signal(STATS_BITS), Signal(STATS_BITS)
+        m.d.sync += [stored_sum.eq(self.stats_sum), stored_squares.eq(self.stats_squares),
+                     stored_abs.eq(self.stats_abs)]   # stage 2, like the parameters
+        wait = latency
         total = Signal(signed(STATS_BITS + 2))
-        squares = Signal(STATS_BITS + 2)
-        magnitude = Signal(STATS_BITS + 2)
+        squares, magnitudes = Signal(STATS_BITS + 2), Signal(STATS_BITS + 2)
+        m.d.sync += [
+            total.eq(delayed(m, stored_sum, wait, "stats_sum") + delayed(m, y, wait, "stats_y")),
+            squares.eq(delayed(m, stored_squares, wait, "stats_squares") + square[:2 * len(y)]),
+            magnitudes.eq(delayed(m, stored_abs, wait, "stats_abs") + delayed(m, magnitude, wait - 1, "stats_mag")),
+        ]
+        t_write = t_y + wait + 1
+        valid = self._valid_chain(m, s, t_write)
+        utop = (1 << STATS_BITS) - 1
+        sum_sat, _ = saturate_signed(m, total, STATS_BITS, "stats_sum")
         m.d.comb += [
-            total.eq(self.stats_sum + y),
-            squares.eq(self.stats_squares + y * y),
-            magnitude.eq(self.stats_abs + Mux(y < 0, -y, y)),
-            self.stats_waddr.eq(address),
-            self.stats_we.eq(enable),
-            self.stats_sum_w.eq(Mux(total > top, top, Mux(total < -top - 1, -top - 1, total))),
-            self.stats_squares_w.eq(Mux(squares > utop, utop, squares)),
-            self.stats_abs_w.eq(Mux(magnitude > utop, utop, magnitude)),
+            self.stats_waddr.eq(delayed(m, address, wait + 1, "stats_address")),
+            self.stats_we.eq(valid & self.stats_en & ~s.stopping),
+            self.stats_sum_w.eq(sum_sat),
+            self.stats_squares_w.eq(Mux(squares[STATS_BITS:].any(), utop, squares[:STATS_BITS])),
+            self.stats_abs_w.eq(Mux(magnitudes[STATS_BITS:].any(), utop, magnitudes[:STATS_BITS])),
         ]
 
-    def _pool_accumulate(self, m, opcode, pool_acc, pool_valid, pool_pad, A):
-        pad_value = Mux(opcode == Opcode.POOL_MAX, -(1 << (A - 1)), 0)
-        value = Mux(pool_pad, pad_value, self.act_rdata)
-        with m.If(pool_valid):
-            with m.If(opcode == Opcode.POOL_MAX):
-                with m.If(value > pool_acc):
-                    m.d.sync += pool_acc.eq(value)
+    # -- pooling ----------------------------------------------------------------------------------
+    def _pool_registers(self, m, s):
+        """The window accumulator (the sum of at most 15 x 15 activations) and its product
+        with the average's reciprocal."""
+        A = self.cfg.datapath.activation_bits
+        s.pool_acc = pool_acc = Signal(signed(A + 10))
+        reciprocal = self._operand(s.instr, Opcode.POOL_AVG, "reciprocal")
+        s.pool_product, s.pool_latency = registered_product(m, pool_acc, reciprocal, "pool_product")
+
+    def _pool_states(self, m, s):
+        op, A = s.op, self.cfg.datapath.activation_bits
+        is_max = s.opcode == Opcode.POOL_MAX
+        pool_acc, product, latency = s.pool_acc, s.pool_product, s.pool_latency
+        with m.State("POOL_INIT"):
+            m.d.sync += [s.setup_count.eq(s.setup_count - 1), pool_acc.eq(Mux(is_max, -(1 << (A - 1)), 0)),
+                         s.ky.eq(0), s.kx.eq(0)]
+            with m.If(s.setup_count == 0):
+                self._window_load(m, s, s.window_size)
+                m.next = "POOL_WINDOW"
+            self._leave_if(m, s)
+
+        with m.State("POOL_WINDOW"):
+            self._window_issue(m, s)
+            with m.If(s.v_valid):
+                with m.If(is_max):
+                    with m.If(s.v_value > pool_acc):
+                        m.d.sync += pool_acc.eq(s.v_value)
+                with m.Else():
+                    m.d.sync += pool_acc.eq(pool_acc + s.v_value)
+            with m.If(~s.window_busy):
+                m.next = "POOL_PRODUCT"
+            self._leave_if(m, s)
+
+        with m.State("POOL_PRODUCT"):
+            m.d.sync += [s.setup_count.eq(latency - 1), s.pool_bad.eq(self._outside_memory(s.pool_out))]
+            m.next = "POOL_WRITE" if latency == 1 else "POOL_PRODUCT_WAIT"
+            self._leave_if(m, s)
+        if latency > 1:
+            with m.State("POOL_PRODUCT_WAIT"):
+                m.d.sync += s.setup_count.eq(s.setup_count - 1)
+                with m.If(s.setup_count == 1):
+                    m.next = "POOL_WRITE"
+                self._leave_if(m, s)
+
+        with m.State("POOL_WRITE"):
+            average, _ = saturate_signed(m, (product + (1 << (RECIPROCAL_BITS - 1))) >> RECIPROCAL_BITS, A, "average")
+            with m.If(s.pool_bad):
+                self._error(m, s, ErrorCode.ADDRESS)
+            m.d.comb += [self.act_waddr.eq(s.pool_out), self.act_wdata.eq(Mux(is_max, pool_acc, average)),
+                         self.act_we.eq(~s.pool_bad)]
+            m.d.sync += [s.pool_out.eq(s.pool_out + 1), s.setup_count.eq(SETUP_CYCLES - 1)]
+            last = self._step_position(m, s, carry_channel=True) & (s.channel == op("channels") - 1)
+            with m.If(last):
+                self._jump(m, s, s.pc + 1)
+                m.next = "FETCH"
             with m.Else():
-                m.d.sync += pool_acc.eq(pool_acc + value)
+                m.next = "POOL_INIT"
+            self._leave_if(m, s)
 
-    def _pool_write(self, m, instr, opcode, pool_acc, channel, oy, ox, out_hw, check_act, A):
-        """Write one pooled output: the max, or the window sum times the reciprocal, rounded."""
-        op = lambda name: self._operand(instr, Opcode.MVM, name)  # noqa: E731
-        reciprocal = self._operand(instr, Opcode.POOL_AVG, "reciprocal")
-        product = Signal(signed(len(pool_acc) + RECIPROCAL_BITS + 2))
-        m.d.comb += product.eq(pool_acc * reciprocal)
-        average, _ = saturate_signed(m, (product + (1 << (RECIPROCAL_BITS - 1))) >> RECIPROCAL_BITS, A, "average")
-        address = Signal(signed(ADDRESS_BITS + 20))
-        m.d.comb += address.eq(op("out_base") + channel * out_hw + oy * op("out_w") + ox)
-        ok = check_act(address)
-        m.d.comb += [self.act_waddr.eq(address), self.act_wdata.eq(Mux(opcode == Opcode.POOL_MAX, pool_acc, average)),
-                     self.act_we.eq(ok)]
+    # -- element-wise --------------------------------------------------------------------------------
+    def _elementwise_states(self, m, s):
+        """ADD (two reads, one write per element) and RELU (one read, one write), element
+        by element; the read data registered before the arithmetic."""
+        A = self.cfg.datapath.activation_bits
+        is_add = s.opcode == Opcode.ADD
+        operand_a, operand_b = Signal(signed(A)), Signal(signed(A))
 
-    def _elementwise(self, m, instr, opcode, element, operand_a, check_act, stopping, pc, A):
-        """ADD (two reads, one write per element) and RELU (one read, one write)."""
-        is_add = opcode == Opcode.ADD
-        add = lambda name: self._operand(instr, Opcode.ADD, name)  # noqa: E731
-        relu = lambda name: self._operand(instr, Opcode.RELU, name)  # noqa: E731
-        length = Mux(is_add, add("length"), relu("length"))
-        out_base = Mux(is_add, add("out_base"), relu("out_base"))
+        def read(address, bad):
+            with m.If(bad):
+                self._error(m, s, ErrorCode.ADDRESS)
+            m.d.comb += self.act_raddr.eq(address)
+            m.d.sync += [address.eq(address + 1), bad.eq(self._outside_memory(address + 1))]
+
         with m.State("ELT_READ_A"):
-            address = Signal(signed(ADDRESS_BITS + 2))
-            m.d.comb += address.eq(add("in_base") + element)
-            check_act(address)
-            m.d.comb += self.act_raddr.eq(address)
-            with m.If(is_add):
-                m.next = "ELT_READ_B"
-            with m.Else():
-                m.next = "ELT_WRITE"
-            self._leave_if(m, stopping)
+            read(s.e_a, s.e_a_bad)
+            m.next = "ELT_READ_B"
+            self._leave_if(m, s)
         with m.State("ELT_READ_B"):
-            address = Signal(signed(ADDRESS_BITS + 2))
-            m.d.comb += address.eq(add("in_b_base") + element)
-            check_act(address)
-            m.d.comb += self.act_raddr.eq(address)
+            with m.If(is_add):
+                read(s.e_b, s.e_b_bad)
             m.d.sync += operand_a.eq(self.act_rdata)
+            m.next = "ELT_WAIT"
+            self._leave_if(m, s)
+        with m.State("ELT_WAIT"):
+            m.d.sync += operand_b.eq(self.act_rdata)
             m.next = "ELT_WRITE"
-            self._leave_if(m, stopping)
+            self._leave_if(m, s)
         with m.State("ELT_WRITE"):
-            total, _ = saturate_signed(m, operand_a + self.act_rdata, A, "add")
-            rectified = Mux(self.act_rdata < 0, 0, self.act_rdata)
-            address = Signal(signed(ADDRESS_BITS + 2))
-            m.d.comb += address.eq(out_base + element)
-            ok = check_act(address)
-            m.d.comb += [self.act_waddr.eq(address), self.act_wdata.eq(Mux(is_add, total, rectified)),
-                         self.act_we.eq(ok & ~stopping)]
-            m.d.sync += element.eq(element + 1)
-            with m.If(element + 1 >= length):
-                m.d.sync += pc.eq(pc + 1)
+            total, _ = saturate_signed(m, operand_a + operand_b, A, "add")
+            with m.If(s.e_out_bad):
+                self._error(m, s, ErrorCode.ADDRESS)
+            rectified = Mux(operand_a < 0, 0, operand_a)
+            m.d.comb += [self.act_waddr.eq(s.e_out), self.act_wdata.eq(Mux(is_add, total, rectified)),
+                         self.act_we.eq(~s.e_out_bad & ~s.stopping)]
+            m.d.sync += [s.e_out.eq(s.e_out + 1), s.e_out_bad.eq(self._outside_memory(s.e_out + 1)),
+                         s.e_left.eq(s.e_left - 1)]
+            with m.If(s.e_left == 1):
+                self._jump(m, s, s.pc + 1)
                 m.next = "FETCH"
             with m.Else():
                 m.next = "ELT_READ_A"
-            self._leave_if(m, stopping)
+            self._leave_if(m, s)
 
     @staticmethod
-    def _step(m, inner, inner_count, outer, outer_count, carry=None):
-        """Advance ``inner`` (then ``outer``, then ``carry`` by one) like an odometer; returns
-        the condition that both were at their last value (they wrap to 0)."""
-        last_inner = inner == inner_count - 1
-        last_outer = outer == outer_count - 1
-        with m.If(~last_inner):
-            m.d.sync += inner.eq(inner + 1)
-        with m.Else():
-            m.d.sync += inner.eq(0)
-            with m.If(~last_outer):
-                m.d.sync += outer.eq(outer + 1)
-            with m.Else():
-                m.d.sync += outer.eq(0)
-                if carry is not None:
-                    m.d.sync += carry.eq(carry + 1)
-        return last_inner & last_outer
-
-    @staticmethod
-    def _leave_if(m, stopping):
+    def _leave_if(m, s):
         """Every state's last word: a fault, an abort or a soft reset makes the sequencer idle."""
-        with m.If(stopping):
+        with m.If(s.stopping):
             m.next = "IDLE"
