@@ -147,15 +147,15 @@ class CycleModel:
     element ``elementwise``.
     """
 
-    fetch: int = 2
-    block_fetch: int = 2
-    gather: int = 2
+    fetch: int = 4
+    block_fetch: int = 7
+    gather: int = 5
     conversion_overhead: int = 1
-    tile_pipeline: int = 4
-    batch_norm: int = 3
-    pool_per_read: int = 2
-    pool_per_output: int = 2
-    elementwise: int = 3
+    tile_pipeline: int = 7
+    batch_norm: int = 8
+    pool_per_read: int = 1
+    pool_per_output: int = 11
+    elementwise: int = 4
 
 
 CYCLE_MODEL = CycleModel()

@@ -146,7 +146,8 @@ class LayerSequencer(wiring.Component):
         m.d.comb += s.stopping.eq(s.fail | s.abort | s.soft_reset)
         m.submodules.psum = psum = Memory(shape=signed(self.cfg.psum_bits), depth=self.cfg.sequencer.psum_words,
                                           init=[])
-        s.psum_rd = psum.read_port(domain="comb")
+        s.psum_add_rd = psum.read_port(domain="comb")     # the partial-sum adder's
+        s.psum_bn_rd = psum.read_port(domain="comb")      # batch norm's
         s.psum_wr = psum.write_port()
         s.rows = Signal.like(self.rows)
         m.d.comb += self.rows.eq(s.rows)
@@ -166,7 +167,9 @@ class LayerSequencer(wiring.Component):
     def _declare(self, m, s):
         """The registers the stages share (and the defaults of the pipeline strobes)."""
         cfg = self.cfg
-        s.group, s.beat_full, s.lane = Signal(16), Signal(), Signal(range(max(cfg.datapath.lanes, 2)))
+        s.beat_lo, s.beat_full, s.lane = Signal(20), Signal(), Signal(range(max(cfg.datapath.lanes, 2)))
+        s.overlaps, s.column, s.beat_next = Signal(), Signal(20), Signal(20)
+        s.beat_after = Signal(signed(15))   # a beat starting above this column reaches the block
         s.beat = Signal(self.beat_layout)
         s.col_hi, s.n_offset = Signal(14), Signal(signed(18))
         s.c1_valid, s.c1_n, s.c1_value = Signal(), Signal(20), Signal(signed(cfg.accumulator_bits))
@@ -349,7 +352,6 @@ class LayerSequencer(wiring.Component):
         s.setup_count = Signal(range(SETUP_CYCLES + 1))
         with m.FSM(init="IDLE") as fsm:
             m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
-            s.fsm = fsm
             self._control_states(m, s)
             self._mvm_states(m, s)
             self._pool_states(m, s)
@@ -492,7 +494,8 @@ class LayerSequencer(wiring.Component):
 
         with m.State("TILE_START"):
             m.d.comb += self.tile_start.eq(~s.stopping)
-            m.d.sync += [s.group.eq(0), s.beat_full.eq(0)]
+            m.d.sync += [s.beat_lo.eq(0), s.beat_next.eq(self.cfg.datapath.lanes), s.beat_full.eq(0),
+                         s.overlaps.eq(self._overlaps(s, 0))]
             m.next = "TILE_RUN"
             self._leave_if(m, s)
 
@@ -530,42 +533,45 @@ class LayerSequencer(wiring.Component):
         stream_in = self.tile_stream
         with m.If(self.tile_timeout):
             self._error(m, s, ErrorCode.TIMEOUT, s.tile)
-        beat_lo = Signal(20)
-        m.d.comb += [beat_lo.eq(s.group * lanes), stream_in.ready.eq(~s.beat_full)]
-        overlaps = (beat_lo < s.col_hi) & (beat_lo + lanes > blk("tile_col"))
+        m.d.comb += stream_in.ready.eq(~s.beat_full)
+        next_beat = [s.beat_lo.eq(s.beat_next), s.beat_next.eq(s.beat_next + lanes),
+                     s.overlaps.eq(self._overlaps(s, s.beat_next))]
         finish = Signal()
         with m.If(stream_in.valid & ~s.beat_full):
-            with m.If(overlaps):
+            with m.If(s.overlaps):
                 m.d.sync += [s.beat.eq(stream_in.payload), s.beat_full.eq(1), s.lane.eq(0)]
             with m.Else():
-                m.d.sync += s.group.eq(s.group + 1)
+                m.d.sync += next_beat
                 m.d.comb += finish.eq(stream_in.payload.last)
-        column = Signal(20)
-        m.d.comb += column.eq(beat_lo + s.lane)
         with m.If(s.beat_full):
-            m.d.sync += [s.c1_valid.eq((column >= blk("tile_col")) & (column < s.col_hi) & ~s.stopping),
-                         s.c1_n.eq(column + s.n_offset), s.c1_value.eq(s.beat.data[s.lane])]
+            m.d.sync += [s.c1_valid.eq((s.column >= blk("tile_col")) & (s.column < s.col_hi) & ~s.stopping),
+                         s.c1_n.eq(s.column + s.n_offset), s.c1_value.eq(s.beat.data[s.lane])]
             with m.If(s.lane == lanes - 1):
-                m.d.sync += [s.beat_full.eq(0), s.group.eq(s.group + 1)]
+                m.d.sync += [s.beat_full.eq(0), *next_beat]
                 m.d.comb += finish.eq(s.beat.last)
             with m.Else():
                 m.d.sync += s.lane.eq(s.lane + 1)
         with m.If(finish & ~s.stopping):
             m.next = "TILE_DRAIN"
 
+    def _overlaps(self, s, beat_lo):
+        """Whether the tile-output beat starting at column ``beat_lo`` holds a block column."""
+        return (beat_lo < s.col_hi) & (beat_lo > s.beat_after)
+
     def _consume_pipeline(self, m, s):
         """Stages c1 (read the partial sum, add) and c2 (saturate to ``psum_bits``, write)."""
-        psum_bits, lanes, blk = self.cfg.psum_bits, self.cfg.datapath.lanes, s.blk
-        m.d.sync += [s.col_hi.eq(blk("tile_col") + blk("cols")), s.n_offset.eq(blk("n_start") - blk("tile_col"))]
-        m.d.comb += s.psum_rd.addr.eq(Mux(s.fsm.ongoing("BATCH_NORM"), s.n_issue, s.c1_n))
+        psum_bits, blk = self.cfg.psum_bits, s.blk
+        m.d.comb += s.column.eq(s.beat_lo + s.lane)
+        m.d.sync += [s.col_hi.eq(blk("tile_col") + blk("cols")),
+                     s.beat_after.eq(blk("tile_col") - self.cfg.datapath.lanes), s.n_offset.eq(blk("n_start") - blk("tile_col"))]
+        m.d.comb += [s.psum_add_rd.addr.eq(s.c1_n), s.psum_bn_rd.addr.eq(s.n_issue)]
         total = Signal(signed(psum_bits + 2))
-        m.d.comb += total.eq(Mux(blk("k_start") == 0, s.c1_value, s.psum_rd.data + s.c1_value))
+        m.d.comb += total.eq(Mux(blk("k_start") == 0, s.c1_value, s.psum_add_rd.data + s.c1_value))
         m.d.sync += [s.c2_valid.eq(s.c1_valid & ~s.stopping), s.c2_n.eq(s.c1_n), s.c2_total.eq(total)]
         over, under = s.c2_total > s.psum_hi, s.c2_total < s.psum_lo
         with m.If(s.c2_valid & ~s.stopping):
             m.d.comb += [s.psum_wr.addr.eq(s.c2_n), s.psum_wr.en.eq(1), self.sat_psum.eq(over | under),
                          s.psum_wr.data.eq(Mux(over, s.psum_hi, Mux(under, s.psum_lo, s.c2_total)))]
-        assert lanes >= 1
 
     # -- batch norm ----------------------------------------------------------------------------
     def _batch_norm_issue(self, m, s):
@@ -586,7 +592,7 @@ class LayerSequencer(wiring.Component):
         y1 = Signal(signed(psum_bits))
         out1 = Signal(signed(ADDRESS_BITS))
         param1 = Signal(16)
-        m.d.sync += [y1.eq(s.psum_rd.data), out1.eq(s.out_addr), param1.eq(s.param_ptr)]
+        m.d.sync += [y1.eq(s.psum_bn_rd.data), out1.eq(s.out_addr), param1.eq(s.param_ptr)]
         # stage 2: the parameters out of their memories, registered
         scale2, bias2 = Signal(signed(dp.bn_scale_bits)), Signal(signed(dp.bn_bias_bits))
         m.d.sync += [scale2.eq(self.scale_data), bias2.eq(self.bias_data)]
