@@ -223,17 +223,25 @@ class FpgaChipTop(wiring.Component):
         return m
 
     def _share_emulator(self, m, chip, emulator, weights) -> None:
-        """One emulator for every tile: the starting tile owns the conversion."""
+        """One emulator for every tile: the starting tile owns the conversion. Requests
+        and answers cross a register each way (the tiles and the emulator sit far apart
+        on the die)."""
         p = self.emulator_params
         port = emulator.adc
         owner = Signal(range(max(self.cfg.tile.count, 2)))
+        request = Signal.like(port.slice), Signal.like(port.plane), Signal.like(port.phase)
+        start, cancel, done = Signal(), Signal(), Signal()
+        codes = Signal.like(port.codes)
         for t, adc in enumerate(chip.adc):
             with m.If(adc.start):
-                m.d.comb += [port.slice.eq(adc.slice), port.plane.eq(adc.plane), port.phase.eq(adc.phase)]
-                m.d.sync += owner.eq(t)
-            m.d.comb += [adc.done.eq(port.done & (owner == t)), adc.codes.eq(port.codes)]
-        m.d.comb += [port.start.eq(_any([adc.start for adc in chip.adc])),
-                     port.cancel.eq(_any([adc.cancel & (owner == t) for t, adc in enumerate(chip.adc)]))]
+                m.d.sync += [request[0].eq(adc.slice), request[1].eq(adc.plane), request[2].eq(adc.phase),
+                             owner.eq(t)]
+            m.d.comb += [adc.done.eq(done & (owner == t)), adc.codes.eq(codes)]
+        m.d.sync += [start.eq(_any([adc.start for adc in chip.adc])),
+                     cancel.eq(_any([adc.cancel & (owner == t) for t, adc in enumerate(chip.adc)])),
+                     done.eq(port.done), codes.eq(port.codes)]
+        m.d.comb += [port.start.eq(start), port.cancel.eq(cancel), port.slice.eq(request[0]),
+                     port.plane.eq(request[1]), port.phase.eq(request[2])]
         # the owner's codes: tile t's rows follow tile t-1's in the weight memory
         m.d.comb += [weights.rd.addr.eq(owner * (p.slices * p.rows) + emulator.weight_rd.addr),
                      emulator.weight_rd.data.eq(weights.rd.data)]

@@ -141,8 +141,9 @@ class LayerSequencer(wiring.Component):
         s.stopping = Signal()
         m.d.comb += [self.pc.eq(s.pc), self.tag_position.eq(s.position), self.tile_sel.eq(s.tile),
                      self.tag_pc.eq(s.block_pc)]
-        s.abort, s.soft_reset = Signal(), Signal()   # registered: they reach every state's next-state logic
-        m.d.sync += [s.abort.eq(self.abort), s.soft_reset.eq(self.soft_reset)]
+        # registered: they reach every state's next-state logic (a timed-out tile stays silent)
+        s.abort, s.soft_reset, s.tile_timeout = Signal(), Signal(), Signal()
+        m.d.sync += [s.abort.eq(self.abort), s.soft_reset.eq(self.soft_reset), s.tile_timeout.eq(self.tile_timeout)]
         m.d.comb += s.stopping.eq(s.fail | s.abort | s.soft_reset)
         m.submodules.psum = psum = Memory(shape=signed(self.cfg.psum_bits), depth=self.cfg.sequencer.psum_words,
                                           init=[])
@@ -200,15 +201,24 @@ class LayerSequencer(wiring.Component):
             m.d.sync += [self.error_code.eq(Mux(s.fail, s.fail_code, ErrorCode.ABORTED)),
                          self.error_tile.eq(Mux(s.fail, s.fail_tile, 0)),
                          self.error_pc.eq(Mux(s.fail & s.fail_at_block, s.block_pc, s.pc))]
-        m.d.comb += [self.error.eq(stop & ~s.soft_reset),
-                     self.tile_abort.eq(s.abort | s.soft_reset | s.fail)]
+        m.d.comb += self.error.eq(stop & ~s.soft_reset)
+        m.d.sync += self.tile_abort.eq(s.abort | s.soft_reset | s.fail)   # the tile stops a cycle later
 
     def _outside_program(self, address):
         return address >= self.cfg.sequencer.program_words
 
-    def _jump(self, m, s, address):
-        """Continue at instruction ``address`` (its range checked into a register)."""
-        m.d.sync += [s.pc.eq(address), s.pc_bad.eq(self._outside_program(address))]
+    def _jump(self, m, s, address, bad=None):
+        """Continue at instruction ``address``; ``bad``: whether it is outside the program
+        memory (computed here when not given)."""
+        m.d.sync += [s.pc.eq(address), s.pc_bad.eq(self._outside_program(address) if bad is None else bad)]
+
+    def _next_pc(self, m, s):
+        """The instruction after this one (``pc + 1``, after an MVM's blocks ``pc + 1 +
+        blocks``) and whether it lies outside the program memory, registered (valid two
+        cycles after the instruction is loaded; no instruction ends sooner)."""
+        s.pc_next, s.pc_next_bad = Signal(18), Signal()
+        m.d.sync += [s.pc_next.eq(s.pc + 1 + Mux(s.is_mvm, s.op("blocks"), 0)),
+                     s.pc_next_bad.eq(self._outside_program(s.pc_next))]
 
     def _first_block(self, m, s, pc):
         m.d.sync += [s.block_no.eq(0), s.block_pc.eq(pc + 1), s.block_pc_bad.eq(self._outside_program(pc + 1))]
@@ -347,6 +357,7 @@ class LayerSequencer(wiring.Component):
     def _fsm(self, m, s):
         self._window_reader(m, s)
         self._instruction_checks(m, s)
+        self._next_pc(m, s)
         self._block_checks(m, s)
         self._pool_registers(m, s)
         s.setup_count = Signal(range(SETUP_CYCLES + 1))
@@ -521,7 +532,7 @@ class LayerSequencer(wiring.Component):
             with m.If(s.bn_done & ~s.stopping):
                 m.d.sync += s.position.eq(s.position + 1)
                 with m.If(self._step_position(m, s)):
-                    self._jump(m, s, s.pc + 1 + s.op("blocks"))
+                    self._jump(m, s, s.pc_next, s.pc_next_bad)
                     m.next = "FETCH"
                 with m.Else():
                     m.next = "BLOCK_FETCH"
@@ -531,7 +542,7 @@ class LayerSequencer(wiring.Component):
         """Take the tile's beats and walk their lanes (stage c0 of the consume pipeline)."""
         lanes, blk = self.cfg.datapath.lanes, s.blk
         stream_in = self.tile_stream
-        with m.If(self.tile_timeout):
+        with m.If(s.tile_timeout):
             self._error(m, s, ErrorCode.TIMEOUT, s.tile)
         m.d.comb += stream_in.ready.eq(~s.beat_full)
         next_beat = [s.beat_lo.eq(s.beat_next), s.beat_next.eq(s.beat_next + lanes),
@@ -722,7 +733,7 @@ class LayerSequencer(wiring.Component):
             m.d.sync += [s.pool_out.eq(s.pool_out + 1), s.setup_count.eq(SETUP_CYCLES - 1)]
             last = self._step_position(m, s, carry_channel=True) & (s.channel == op("channels") - 1)
             with m.If(last):
-                self._jump(m, s, s.pc + 1)
+                self._jump(m, s, s.pc_next, s.pc_next_bad)
                 m.next = "FETCH"
             with m.Else():
                 m.next = "POOL_INIT"
@@ -766,7 +777,7 @@ class LayerSequencer(wiring.Component):
             m.d.sync += [s.e_out.eq(s.e_out + 1), s.e_out_bad.eq(self._outside_memory(s.e_out + 1)),
                          s.e_left.eq(s.e_left - 1)]
             with m.If(s.e_left == 1):
-                self._jump(m, s, s.pc + 1)
+                self._jump(m, s, s.pc_next, s.pc_next_bad)
                 m.next = "FETCH"
             with m.Else():
                 m.next = "ELT_READ_A"
