@@ -255,6 +255,9 @@ def sim_command(config_path, build_dir, port, sessions, waves, chip):
 @click.option("--calibration-images", type=click.IntRange(1), default=None,
               help="Batch-norm recalibration images of --drift (training split; default 100 on the board, 4 on "
                    "the simulated board).")
+@click.option("--calibration-vectors", type=click.IntRange(1, 65536), default=None,
+              help="GDC calibration vectors per tile of --drift (default: analog.calibration_vectors of the "
+                   "configuration, 64).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("out/fpga/infer_drift.png"), show_default=True, help="Plot of --drift (PNG).")
 @click.option("--no-check", is_flag=True, help="Skip the comparison with the bit-true model.")
@@ -266,7 +269,7 @@ def sim_command(config_path, build_dir, port, sessions, waves, chip):
 @friendly_errors
 @link_errors
 def infer_command(model_path, config_path, sim, device, map_path, data_path, images, noise_bits, seed, drift_s, nu,
-                  gdc, drift_times, calibration_images, out_path, no_check, build_dir, as_json):
+                  gdc, drift_times, calibration_images, calibration_vectors, out_path, no_check, build_dir, as_json):
     """Run MODEL.onnx (default: the shipped digits CNN) on the FPGA chip top: compile it for the
     preset, load program, weights and parameters over the link, stream test images, read the
     classes; print accuracy, images/s over the link and the board's cycles per image. With
@@ -282,8 +285,10 @@ def infer_command(model_path, config_path, sim, device, map_path, data_path, ima
         raise click.UsageError("give exactly one of --sim and --port DEV")
     if gdc and drift_s is None:
         raise click.UsageError("--gdc compensates a drift: give --drift-s too")
-    times = _drift_times(drift_times, drift_s, gdc, calibration_images, out_path)
-    cfg = fpga_config(config_path, chip=True)
+    times = _drift_times(drift_times, drift_s, gdc, calibration_images, calibration_vectors, out_path)
+    board_cfg = cfg = fpga_config(config_path, chip=True)
+    if calibration_vectors is not None:  # the firmware's setting: the board is the same
+        cfg = board_cfg.replace(analog={"calibration_vectors": calibration_vectors})
     test = load_dataset(data_path, "test").head(images or (8 if sim else None))
     compiled = compile_for_board(cfg, model_path)
     x_int = quantise_images(compiled, test.inputs)
@@ -295,11 +300,12 @@ def infer_command(model_path, config_path, sim, device, map_path, data_path, ima
             check_writable_dir(build_dir, "--build-dir")
             if not as_json:
                 console.print(f"building the simulated board in {build_dir} ...", markup=False)
-            board = stack.enter_context(SimBoard(cfg, build_dir, sessions=1, chip=True))
+            board = stack.enter_context(SimBoard(board_cfg, build_dir, sessions=1, chip=True))
             url, timeout = board.url, 1800.0
         else:  # a socket URL is a simulated board started elsewhere: it loads far slower than the board
             url, timeout = device, (1800.0 if device.startswith("socket://") else None)
-        host = stack.enter_context(ChipHost.connect(url, map_path or cfg, baud=cfg.fpga.baud, timeout=timeout))
+        host = stack.enter_context(ChipHost.connect(url, map_path or board_cfg, baud=cfg.fpga.baud,
+                                                      timeout=timeout))
         host.identify()
         host.load_network(compiled)
         host.set_noise(noise_bits, seed)
@@ -334,11 +340,13 @@ def infer_command(model_path, config_path, sim, device, map_path, data_path, ima
         console.print(f"link faults: {report.link_faults} image(s) were run again", style="bold yellow", markup=False)
 
 
-def _drift_times(drift_times, drift_s, gdc, calibration_images, out_path):
+def _drift_times(drift_times, drift_s, gdc, calibration_images, calibration_vectors, out_path):
     """The times of ``--drift`` (None without it), after checking the options that go with it."""
     if drift_times is None:
-        if calibration_images is not None:
-            raise click.UsageError("--calibration-images is for the --drift scenario: give --drift too")
+        for name, value in (("--calibration-images", calibration_images),
+                            ("--calibration-vectors", calibration_vectors)):
+            if value is not None:
+                raise click.UsageError(f"{name} is for the --drift scenario: give --drift too")
         return None
     if drift_s is not None or gdc:
         raise click.UsageError("--drift runs its own drift steps and compensation: drop --drift-s and --gdc")

@@ -288,6 +288,19 @@ def test_firmware_compensation_over_the_link_on_the_simulated_board(tmp_path, ch
             host.recalibrate_batch_norm(np.zeros((2, 3, 3), dtype=np.float32))
         with pytest.raises(ValueError, match=r"tile must be one the loaded network uses \(0, 1\), not 5"):
             host.set_tile_gains(5, plan.unit_gains(), per_column=True)
+    # the command line: the drift scenario over the socket, every inference exact against the model
+    config = tmp_path / "small_chip.toml"
+    config.write_text(small_chip().to_toml())
+    result = CliRunner().invoke(main, ["fpga", "infer", "--port", chip_board.url, "--map", str(chip_board.map_path),
+                                       str(tmp_path / "small.onnx"), "--config", str(config), "--images", "2",
+                                       "--drift", "1d", "--calibration-images", "2", "--calibration-vectors", "4",
+                                       "--out", str(tmp_path / "drift.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["mismatches"] == 0 and summary["calibration_vectors"] == 4 and summary["calibration_images"] == 2
+    (row,) = summary["rows"]
+    assert row["t_s"] == 86400.0 and row["alpha_mean"] > 1.2 and {"none", "gdc", "gdc+bn"} <= set(row)
+    assert (tmp_path / "drift.png").stat().st_size > 0
 
 
 def test_firmware_compensation_refuses_what_does_not_fit(tmp_path):
@@ -324,6 +337,13 @@ def test_infer_needs_exactly_one_target_and_a_drift_to_compensate():
     assert result.exit_code == 2 and "give exactly one of --sim and --port DEV" in result.output
     result = CliRunner().invoke(main, ["fpga", "infer", "--sim", "--gdc"])
     assert result.exit_code == 2 and "--gdc compensates a drift: give --drift-s too" in result.output
+    for args, message in ((["--drift", "1d", "--drift-s", "10"], "--drift runs its own drift steps and compensation"),
+                          (["--calibration-images", "3"], "--calibration-images is for the --drift scenario"),
+                          (["--calibration-vectors", "3"], "--calibration-vectors is for the --drift scenario"),
+                          (["--drift", "1d,0.5"], "0.5 s is before the drift law's t0 of 1 s"),
+                          (["--drift", "1d,soon"], "'soon' is not a time")):
+        result = CliRunner().invoke(main, ["fpga", "infer", "--sim", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
 
 
 def test_drift_compensation_in_the_gains_restores_the_outputs(tmp_path):
