@@ -5,6 +5,8 @@
 every output against the bit-true model (:class:`EmulatedChipModel`) and reports accuracy,
 link throughput and the board's cycles per image. A link fault (an error counter of the
 bridge or the UART rising during an image) is reported and that image is run once more.
+:func:`run_drift_scenario` ages the devices and compensates with the firmware's measured GDC
+and batch-norm recalibration over the link, accuracy per compensation.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import numpy as np
 
 from neurophase.fpga.chip_host import ChipHost, EmulatedChipModel
 
-__all__ = ["InferenceReport", "COMPENSATIONS", "compile_for_board", "run_images", "run_drift_scenario", "image_seed"]
+__all__ = ["InferenceReport", "COMPENSATIONS", "compile_for_board", "run_images", "run_drift_scenario",
+           "image_seed"]
 
 
 def image_seed(seed: int, image: int) -> int:

@@ -174,7 +174,8 @@ class FirmwareCompensation:
         mean |y| per column, or its mean over the tile in every column (``analog.gdc``)."""
         sums = np.asarray(abs_sums, dtype=np.float64)
         if sums.shape != (self.cfg.tile.cols,):
-            raise ValueError(f"abs_sums must hold one sum per tile column ({self.cfg.tile.cols}), not shape {sums.shape}")
+            raise ValueError(f"abs_sums must hold one sum per tile column ({self.cfg.tile.cols}), "
+                             f"not shape {sums.shape}")
         per_column = sums / len(self.vectors)
         return per_column if self.per_column else np.full(self.cfg.tile.cols, per_column.mean())
 
