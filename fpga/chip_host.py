@@ -13,11 +13,10 @@ the firmware's drift compensation over the link (the algorithm of
 :class:`~neurophase.network.firmware.FirmwareCompensation`, shared with the chip
 co-simulation)::
 
-        host.measure_gdc_reference()         # r0 per tile, right after load_network
-        host.drift_step(86400, 0.05)         # the devices age (EMU_SCALE)
-        host.gdc()                           # r(t) measured, alpha = r0 / r(t) into the gains
-        host.recalibrate_batch_norm(images)  # statistics windows -> scale, bias, shift
-
+    host.measure_gdc_reference()         # r0 per tile, right after load_network
+    host.drift_step(86400, 0.05)         # the devices age (EMU_SCALE)
+    host.gdc()                           # r(t) measured, alpha = r0 / r(t) into the gains
+    host.recalibrate_batch_norm(images)  # statistics windows -> scale, bias, shift
 
 :class:`EmulatedChipModel` is the bit-true model of what the board computes: the compiled
 program on the chip interpreter with the shared crossbar emulator's codes.

@@ -184,16 +184,22 @@ def test_a_network_on_the_simulated_chip_board_is_exact_through_link_faults(tmp_
     assert summary["cycles_per_image"] == report.cycles_per_image  # the program's timing is data-independent
 
 
-def model_gdc_sums(model: EmulatedChipModel, plan, tile: int) -> list:
-    """``PSUM_ABS`` after the calibration vectors through ``tile`` on the bit-true model."""
+def calibration_windows(model: EmulatedChipModel, plan, tile: int, windows: dict | None = None) -> dict:
+    """The statistics windows after the calibration vectors through ``tile`` on the bit-true
+    model (accumulated into ``windows`` when given, else into cleared ones)."""
     chip = model.loaded_chip()
     chip.gains[tile] = plan.unit_gains()
     chip.load_program(list(model.compiled.program) + plan.calibration_program(tile))
-    windows = chip.enable_statistics()
+    windows = chip.enable_statistics(windows)
     for vector in plan.vectors:
         chip.activations[plan.scratch_in:plan.scratch_in + len(vector)] = vector
         chip.run(entry=plan.calibration_pc)
-    return windows["abs"][plan.scratch_param:plan.scratch_param + plan.cfg.tile.cols]
+    return windows
+
+
+def model_gdc_sums(model: EmulatedChipModel, plan, tile: int) -> list:
+    """``PSUM_ABS`` after the calibration vectors through ``tile`` on the bit-true model."""
+    return calibration_windows(model, plan, tile)["abs"][plan.scratch_param:plan.scratch_param + plan.cfg.tile.cols]
 
 
 def model_batch_norm(model: EmulatedChipModel, plan, x_int, written: dict) -> None:
@@ -330,6 +336,33 @@ def test_firmware_compensation_refuses_what_does_not_fit(tmp_path):
             run_drift_scenario(None, compiled, [], [], times, [])
     with pytest.raises(ValueError, match=r"nu must be a number in \[0, 1\], not 2"):
         run_drift_scenario(None, compiled, [], [], [10.0], [], nu=2)
+
+
+def test_model_statistics_windows_accumulate_and_saturate(tmp_path):
+    """The interpreter's statistics windows, as the chip's: kept across runs, 64-bit saturating."""
+    from neurophase.network.firmware import FirmwareCompensation
+
+    compiled = compile_for_board(small_chip().replace(analog={"calibration_vectors": 3}),
+                                 small_onnx(tmp_path / "small.onnx"))
+    plan = FirmwareCompensation(compiled)
+    model = EmulatedChipModel(compiled)
+    first, cols = plan.scratch_param, compiled.cfg.tile.cols
+    clean = calibration_windows(model, plan, 0)
+    assert clean["abs"][first] > 0 and clean["squares"][first] > 0
+    twice = calibration_windows(model, plan, 0, calibration_windows(model, plan, 0))
+    for name in ("sum", "squares", "abs"):
+        assert twice[name] == [2 * v for v in clean[name]], name
+    negative = first + int(np.argmin(clean["sum"][first:first + cols]))
+    assert clean["sum"][negative] < -1
+    entries = compiled.cfg.sequencer.param_words
+    near_top = {"sum": [0] * entries, "squares": [0] * entries, "abs": [0] * entries}
+    near_top["abs"][first], near_top["sum"][negative] = (1 << 64) - 2, -(1 << 63) + 1
+    calibration_windows(model, plan, 0, near_top)
+    assert near_top["abs"][first] == (1 << 64) - 1 and near_top["sum"][negative] == -(1 << 63)
+    assert near_top["abs"][first + 1:first + cols] == clean["abs"][first + 1:first + cols]
+    chip = model.loaded_chip()
+    with pytest.raises(ValueError, match=rf"statistics must map sum, squares and abs to {entries} entries"):
+        chip.enable_statistics({"sum": [0] * entries})
 
 
 def test_infer_needs_exactly_one_target_and_a_drift_to_compensate():
