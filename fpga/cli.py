@@ -371,19 +371,20 @@ def _infer_drift(host, compiled, x_int, labels, times, calibration, nu, seed, ch
     from neurophase.fpga.infer import run_drift_scenario
     from neurophase.network.study import time_label
 
+    where = target if target == "simulated board" else f"board {target}"
     if not as_json:
-        console.print(f"drift scenario on the {target}: {len(x_int)} test images, {len(calibration)} calibration "
-                      f"images, nu {nu:g}, times {', '.join(f'{t:g} s' for t in times)}", markup=False)
+        console.print(f"drift scenario on the {where}: {len(x_int)} test images, {len(calibration)} calibration "
+                      f"images, nu {nu:g}, times {', '.join(time_label(t) for t in times)}", markup=False)
     with status_reporter("fpga infer --drift") as report:
         res = run_drift_scenario(host, compiled, x_int, labels, times, calibration, nu=nu, seed=seed, check=check,
                                  progress=lambda text: report.update(status=text))
-    plot_network_drift(res["rows"], out_path)
+    plot_network_drift(res["rows"], out_path, target=f"the {where}")
     if as_json:
         emit_json({**res, "target": target, "plot": str(out_path)})
         return
     from rich.table import Table
 
-    table = Table(title=f"Accuracy on the {target} (%), firmware compensation over the link")
+    table = Table(title=f"Accuracy on the {where} (%), firmware compensation over the link")
     for name in ("time", "none", "GDC", "GDC + BN recal.", "mean alpha", "(t/1 s)^nu"):
         table.add_column(name, justify="right")
     for row in res["rows"]:
