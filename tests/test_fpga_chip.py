@@ -1,6 +1,7 @@
 """The FPGA chip top: its address map, the shared emulator's bit-true model, the chip preset
-with the shipped network, and a compiled network on the simulated board exact against the
-model, through link faults."""
+with the shipped network, a compiled network on the simulated board exact against the
+model through link faults, and the firmware's measured GDC and batch-norm recalibration
+over the link."""
 
 from __future__ import annotations
 
