@@ -596,13 +596,16 @@ class ChipHost(NeuroPhaseHost):
         ------
         ChipRunError
             When the program stops with an error (``ERROR`` decoded in the message) or does
-            not end within ``poll_timeout_s``.
+            not end within ``poll_timeout_s`` of the first ``STATUS`` answer (the link
+            delivers that answer only after every write queued before it).
         """
         from neurophase.chip_regmap import ERROR_CODES
 
-        deadline = time.monotonic() + self.poll_timeout_s
+        deadline = None
         while True:
             status = self.fields("chip.STATUS")
+            if deadline is None:  # from the first answer: the writes queued before it (a network load) are done
+                deadline = time.monotonic() + self.poll_timeout_s
             if status["error"]:
                 error = self.fields("chip.ERROR")
                 raise ChipRunError(f"the program stopped with error {error['code']} "
