@@ -116,8 +116,8 @@ def run_chip_network(compiled, images, labels, build_dir, *, seed: int = 0, read
     return run, json.loads(results.read_text(encoding="utf-8"))
 
 
-def plot_network_drift(rows: list[dict], path: str | Path) -> Path:
-    """Accuracy against time since programming, one line per compensation (PNG)."""
+def plot_network_drift(rows: list[dict], path: str | Path, target: str = "the chip RTL") -> Path:
+    """Accuracy on ``target`` against time since programming, one line per compensation (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -131,7 +131,7 @@ def plot_network_drift(rows: list[dict], path: str | Path) -> Path:
         ax.plot(times, [100 * r[name]["accuracy"] for r in rows], marker="o", label=label)
     ax.set_xscale("log")
     ax.set_xlabel("time since programming (s)")
-    ax.set_ylabel("accuracy on the chip RTL (%)")
+    ax.set_ylabel(f"accuracy on {target} (%)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

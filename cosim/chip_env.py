@@ -26,12 +26,11 @@ from neurophase.chip_regmap import chip_address_map, chip_register_map
 from neurophase.cosim.bridge import pack_codes, pack_fields, unpack_fields
 from neurophase.cosim.wishbone import WishboneMaster
 from neurophase.models.chip_isa import WORDS_PER_INSTRUCTION, Opcode
+from neurophase.network.firmware import STATS_WINDOWS, statistics_from_words
 from neurophase.network.golden import NetworkChip
 
 __all__ = ["ChipFirmware", "ChipBridge", "ReplayChip", "ChipRunError", "block_index_of_pc", "STATS_WINDOWS"]
 
-#: The statistics windows (sum of y, of y squared, of |y| per batch-norm parameter entry).
-STATS_WINDOWS = ("psum_sum", "psum_squares", "psum_abs")
 
 
 class ChipRunError(AssertionError):
@@ -124,13 +123,8 @@ class ChipFirmware:
         """Per entry: ``sum`` (signed), ``squares`` and ``abs`` as Python integers."""
         out = {}
         for name in STATS_WINDOWS:
-            values = []
-            for entry in range(first, first + count):
-                low = await self.bus.read(self.base[name] + 8 * entry)
-                high = await self.bus.read(self.base[name] + 8 * entry + 4)
-                value = low | high << 32
-                values.append(value - (1 << 64) if name == "psum_sum" and value >> 63 else value)
-            out[name.removeprefix("psum_")] = values
+            words = [await self.bus.read(self.base[name] + 4 * word) for word in range(2 * first, 2 * (first + count))]
+            out[name.removeprefix("psum_")] = statistics_from_words(name, words)
         return out
 
     async def write_instruction(self, pc: int, ins) -> None:

@@ -8,7 +8,16 @@
         host.load_network(compiled)          # program, batch-norm memories, tile registers, weights
         result = host.infer(x_int)           # one image: .output, .predicted, .cycles, .link_errors
 
-The same calls drive the board (serial port) and the simulated board (socket).
+The same calls drive the board (serial port) and the simulated board (socket), including
+the firmware's drift compensation over the link (the algorithm of
+:class:`~neurophase.network.firmware.FirmwareCompensation`, shared with the chip
+co-simulation)::
+
+    host.measure_gdc_reference()         # r0 per tile, right after load_network
+    host.drift_step(86400, 0.05)         # the devices age (EMU_SCALE)
+    host.gdc()                           # r(t) measured, alpha = r0 / r(t) into the gains
+    host.recalibrate_batch_norm(images)  # statistics windows -> scale, bias, shift
+
 :class:`EmulatedChipModel` is the bit-true model of what the board computes: the compiled
 program on the chip interpreter with the shared crossbar emulator's codes.
 """
@@ -22,6 +31,7 @@ import numpy as np
 
 from neurophase.fpga.host import HostError, NeuroPhaseHost, RegisterFile
 from neurophase.fpga.transports import open_transport
+from neurophase.network.firmware import program_words
 
 __all__ = ["ChipHost", "ChipRunError", "Inference", "EmulatedChipModel", "emulator_scale"]
 
@@ -89,11 +99,17 @@ class EmulatedChipModel:
     noise_bits : int
         ``EMU_NOISE.bits``.
     gains : dict or None
-        ``tile -> GAIN register values`` (one per column) replacing the compiled unit gains
-        (drift compensation written by :meth:`ChipHost.compensate_drift`).
+        ``tile -> drift-gain values`` (one per column) replacing the compiled unit gains
+        (drift compensation written by :meth:`ChipHost.compensate_drift` or :meth:`ChipHost.gdc`).
+    program : list or None
+        The program memory (Instructions or 256-bit words) in place of the compiled program
+        (the shifts batch-norm recalibration wrote).
+    bn_scale, bn_bias : int arrays (sequencer.param_words,) or None
+        The batch-norm parameter memories in place of the compiled ones.
     """
 
-    def __init__(self, compiled, *, scale: int | None = None, noise_bits: int = 0, gains: dict | None = None):
+    def __init__(self, compiled, *, scale: int | None = None, noise_bits: int = 0, gains: dict | None = None,
+                 program=None, bn_scale=None, bn_bias=None):
         from neurophase.models.crossbar_emulator import EmulatedChipArrays, EmulatorParams
 
         cfg = compiled.cfg
@@ -104,17 +120,46 @@ class EmulatedChipModel:
         self.arrays.emulator.scale = emulator_scale(cfg) if scale is None else scale
         self.arrays.emulator.noise_bits = noise_bits
         self.gains = {int(t): np.asarray(g, dtype=np.int64) for t, g in (gains or {}).items()}
+        self.program = None if program is None else list(program)
+        self.bn_scale = None if bn_scale is None else np.asarray(bn_scale, dtype=np.int64)
+        self.bn_bias = None if bn_bias is None else np.asarray(bn_bias, dtype=np.int64)
 
-    def run(self, x_int, seed: int = 1) -> tuple[np.ndarray, object]:
-        """The output tensor (flattened) and the run's statistics for one quantised image,
-        the noise LFSRs reseeded with ``seed`` first (as :meth:`ChipHost.infer` does)."""
+    @classmethod
+    def from_board(cls, host: "ChipHost") -> "EmulatedChipModel":
+        """The model of what ``host``'s board holds now: its loaded network, noise width and
+        ``EMU_SCALE``, and the drift gains, program and batch-norm memories read back."""
+        compiled = host._loaded()
+        return cls(compiled, scale=host.field("EMU_SCALE", "factor"), noise_bits=host.noise_bits,
+                   gains=host.tile_gains(), program=host.read_program(),
+                   bn_scale=host.read_array("bn_scale.BN_SCALE"), bn_bias=host.read_array("bn_bias.BN_BIAS"))
+
+    def loaded_chip(self):
+        """A chip interpreter loaded as the board is (program, memories, gains)."""
         from neurophase.network.compiler import interpreter
 
-        compiled = self.compiled
-        self.arrays.emulator.reseed(seed)
-        chip = interpreter(compiled, self.arrays)
+        chip = interpreter(self.compiled, self.arrays)
         for tile, gains in self.gains.items():
             chip.gains[tile] = gains
+        if self.program is not None:
+            chip.load_program(self.program)
+        if self.bn_scale is not None:
+            chip.bn_scale[:] = self.bn_scale
+        if self.bn_bias is not None:
+            chip.bn_bias[:] = self.bn_bias
+        return chip
+
+    def run(self, x_int, seed: int | None = 1, *, statistics: dict | None = None) -> tuple[np.ndarray, object]:
+        """The output tensor (flattened) and the run's statistics for one quantised image,
+        the noise LFSRs reseeded with ``seed`` first (as :meth:`ChipHost.infer` does; None
+        continues the sequence). ``statistics``: statistics windows
+        (:meth:`~neurophase.models.chip_golden.ChipInterpreter.enable_statistics`) the run's
+        batch-norm inputs accumulate into, as with ``CTRL.stats_en``."""
+        compiled = self.compiled
+        if seed is not None:
+            self.arrays.emulator.reseed(seed)
+        chip = self.loaded_chip()
+        if statistics is not None:
+            chip.enable_statistics(statistics)
         region, out = compiled.input, compiled.output
         chip.activations[region.base:region.base + region.size] = np.asarray(x_int).reshape(-1)
         stats = chip.run()
@@ -142,6 +187,11 @@ class ChipHost(NeuroPhaseHost):
                             "build or simulate the chip top (neurophase fpga build/sim --chip)")
         self.compiled = None
         self.noise_bits = 0
+        #: The program as the host last wrote it (batch-norm recalibration changes shifts).
+        self.program: list = []
+        #: ``tile -> r0`` of GDC (:meth:`measure_gdc_reference`).
+        self.gdc_r0: dict = {}
+        self._ctrl_keep = 0
 
     @classmethod
     def connect(cls, url: str, register_map, *, baud: int = 1_000_000, timeout: float | None = None) -> "ChipHost":
@@ -184,9 +234,12 @@ class ChipHost(NeuroPhaseHost):
         return {**self.fields("chip.CONFIG0"), **self.fields("chip.CONFIG1"), **self.fields("fpga.FPGA_CONFIG")}
 
     # -- loading ------------------------------------------------------------------------------
+    def _ctrl_bit(self, name: str) -> int:
+        return 1 << self.regs.field("chip.CTRL", name)["offset"]
+
     def _stop_if_busy(self) -> None:
         if self.field("chip.STATUS", "busy"):
-            self.write("chip.CTRL", 1 << self.regs.field("chip.CTRL", "abort")["offset"])
+            self.write("chip.CTRL", self._ctrl_keep | self._ctrl_bit("abort"))
 
     def load_network(self, compiled, *, scale: int | None = None, full_tiles: bool = False) -> None:
         """Load ``compiled`` (a :class:`~neurophase.network.compiler.CompiledNetwork` for this
@@ -205,7 +258,9 @@ class ChipHost(NeuroPhaseHost):
         """
         self._check_compiled(compiled)
         self._stop_if_busy()
-        self.write_array("program.PROGRAM", [w for ins in compiled.program for w in ins.words()])
+        self.statistics(False)
+        self.write("chip.ENTRY", 0)
+        self.write_array("program.PROGRAM", program_words(compiled.program))
         if len(compiled.bn_scale):
             self.write_array("bn_scale.BN_SCALE", compiled.bn_scale)
             self.write_array("bn_bias.BN_BIAS", compiled.bn_bias)
@@ -218,6 +273,8 @@ class ChipHost(NeuroPhaseHost):
         self._load_weights(compiled, full_tiles)
         self.set_fields("EMU_SCALE", factor=emulator_scale(compiled.cfg) if scale is None else scale)
         self.compiled = compiled
+        self.program = list(compiled.program)
+        self.gdc_r0 = {}
 
     def _check_compiled(self, compiled) -> None:
         cfg = compiled.cfg
@@ -303,8 +360,217 @@ class ChipHost(NeuroPhaseHost):
         return written
 
     def tile_gains(self) -> dict:
-        """``tile -> GAIN`` read back from every tile the loaded network uses."""
-        return {image.tile: self.read_array(f"tile{image.tile}.GAIN") for image in self._loaded().tiles}
+        """``tile -> drift gain of every column`` read back from every tile the loaded network
+        uses: its ``GAIN`` array, or ``DRIFT_GAIN.alpha`` in every column while
+        ``DRIFT.per_column`` is 0."""
+        gains = {}
+        for image in self._loaded().tiles:
+            tile = f"tile{image.tile}"
+            if self.field(f"{tile}.DRIFT", "per_column"):
+                gains[image.tile] = self.read_array(f"{tile}.GAIN")
+            else:
+                cols = self.regs.array(f"{tile}.GAIN")["length"]
+                gains[image.tile] = np.full(cols, self.field(f"{tile}.DRIFT_GAIN", "alpha"), dtype=np.int64)
+        return gains
+
+    def set_tile_gains(self, tile: int, gains, *, per_column: bool) -> None:
+        """Write ``tile``'s drift gains and select them: the ``GAIN`` array (one value per
+        column) with ``per_column``, else ``DRIFT_GAIN.alpha`` = ``gains[0]`` for the tile.
+
+        Raises
+        ------
+        ValueError
+            For a tile the loaded network does not use, or gains outside the register format.
+        """
+        used = [image.tile for image in self._loaded().tiles]
+        if isinstance(tile, bool) or tile not in used:
+            raise ValueError(f"tile must be one the loaded network uses ({', '.join(map(str, used))}), not {tile!r}")
+        gains = np.asarray(gains)
+        if per_column:
+            self.write_array(f"tile{tile}.GAIN", gains)
+        else:
+            self.set_fields(f"tile{tile}.DRIFT_GAIN", alpha=int(gains.reshape(-1)[0]))
+        self.set_fields(f"tile{tile}.DRIFT", per_column=int(bool(per_column)))
+
+    # -- firmware compensation over the link -------------------------------------------------
+    def compensation(self, calibration_images=None):
+        """The firmware's compensation plan (:class:`~neurophase.network.firmware.FirmwareCompensation`)
+        for the loaded network, with ``calibration_images`` for batch-norm recalibration."""
+        from neurophase.network.firmware import FirmwareCompensation
+
+        return FirmwareCompensation(self._loaded(), calibration_images)
+
+    def statistics(self, enabled: bool) -> None:
+        """Set or clear ``CTRL.stats_en`` (kept by every later command of :meth:`start`)."""
+        bit = self._ctrl_bit("stats_en")
+        self._ctrl_keep = (self._ctrl_keep | bit) if enabled else (self._ctrl_keep & ~bit)
+        self.write("chip.CTRL", self._ctrl_keep)
+
+    def clear_statistics(self, first: int, count: int) -> None:
+        """Zero parameter entries ``first .. first + count - 1`` of every statistics window."""
+        from neurophase.network.firmware import STATS_WINDOWS
+
+        for window in STATS_WINDOWS:
+            self.write_array(f"{window}.{window.upper()}", np.zeros(2 * count, dtype=np.int64), start=2 * first)
+
+    def read_statistics(self, first: int, count: int) -> dict:
+        """Entries ``first ..`` of the statistics windows: ``sum`` (signed), ``squares``,
+        ``abs``, each a list of Python integers."""
+        from neurophase.network.firmware import STATS_WINDOWS, statistics_from_words
+
+        return {window.removeprefix("psum_"): statistics_from_words(
+                    window, self.read_array(f"{window}.{window.upper()}", 2 * count, start=2 * first))
+                for window in STATS_WINDOWS}
+
+    def read_program(self) -> list[int]:
+        """The whole program memory as 256-bit words (word 0 of each instruction in bits 31:0)."""
+        from neurophase.models.chip_isa import WORDS_PER_INSTRUCTION
+
+        words = self.read_array("program.PROGRAM")
+        return [sum(int(w) << (32 * j) for j, w in enumerate(words[i:i + WORDS_PER_INSTRUCTION]))
+                for i in range(0, len(words), WORDS_PER_INSTRUCTION)]
+
+    def write_instruction(self, pc: int, instruction) -> None:
+        """Write one instruction at program address ``pc``."""
+        from neurophase.models.chip_isa import WORDS_PER_INSTRUCTION
+
+        self.write_array("program.PROGRAM", instruction.words(), start=pc * WORDS_PER_INSTRUCTION)
+
+    def _run_calibration(self, what: str) -> None:
+        self.start()
+        try:
+            self.wait()
+        except ChipRunError as exc:
+            raise ChipRunError(f"{what}: {exc}") from None
+
+    def measure_gdc(self) -> dict:
+        """``tile -> r`` of every used tile now: the tile's drift gain set to 1, the
+        calibration program run once per calibration vector with the statistics on,
+        ``r`` from ``PSUM_ABS`` (mean |y| per column, or its tile mean: ``analog.gdc``).
+        The gains stay 1 afterwards.
+
+        Raises
+        ------
+        ValueError
+            When the calibration program or its scratch space does not fit the board's memories.
+        ChipRunError
+            When a calibration run stops with an error.
+        """
+        plan = self.compensation()
+        cols = plan.cfg.tile.cols
+        r = {}
+        self.write("chip.ENTRY", plan.calibration_pc)
+        try:
+            for tile in plan.tiles:
+                self.set_tile_gains(tile, plan.unit_gains(), per_column=False)
+                self.write_array("program.PROGRAM", program_words(plan.calibration_program(tile)),
+                                 start=plan.word_address(plan.calibration_pc))
+                self.clear_statistics(plan.scratch_param, cols)
+                self.statistics(True)
+                for v, vector in enumerate(plan.vectors):
+                    self.write_array("activations.ACTIVATIONS", vector, start=plan.scratch_in)
+                    self._run_calibration(f"GDC calibration of tile {tile}, vector {v}")
+                self.statistics(False)
+                r[tile] = plan.gdc_r(self.read_statistics(plan.scratch_param, cols)["abs"])
+        finally:
+            self.statistics(False)
+            self.write("chip.ENTRY", 0)
+        return r
+
+    def measure_gdc_reference(self) -> dict:
+        """Measure and keep ``r0`` (call right after :meth:`load_network`, before any drift
+        step); returns ``tile -> r0``. The tiles' drift gains are 1 afterwards."""
+        self.gdc_r0 = self.measure_gdc()
+        return dict(self.gdc_r0)
+
+    def gdc(self) -> dict:
+        """Measured global drift compensation: ``r(t)`` of every used tile, ``alpha = r0 / r(t)``
+        written into its drift gains (``GAIN`` per column with ``analog.gdc = "per-column"``,
+        else ``DRIFT_GAIN``); returns ``tile -> alpha`` (one per column).
+
+        Raises
+        ------
+        HostError
+            When no reference was measured (:meth:`measure_gdc_reference`).
+        """
+        if not self.gdc_r0:
+            raise HostError("GDC needs the reference r0: call measure_gdc_reference() right after load_network()")
+        plan = self.compensation()
+        alphas = {}
+        for tile, r_t in self.measure_gdc().items():
+            alphas[tile], gains = plan.gdc_gains(self.gdc_r0[tile], r_t)
+            self.set_tile_gains(tile, gains, per_column=plan.per_column)
+        return alphas
+
+    def unit_gains(self) -> None:
+        """Every used tile's drift gain back to 1 (no compensation)."""
+        plan = self.compensation()
+        for tile in plan.tiles:
+            self.set_tile_gains(tile, plan.unit_gains(), per_column=False)
+
+    def restore_batch_norm(self) -> None:
+        """The compiled batch-norm memories and program (its shifts) back in the chip."""
+        compiled = self._loaded()
+        self._stop_if_busy()
+        if len(compiled.bn_scale):
+            self.write_array("bn_scale.BN_SCALE", compiled.bn_scale)
+            self.write_array("bn_bias.BN_BIAS", compiled.bn_bias)
+        self.write_array("program.PROGRAM", program_words(compiled.program))
+        self.program = list(compiled.program)
+
+    def recalibrate_batch_norm(self, images) -> dict:
+        """Batch-norm recalibration over the link: every MVM layer in program order is run
+        alone (END written after it) on the calibration ``images`` with the statistics on;
+        its scale and bias entries and its MVM's ``shift`` are rewritten from the measured
+        mean and deviation (:meth:`BatchNormCalibration.registers`). Later layers are
+        measured after the earlier ones are recalibrated.
+
+        Parameters
+        ----------
+        images : float array (n, *input_shape)
+            Calibration images (the training split's, not the test images).
+
+        Returns
+        -------
+        dict
+            ``layer -> {"scale", "bias", "shift", "sum", "squares"}``: the registers written
+            and the statistics they were computed from.
+
+        Raises
+        ------
+        ValueError
+            When ``images`` do not have the network's input shape or are empty.
+        ChipRunError
+            When a calibration run stops with an error.
+        """
+        from neurophase.fpga.infer import quantise_images
+        from neurophase.models.chip_isa import Instruction, Opcode
+
+        plan = self.compensation(images)
+        x_int = quantise_images(self._loaded(), plan.calibration_images)
+        program = list(self.program)
+        written = {}
+        for step in plan.batch_norm_steps(program):
+            self.write_instruction(step.end_pc, Instruction(Opcode.END, {}))
+            try:
+                self.clear_statistics(step.param_base, step.outputs)
+                self.statistics(True)
+                for i, x in enumerate(x_int):
+                    self.write_image(x)
+                    self._run_calibration(f"batch-norm calibration of layer {step.layer}, image {i}")
+            finally:
+                self.statistics(False)
+                self.write_instruction(step.end_pc, program[step.end_pc])
+            stats = self.read_statistics(step.param_base, step.outputs)
+            scale, bias, shift = plan.batch_norm_registers(step, stats["sum"], stats["squares"])
+            self.write_array("bn_scale.BN_SCALE", scale, start=step.param_base)
+            self.write_array("bn_bias.BN_BIAS", bias, start=step.param_base)
+            program[step.pc] = plan.with_shift(step, shift)
+            self.write_instruction(step.pc, program[step.pc])
+            self.program = list(program)
+            written[step.layer] = {"scale": scale, "bias": bias, "shift": int(shift), "sum": stats["sum"],
+                                   "squares": stats["squares"]}
+        return written
 
     # -- running --------------------------------------------------------------------------------
     def set_noise(self, bits: int, seed: int) -> None:
@@ -318,9 +584,10 @@ class ChipHost(NeuroPhaseHost):
         self.write_array("activations.ACTIVATIONS", np.asarray(x_int).reshape(-1), start=region.base)
 
     def start(self) -> None:
-        """Clear the sticky status bits and start the program at pc 0."""
+        """Clear the sticky status bits and start the program at ``ENTRY`` (pc 0 but during
+        a GDC measurement), keeping ``CTRL.stats_en``."""
         self.write("chip.STATUS", 0xFFFF_FFFF)
-        self.write("chip.CTRL", 1 << self.regs.field("chip.CTRL", "start")["offset"])
+        self.write("chip.CTRL", self._ctrl_keep | self._ctrl_bit("start"))
 
     def wait(self, poll_s: float = 0.0) -> dict:
         """Poll ``STATUS`` until the program ends; returns the status fields.
@@ -329,13 +596,16 @@ class ChipHost(NeuroPhaseHost):
         ------
         ChipRunError
             When the program stops with an error (``ERROR`` decoded in the message) or does
-            not end within ``poll_timeout_s``.
+            not end within ``poll_timeout_s`` of the first ``STATUS`` answer (the link
+            delivers that answer only after every write queued before it).
         """
         from neurophase.chip_regmap import ERROR_CODES
 
-        deadline = time.monotonic() + self.poll_timeout_s
+        deadline = None
         while True:
             status = self.fields("chip.STATUS")
+            if deadline is None:  # from the first answer: the writes queued before it (a network load) are done
+                deadline = time.monotonic() + self.poll_timeout_s
             if status["error"]:
                 error = self.fields("chip.ERROR")
                 raise ChipRunError(f"the program stopped with error {error['code']} "

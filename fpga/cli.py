@@ -245,20 +245,35 @@ def sim_command(config_path, build_dir, port, sessions, waves, chip):
 @click.option("--drift-s", type=FiniteFloat(min=1.0), default=None,
               help="Age the emulated devices to this many seconds after programming (EMU_SCALE).")
 @click.option("--nu", type=FiniteFloat(0.0, 1.0), default=0.05, show_default=True,
-              help="Drift exponent of --drift-s: conductance x (t / 1 s) ** -nu.")
-@click.option("--gdc", is_flag=True, help="With --drift-s: compensate the drift in every used tile's GAIN.")
+              help="Drift exponent of --drift-s and --drift: conductance x (t / 1 s) ** -nu.")
+@click.option("--gdc", is_flag=True, help="With --drift-s: compensate the drift in every used tile's GAIN "
+                                           "with the drift law's factor.")
+@click.option("--drift", "drift_times", default=None,
+              help="Drift scenario at these times since programming (e.g. 1h,1mo,1y; each >= 1 s): r0 measured "
+                   "after loading; at each time the devices age and the host runs the firmware's measured GDC and "
+                   "batch-norm recalibration over the link; accuracy per compensation.")
+@click.option("--calibration-images", type=click.IntRange(1), default=None,
+              help="Batch-norm recalibration images of --drift (training split; default 100 on the board, 4 on "
+                   "the simulated board).")
+@click.option("--calibration-vectors", type=click.IntRange(1, 65536), default=None,
+              help="GDC calibration vectors per tile of --drift (default: analog.calibration_vectors of the "
+                   "configuration, 64).")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("out/fpga/infer_drift.png"), show_default=True, help="Plot of --drift (PNG).")
 @click.option("--no-check", is_flag=True, help="Skip the comparison with the bit-true model.")
 @click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("out/fpga/sim_chip"),
               show_default=True, help="Folder of the simulated board (--sim).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (images, accuracy, mismatches, "
-                                                      "cycles_per_image, images_per_s, link_faults).")
+                                                      "cycles_per_image, images_per_s, link_faults; with --drift: "
+                                                      "rows per time with none, gdc, gdc+bn).")
 @friendly_errors
 @link_errors
 def infer_command(model_path, config_path, sim, device, map_path, data_path, images, noise_bits, seed, drift_s, nu,
-                  gdc, no_check, build_dir, as_json):
+                  gdc, drift_times, calibration_images, calibration_vectors, out_path, no_check, build_dir, as_json):
     """Run MODEL.onnx (default: the shipped digits CNN) on the FPGA chip top: compile it for the
     preset, load program, weights and parameters over the link, stream test images, read the
-    classes; print accuracy, images/s over the link and the board's cycles per image."""
+    classes; print accuracy, images/s over the link and the board's cycles per image. With
+    --drift, the drift scenario with the firmware's compensation over the link."""
     import contextlib
 
     from neurophase.cli import console, emit_json
@@ -270,7 +285,10 @@ def infer_command(model_path, config_path, sim, device, map_path, data_path, ima
         raise click.UsageError("give exactly one of --sim and --port DEV")
     if gdc and drift_s is None:
         raise click.UsageError("--gdc compensates a drift: give --drift-s too")
-    cfg = fpga_config(config_path, chip=True)
+    times = _drift_times(drift_times, drift_s, gdc, calibration_images, calibration_vectors, out_path)
+    board_cfg = cfg = fpga_config(config_path, chip=True)
+    if calibration_vectors is not None:  # the firmware's setting: the board is the same
+        cfg = board_cfg.replace(analog={"calibration_vectors": calibration_vectors})
     test = load_dataset(data_path, "test").head(images or (8 if sim else None))
     compiled = compile_for_board(cfg, model_path)
     x_int = quantise_images(compiled, test.inputs)
@@ -282,14 +300,20 @@ def infer_command(model_path, config_path, sim, device, map_path, data_path, ima
             check_writable_dir(build_dir, "--build-dir")
             if not as_json:
                 console.print(f"building the simulated board in {build_dir} ...", markup=False)
-            board = stack.enter_context(SimBoard(cfg, build_dir, sessions=1, chip=True))
+            board = stack.enter_context(SimBoard(board_cfg, build_dir, sessions=1, chip=True))
             url, timeout = board.url, 1800.0
         else:  # a socket URL is a simulated board started elsewhere: it loads far slower than the board
             url, timeout = device, (1800.0 if device.startswith("socket://") else None)
-        host = stack.enter_context(ChipHost.connect(url, map_path or cfg, baud=cfg.fpga.baud, timeout=timeout))
+        host = stack.enter_context(ChipHost.connect(url, map_path or board_cfg, baud=cfg.fpga.baud,
+                                                      timeout=timeout))
         host.identify()
         host.load_network(compiled)
         host.set_noise(noise_bits, seed)
+        if times is not None:
+            calibration = load_dataset(None, "train").inputs[:calibration_images or (4 if sim else 100)]
+            _infer_drift(host, compiled, x_int, test.labels, times, calibration, nu, seed, not no_check, out_path,
+                         "simulated board" if sim else str(device), as_json)
+            return
         if drift_s is not None:
             host.drift_step(drift_s, nu)
             if gdc:
@@ -314,3 +338,60 @@ def infer_command(model_path, config_path, sim, device, map_path, data_path, ima
                   markup=False)
     if report.link_faults:
         console.print(f"link faults: {report.link_faults} image(s) were run again", style="bold yellow", markup=False)
+
+
+def _drift_times(drift_times, drift_s, gdc, calibration_images, calibration_vectors, out_path):
+    """The times of ``--drift`` (None without it), after checking the options that go with it."""
+    if drift_times is None:
+        for name, value in (("--calibration-images", calibration_images),
+                            ("--calibration-vectors", calibration_vectors)):
+            if value is not None:
+                raise click.UsageError(f"{name} is for the --drift scenario: give --drift too")
+        return None
+    if drift_s is not None or gdc:
+        raise click.UsageError("--drift runs its own drift steps and compensation: drop --drift-s and --gdc")
+    from neurophase.network.sweep import parse_times
+    from neurophase.paths import check_writable_file
+
+    try:
+        times = parse_times(drift_times)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).replace("--times: ", "", 1), param_hint="--drift") from None
+    early = [t for t in times if t < 1.0]
+    if early:
+        raise click.BadParameter(f"{early[0]:g} s is before the drift law's t0 of 1 s; give times >= 1 s",
+                                 param_hint="--drift")
+    check_writable_file(out_path, "--out")
+    return times
+
+
+def _infer_drift(host, compiled, x_int, labels, times, calibration, nu, seed, check, out_path, target, as_json):
+    from neurophase.cli import console, emit_json, status_reporter
+    from neurophase.cosim.chip_cosim import plot_network_drift
+    from neurophase.fpga.infer import run_drift_scenario
+    from neurophase.network.study import time_label
+
+    where = target if target == "simulated board" else f"board {target}"
+    if not as_json:
+        console.print(f"drift scenario on the {where}: {len(x_int)} test images, {len(calibration)} calibration "
+                      f"images, nu {nu:g}, times {', '.join(time_label(t) for t in times)}", markup=False)
+    with status_reporter("fpga infer --drift") as report:
+        res = run_drift_scenario(host, compiled, x_int, labels, times, calibration, nu=nu, seed=seed, check=check,
+                                 progress=lambda text: report.update(status=text))
+    plot_network_drift(res["rows"], out_path, target=f"the {where}")
+    if as_json:
+        emit_json({**res, "target": target, "plot": str(out_path)})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Accuracy on the {where} (%), firmware compensation over the link")
+    for name in ("time", "none", "GDC", "GDC + BN recal.", "mean alpha", "(t/1 s)^nu"):
+        table.add_column(name, justify="right")
+    for row in res["rows"]:
+        table.add_row(time_label(row["t_s"]), *(f"{100 * row[c]['accuracy']:.1f}" for c in ("none", "gdc", "gdc+bn")),
+                      f"{row['alpha_mean']:.3f}", f"{1 / row['drift_factor']:.3f}")
+    _console().print(table)
+    if res["mismatches"] is not None:
+        console.print(f"  {res['mismatches']} output values differ from the bit-true model (registers as the host "
+                      "wrote them)", markup=False)
+    console.print(f"  plot: {out_path}", markup=False)

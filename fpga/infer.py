@@ -5,6 +5,8 @@
 every output against the bit-true model (:class:`EmulatedChipModel`) and reports accuracy,
 link throughput and the board's cycles per image. A link fault (an error counter of the
 bridge or the UART rising during an image) is reported and that image is run once more.
+:func:`run_drift_scenario` ages the devices and compensates with the firmware's measured GDC
+and batch-norm recalibration over the link, accuracy per compensation.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import numpy as np
 
 from neurophase.fpga.chip_host import ChipHost, EmulatedChipModel
 
-__all__ = ["InferenceReport", "compile_for_board", "run_images", "image_seed"]
+__all__ = ["InferenceReport", "COMPENSATIONS", "compile_for_board", "run_images", "run_drift_scenario",
+           "image_seed"]
 
 
 def image_seed(seed: int, image: int) -> int:
@@ -94,7 +97,8 @@ def run_images(host: ChipHost, compiled, x_int, labels, *, seed: int = 1, check:
     host : ChipHost
         Connected, with ``compiled`` loaded (:meth:`ChipHost.load_network`) and the noise
         set (:meth:`ChipHost.set_noise`; its width is what the model uses). The model reads
-        ``EMU_SCALE`` and the tiles' gains back from the board (a drift step, a compensation).
+        ``EMU_SCALE``, the tiles' drift gains, the program and the batch-norm memories back
+        from the board (a drift step, a compensation, a recalibration).
     compiled : CompiledNetwork
     x_int : int array (N, *input shape)
     labels : int array (N,)
@@ -109,8 +113,7 @@ def run_images(host: ChipHost, compiled, x_int, labels, *, seed: int = 1, check:
     x_int, labels = np.asarray(x_int), np.asarray(labels)
     if len(x_int) != len(labels):
         raise ValueError(f"{len(x_int)} images but {len(labels)} labels")
-    model = EmulatedChipModel(compiled, noise_bits=host.noise_bits, scale=host.field("EMU_SCALE", "factor"),
-                              gains=host.tile_gains()) if check else None
+    model = EmulatedChipModel.from_board(host) if check else None
     rows, faults, link_seconds = [], 0, 0.0
     for i, x in enumerate(x_int):
         result = host.infer(x, seed=image_seed(seed, i))
@@ -142,3 +145,85 @@ def run_images(host: ChipHost, compiled, x_int, labels, *, seed: int = 1, check:
         model_accuracy=float(np.mean(np.array([r["model_predicted"] for r in rows]) == labels)) if check and rows
         else None,
         per_image=rows)
+
+
+#: The compensations of a drift scenario, in the order they are applied at each time.
+COMPENSATIONS = ("none", "gdc", "gdc+bn")
+
+
+def _summary(report: InferenceReport) -> dict:
+    return {k: v for k, v in report.to_dict().items() if k != "per_image"}
+
+
+def run_drift_scenario(host: ChipHost, compiled, x_int, labels, times, calibration_images, *, nu: float = 0.05,
+                       seed: int = 1, check: bool = True, progress=None) -> dict:
+    """The drift scenario over the link, as the chip's firmware runs it: ``r0`` measured right
+    after programming; then at every time the emulated devices are aged
+    (:meth:`ChipHost.drift_step`) and the images run with no compensation (unit gains, the
+    compiled batch-norm), after the measured GDC (:meth:`ChipHost.gdc`) and after GDC plus
+    batch-norm recalibration (:meth:`ChipHost.recalibrate_batch_norm`).
+
+    Parameters
+    ----------
+    host : ChipHost
+        Connected, ``compiled`` loaded, the noise set, no drift step yet.
+    compiled : CompiledNetwork
+    x_int, labels
+        Quantised test images and their labels.
+    times : sequence of float
+        Seconds since programming, each at least 1 s (the drift law's t0).
+    calibration_images : float array (n, *input_shape)
+        Batch-norm recalibration images.
+    nu : float
+        Drift exponent: conductance x (t / 1 s) ** -nu.
+    seed, check, progress
+        As :func:`run_images`; ``progress`` is called with a line of text per stage.
+
+    Returns
+    -------
+    dict
+        ``images``, ``calibration_images``, ``calibration_vectors``, ``nu``, ``r0`` (tile ->
+        per column), ``mismatches`` (over every run; None without ``check``) and ``rows``: per
+        time ``t_s``, ``drift_factor`` ((t / 1 s) ** -nu), ``alpha`` (tile -> per column),
+        ``alpha_mean`` and one :class:`InferenceReport` summary per compensation
+        (``none``, ``gdc``, ``gdc+bn``).
+
+    Raises
+    ------
+    ValueError
+        For an empty list of times, a time under 1 s, a duplicate time or ``nu`` outside [0, 1].
+    """
+    times = [float(t) for t in times]
+    if not times:
+        raise ValueError("times must list at least one time since programming")
+    bad = [t for t in times if not np.isfinite(t) or t < 1.0]
+    if bad:
+        raise ValueError(f"times must be finite and at least 1 s (the drift law's t0), not {bad[0]!r}")
+    if len(set(times)) != len(times):
+        raise ValueError(f"times lists the same time more than once: {times}")
+    if isinstance(nu, bool) or not isinstance(nu, (int, float)) or not 0.0 <= nu <= 1.0:
+        raise ValueError(f"nu must be a number in [0, 1], not {nu!r}")
+    say = progress or (lambda text: None)
+    say(f"GDC reference r0 on {len(host.compensation().tiles)} tiles")
+    r0 = host.measure_gdc_reference()
+    rows = []
+    for t_s in times:
+        host.drift_step(t_s, nu)
+        host.unit_gains()
+        host.restore_batch_norm()
+        row = {"t_s": t_s, "drift_factor": t_s ** -nu}
+        say(f"t = {t_s:g} s: no compensation")
+        row["none"] = _summary(run_images(host, compiled, x_int, labels, seed=seed, check=check))
+        say(f"t = {t_s:g} s: GDC")
+        alphas = host.gdc()
+        row["alpha"] = {int(t): a.tolist() for t, a in alphas.items()}
+        row["alpha_mean"] = float(np.mean([a.mean() for a in alphas.values()]))
+        row["gdc"] = _summary(run_images(host, compiled, x_int, labels, seed=seed, check=check))
+        say(f"t = {t_s:g} s: batch-norm recalibration")
+        host.recalibrate_batch_norm(calibration_images)
+        row["gdc+bn"] = _summary(run_images(host, compiled, x_int, labels, seed=seed, check=check))
+        rows.append(row)
+    mismatches = int(sum(r[c]["mismatches"] for r in rows for c in COMPENSATIONS)) if check else None
+    return {"images": len(x_int), "calibration_images": len(calibration_images),
+            "calibration_vectors": len(host.compensation().vectors), "nu": nu,
+            "r0": {int(t): r.tolist() for t, r in r0.items()}, "mismatches": mismatches, "rows": rows}

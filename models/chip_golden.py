@@ -63,6 +63,9 @@ from neurophase.models.drift_gain import DriftGainParams, drift_gain
 from neurophase.models.fixed_point import round_half_up_shift, saturate, signed_range
 from neurophase.models.shift_add import ShiftAddParams, shift_add
 
+#: Width of the statistics windows' entries (saturating).
+STATS_BITS = 64
+
 __all__ = ["ErrorCode", "ChipProgramError", "ChipInterpreter", "RunStats", "CycleModel", "CYCLE_MODEL",
            "estimate_cycles", "ideal_code_source", "block_positions"]
 
@@ -258,6 +261,10 @@ class ChipInterpreter:
     ----------
     activations, bn_scale, bn_bias, trims, gains, psum : int64 arrays
         The memories and registers; write them between runs like the host does.
+    statistics : dict or None
+        The statistics windows while ``CTRL.stats_en`` is set (:meth:`enable_statistics`):
+        ``sum``, ``squares`` and ``abs`` of every batch-norm input, one Python integer per
+        parameter entry (64-bit saturating); None while it is clear.
     """
 
     def __init__(self, cfg: ChipConfig, codes: CodeSource, activations=None, bn_scale=None, bn_bias=None,
@@ -275,6 +282,7 @@ class ChipInterpreter:
         self.gains = (np.full(tiles, 1 << dp.gain_frac_bits, dtype=np.int64) if gains is None else
                       self._registers("gains", gains))
         self.psum = np.zeros(seq.psum_words, dtype=np.int64)
+        self.statistics: dict | None = None
         self._adc = AdcInterfaceParams.from_config(cfg)
         self._shift_add = ShiftAddParams.from_config(cfg)
         self._gain = DriftGainParams.from_config(cfg)
@@ -287,6 +295,26 @@ class ChipInterpreter:
             raise ValueError(f"{name} must be integers of shape (tile.count, tile.cols) = {shape}, not "
                              f"{array.dtype} of shape {array.shape}")
         return array.astype(np.int64).copy()
+
+    def enable_statistics(self, statistics: dict | None = None) -> dict:
+        """Accumulate every batch-norm input into the statistics windows (``CTRL.stats_en``):
+        into ``statistics`` (windows of an earlier run, kept as the chip keeps them) or into
+        cleared ones; returns the windows."""
+        entries = self.cfg.sequencer.param_words
+        if statistics is None:
+            statistics = {name: [0] * entries for name in ("sum", "squares", "abs")}
+        elif sorted(statistics) != ["abs", "squares", "sum"] or any(len(v) != entries for v in statistics.values()):
+            raise ValueError(f"statistics must map sum, squares and abs to {entries} entries (sequencer.param_words)")
+        self.statistics = statistics
+        return statistics
+
+    def _accumulate(self, param_base: int, y: np.ndarray) -> None:
+        top = (1 << STATS_BITS) - 1
+        windows = self.statistics
+        for e, value in enumerate(y.tolist(), start=param_base):
+            windows["sum"][e] = min(max(windows["sum"][e] + value, -(top + 1) // 2), top // 2)
+            windows["squares"][e] = min(windows["squares"][e] + value * value, top)
+            windows["abs"][e] = min(windows["abs"][e] + abs(value), top)
 
     # -- program memory -------------------------------------------------------------
     def load_program(self, program: Sequence) -> None:
@@ -422,6 +450,8 @@ class ChipInterpreter:
                 self.psum[cols] = clipped
             if outputs == 0:
                 continue
+            if self.statistics is not None:
+                self._accumulate(ins["param_base"], self.psum[:outputs])
             out = batch_norm(bn, self.psum[:outputs], self.bn_scale[params], self.bn_bias[params], shift,
                              bool(ins["relu"]))
             saturated = int(np.count_nonzero(out["z_clipped"] | out["result_clipped"]))

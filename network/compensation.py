@@ -29,7 +29,7 @@ from neurophase.models.drift_gain import DriftGainParams, gain_to_fixed
 from neurophase.models.gdc import gdc_alpha, gdc_reference
 from neurophase.network.graph import im2col
 from neurophase.network.golden import NetworkChip, Registers
-from neurophase.network.mapping import requant_registers
+from neurophase.network.mapping import MappedNetwork, requant_registers
 
 __all__ = ["GdcFirmware", "BatchNormCalibration", "COMPENSATIONS", "REPROGRAM", "CALIBRATION_IMAGES"]
 
@@ -74,19 +74,22 @@ class BatchNormCalibration:
 
     Parameters
     ----------
-    chip : NetworkChip
+    chip : NetworkChip or MappedNetwork
+        The chip :meth:`apply` measures; a mapped network alone is enough for
+        :meth:`registers` (a firmware that measures the statistics itself).
     images : float array (n, *input_shape)
         The calibration images (``CALIBRATION_IMAGES`` of the training set by default).
     """
 
-    def __init__(self, chip: NetworkChip, images: np.ndarray):
-        self.chip = chip
-        self.images = chip.mapped.network.check_inputs(images)
+    def __init__(self, chip: NetworkChip | MappedNetwork, images: np.ndarray):
+        self.chip = chip if isinstance(chip, NetworkChip) else None
+        self.mapped = chip.mapped if isinstance(chip, NetworkChip) else chip
+        self.images = self.mapped.network.check_inputs(images)
         self.reference = self._reference_statistics()
 
     def _reference_statistics(self) -> dict:
         """Per layer, mean and std of the float pre-affine value W x, in partial-sum units."""
-        mapped = self.chip.mapped
+        mapped = self.mapped
         tensors = mapped.network.run(self.images, keep=True)
         stats = {}
         for name, layer in mapped.layers.items():
@@ -100,7 +103,10 @@ class BatchNormCalibration:
 
     def apply(self, t_s: float, rng: np.random.Generator) -> Registers:
         """Measure every layer at ``t_s`` and rewrite its batch-norm registers; returns the registers."""
-        chip, mapped = self.chip, self.chip.mapped
+        chip, mapped = self.chip, self.mapped
+        if chip is None:
+            raise ValueError("BatchNormCalibration.apply measures a NetworkChip; this one was made from a "
+                             "MappedNetwork (registers() only)")
         for name, layer in mapped.layers.items():
             psum = chip.run(self.images, t_s, rng, trace=True).psums[name].reshape(-1, layer.n)
             scale, bias, shift = self.registers(name, psum.mean(axis=0), psum.std(axis=0))
@@ -111,11 +117,11 @@ class BatchNormCalibration:
     def registers(self, name: str, mean_t: np.ndarray, std_t: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """Batch-norm registers (S, beta, shift) of layer ``name`` that map partial sums of
         measured per-channel mean ``mean_t`` and deviation ``std_t`` onto the reference ones."""
-        mapped = self.chip.mapped
+        mapped = self.mapped
         layer = mapped.layers[name]
         mean_ref, std_ref = self.reference[name]
         gain = np.where(std_t > 0, std_ref / np.where(std_t > 0, std_t, 1.0), 1.0)
         units = layer.w_scale * layer.in_scale / mapped.codes_per_unit
         multiplier = layer.layer.scale * units / layer.out_scale * gain
         offset = (layer.layer.shift + layer.layer.scale * units * (mean_ref - mean_t * gain)) / layer.out_scale
-        return requant_registers(self.chip.cfg, multiplier, offset, layer.psum_bits)
+        return requant_registers(mapped.cfg, multiplier, offset, layer.psum_bits)
