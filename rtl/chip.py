@@ -193,12 +193,9 @@ class Chip(wiring.Component):
             wiring.connect(m, guard.downstream, tile.bus)
             self._connect_adc(m, self.adc[t], tile.adc)
             selected = seq.tile_sel == t
-            m.d.comb += [
-                guard.block.eq(1),
-                tile.seq_start.eq(seq.tile_start & selected),
-                tile.seq_abort.eq(seq.tile_abort),
-                tile.o_stream.ready.eq(~selected | stream_in.ready),
-            ]
+            m.d.comb += [guard.block.eq(1), tile.o_stream.ready.eq(~selected | stream_in.ready)]
+            # registered beside each tile: the strobes cross the die to every tile
+            m.d.sync += [tile.seq_start.eq(seq.tile_start & selected), tile.seq_abort.eq(seq.tile_abort)]
             with m.If(selected):
                 m.d.comb += [stream_in.valid.eq(tile.o_stream.valid), stream_in.payload.eq(tile.o_stream.payload)]
             timeouts.append(tile.timeout)
