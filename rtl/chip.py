@@ -1,8 +1,9 @@
 """Chip top: ``tile.count`` tiles, the activation, program and parameter memories, and the
 layer sequencer behind one Wishbone bus."""
 
-from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Signal, signed, unsigned
+from amaranth.hdl import ClockSignal, Instance, Module, ResetInserter, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from neurophase.chip_regmap import chip_address_map, chip_register_map
@@ -193,11 +194,17 @@ class Chip(wiring.Component):
             wiring.connect(m, guard.downstream, tile.bus)
             self._connect_adc(m, self.adc[t], tile.adc)
             selected = seq.tile_sel == t
-            m.d.comb += [guard.block.eq(1), tile.o_stream.ready.eq(~selected | stream_in.ready)]
+            m.d.comb += guard.block.eq(1)
             # registered beside each tile: the strobes cross the die to every tile
             m.d.sync += [tile.seq_start.eq(seq.tile_start & selected), tile.seq_abort.eq(seq.tile_abort)]
+            # and the tile's output crosses a two-entry FIFO (emptied by an abort), so no
+            # handshake runs through the sequencer and the tile in one cycle
+            output = SyncFIFO(width=len(tile.o_stream.payload.as_value()), depth=2)
+            m.submodules[f"tile{t}_output"] = ResetInserter(tile.seq_abort)(output)
+            m.d.comb += [output.w_data.eq(tile.o_stream.payload), output.w_en.eq(tile.o_stream.valid),
+                         tile.o_stream.ready.eq(output.w_rdy), output.r_en.eq(~selected | stream_in.ready)]
             with m.If(selected):
-                m.d.comb += [stream_in.valid.eq(tile.o_stream.valid), stream_in.payload.eq(tile.o_stream.payload)]
+                m.d.comb += [stream_in.valid.eq(output.r_rdy), stream_in.payload.eq(output.r_data)]
             timeouts.append(tile.timeout)
             tiles.append(tile)
         m.d.comb += seq.tile_timeout.eq(_any(timeouts))

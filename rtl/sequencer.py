@@ -161,8 +161,10 @@ class LayerSequencer(wiring.Component):
         self._consume_pipeline(m, s)
         self._batch_norm_pipeline(m, s)
         self._stop(m, s)
+        # a beat is taken whenever the beat register is free (outside an MVM: dropped)
+        m.d.comb += self.tile_stream.ready.eq(~s.beat_full)
         with m.If(s.stopping):
-            m.d.sync += s.w_left.eq(0)
+            m.d.sync += [s.w_left.eq(0), s.beat_full.eq(0)]
         return m
 
     def _declare(self, m, s):
@@ -371,7 +373,6 @@ class LayerSequencer(wiring.Component):
     def _control_states(self, m, s):
         op = s.op
         with m.State("IDLE"):
-            m.d.comb += self.tile_stream.ready.eq(1)
             with m.If(self.start & ~self.soft_reset & ~self.abort & ~s.soft_reset & ~s.abort):
                 self._jump(m, s, self.entry)
                 m.d.sync += [self.cycles.eq(0), self.mvms.eq(0), self.error_code.eq(0),
@@ -544,7 +545,6 @@ class LayerSequencer(wiring.Component):
         stream_in = self.tile_stream
         with m.If(s.tile_timeout):
             self._error(m, s, ErrorCode.TIMEOUT, s.tile)
-        m.d.comb += stream_in.ready.eq(~s.beat_full)
         next_beat = [s.beat_lo.eq(s.beat_next), s.beat_next.eq(s.beat_next + lanes),
                      s.overlaps.eq(self._overlaps(s, s.beat_next))]
         finish = Signal()
