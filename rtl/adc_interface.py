@@ -1,6 +1,6 @@
 """ADC interface: sequences an MVM's conversions, captures, trims and streams the codes."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -142,6 +142,7 @@ class AdcInterface(wiring.Component):
         in_flight = Signal()
         issued_all = Signal()
         waited = Signal(TIMEOUT_BITS)
+        expired = Signal()   # waited >= timeout_cycles, registered with each count (a short path to flush)
         next_slice = Signal(range(max(p.slices, 2)))
         next_plane = Signal(range(max(p.planes, 2)))
         next_phase = Signal(range(max(M, 2)))
@@ -159,7 +160,7 @@ class AdcInterface(wiring.Component):
 
         m.d.comb += [
             done_now.eq(in_flight & self.adc.done),
-            timeout_now.eq(in_flight & ~self.adc.done & (waited >= self.timeout_cycles)),
+            timeout_now.eq(in_flight & ~self.adc.done & expired),
             flush.eq(self.abort_mvm | timeout_now),
             plane_complete.eq(done_now & (held_phase == M - 1)),
             target.eq(fill ^ plane_complete),
@@ -182,6 +183,7 @@ class AdcInterface(wiring.Component):
                 m.d.sync += [
                     in_flight.eq(1),
                     waited.eq(1),
+                    expired.eq(self.timeout_cycles <= 1),
                     held_slice.eq(next_slice),
                     held_plane.eq(next_plane),
                     held_phase.eq(next_phase),
@@ -206,7 +208,7 @@ class AdcInterface(wiring.Component):
                 with m.If(issued_all):
                     m.d.sync += running.eq(0)
             with m.Elif(in_flight):
-                m.d.sync += waited.eq(waited + 1)
+                m.d.sync += [waited.eq(waited + 1), expired.eq(waited + 1 >= self.timeout_cycles)]
             with m.If(plane_complete):
                 m.d.sync += fill.eq(~fill)
 
