@@ -151,13 +151,13 @@ class CycleModel:
     """
 
     fetch: int = 4
-    block_fetch: int = 7
+    block_fetch: int = 8
     gather: int = 5
     conversion_overhead: int = 1
     tile_pipeline: int = 7
     batch_norm: int = 8
     pool_per_read: int = 1
-    pool_per_output: int = 11
+    pool_per_output: int = 12
     elementwise: int = 4
 
 

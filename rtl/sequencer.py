@@ -16,7 +16,7 @@ from neurophase.rtl.saturation import saturate_signed
 __all__ = ["LayerSequencer", "ErrorCode"]
 
 ADDRESS_BITS = 40   # exact activation addresses: in_base + channel * in_h * in_w + ... needs 37 bits with sign
-SETUP_CYCLES = 5    # cycles from a window's channel, offset or position to its registered first address
+SETUP_CYCLES = 6    # cycles from a window's channel, offset or position to its registered first address
 STATS_BITS = 64     # saturating statistics accumulators
 
 
@@ -260,9 +260,9 @@ class LayerSequencer(wiring.Component):
         ``base_y, base_x``: valid :data:`SETUP_CYCLES` cycles after those settle."""
         op = s.op
         s.base_y, s.base_x = Signal(signed(16)), Signal(signed(16))
-        channel = Mux(s.is_mvm, s.blk("c0"), s.channel)
-        ky0 = Mux(s.is_mvm, s.blk("ky0"), 0)
-        kx0 = Mux(s.is_mvm, s.blk("kx0"), 0)
+        channel, ky0, kx0 = Signal(16), Signal(4), Signal(4)   # selected and registered
+        m.d.sync += [channel.eq(Mux(s.is_mvm, s.blk("c0"), s.channel)), ky0.eq(Mux(s.is_mvm, s.blk("ky0"), 0)),
+                     kx0.eq(Mux(s.is_mvm, s.blk("kx0"), 0))]
         row_offset, lat_row = registered_product(m, s.base_y, op("in_w"), "corner_row")
         corner = Signal(signed(ADDRESS_BITS))
         m.d.sync += corner.eq(row_offset + delayed(m, s.base_x, lat_row, "corner_x"))
@@ -277,7 +277,7 @@ class LayerSequencer(wiring.Component):
                      s.origin_addr.eq(s.origin_channel + kernel_row + kx0)]
         s.origin_iy, s.origin_ix = Signal(signed(17)), Signal(signed(17))
         m.d.sync += [s.origin_iy.eq(s.base_y + ky0), s.origin_ix.eq(s.base_x + kx0)]
-        assert max(lat_row + 2, lat_channel + 2) <= SETUP_CYCLES - 1
+        assert max(lat_row + 2, 1 + lat_channel + 2) <= SETUP_CYCLES - 1
 
     # -- the window reader: im2col gathers and pooling windows ----------------------------------
     def _window_reader(self, m, s):
