@@ -71,7 +71,7 @@ def _block_verilog(block: str, cfg: ChipConfig) -> dict:
             "tile.v": chip_tile_verilog(cfg)}
 
 
-_HOP = re.compile(r"^Info:\s+(clk-to-q|routing|logic|setup)\s+[\d.]+\s+([\d.]+)\s+(?:Net|Source)\s+(\S+)")
+_HOP = re.compile(r"^Info:\s+(clk-to-q|routing|logic|setup)\s+([\d.]+)\s+([\d.]+)\s+(?:Net|Source)\s+(\S+)")
 
 
 def critical_path(log: str) -> list:
@@ -85,8 +85,12 @@ def critical_path(log: str) -> list:
         if not line.startswith("Info:") or line.strip() == "Info:":
             break
         match = _HOP.match(line)
-        if match and not re.search(r"(FCO|FCI|FCI_INT|\$CIN|COUT\[\d+\])$", match.group(3)):
-            hops.append(f"{match.group(2):>6} ns  {match.group(1):<8} {match.group(3)}")
+        if not match:
+            continue
+        kind, step, total, name = match.groups()
+        in_carry_chain = re.search(r"(FCO|FCI|FCI_INT|\$CIN|\$COUT)$", name) or (kind == "routing" and float(step) < 0.1)
+        if not in_carry_chain:
+            hops.append(f"{total:>6} ns  {kind:<8} {name}")
     return hops
 
 

@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -230,7 +230,9 @@ class LayerSequencer(wiring.Component):
         m.d.comb += [s.fail.eq(1), s.fail_code.eq(code), s.fail_tile.eq(tile_index), s.fail_at_block.eq(at_block)]
 
     def _outside_memory(self, address):
-        return (address < 0) | (address >= self.cfg.sequencer.activation_words)
+        address = Value.cast(address)
+        beyond = address >= self.cfg.sequencer.activation_words
+        return (address < 0) | beyond if address.shape().signed else beyond
 
     # -- registered functions of the instruction ----------------------------------------
     def _shape(self, m, s):

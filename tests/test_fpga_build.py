@@ -199,3 +199,40 @@ def test_board_top_places_pins_and_constrains_the_pll_clock():
         assert f'SITE "{site}"' in lpf
     assert 'FREQUENCY NET "pll_clock" 100000000.0 HZ;' in lpf
     assert "EHXPLLL" in plan.files["top.il"]
+
+
+NEXTPNR_PATH = """Info: Critical path report for clock 'clk' (posedge -> posedge):
+Info:       type curr  total name
+Info:   clk-to-q  0.52  0.52 Source instr_TRELLIS_FF_Q_175.Q
+Info:    routing  1.15  1.67 Net instr[3] (41,5) -> (37,5)
+Info:                          Sink no_blocks_LUT4_A_1_Z_LUT4_Z.C
+Info:      logic  0.45  2.12 Source adder_CCU2C_S0$CCU2_COMB1.FCO
+Info:    routing  0.00  2.12 Net adder_CCU2C_S0$CCU2_FCI_INT
+Info:      logic  0.24  2.36 Source no_blocks_LUT4_A_1_Z_LUT4_Z.F
+Info:    routing  1.43  3.79 Net psum_wr__data[9] (37,5) -> (30,3)
+Info:      setup  0.00  3.79 Source psum.1.2$DPRAM_COMB1.WD
+Info:
+Info: Max frequency for clock 'clk': 263.85 MHz (PASS at 100.00 MHz)
+"""
+
+
+def test_out_of_context_timing_reads_the_critical_path_and_checks_the_block():
+    from neurophase.fpga.timing import critical_path, out_of_context_timing
+
+    hops = critical_path("Info: Program finished normally.\n" + NEXTPNR_PATH)
+    assert [hop.split()[-1] for hop in hops] == [
+        "instr_TRELLIS_FF_Q_175.Q", "instr[3]", "no_blocks_LUT4_A_1_Z_LUT4_Z.F", "psum_wr__data[9]",
+        "psum.1.2$DPRAM_COMB1.WD"]
+    assert hops[-1].split()[0] == "3.79" and critical_path("no report") == []
+    with pytest.raises(ValueError, match=r"^block must be one of sequencer, chip-top, not 'tile'$"):
+        out_of_context_timing("tile", "/nonexistent")
+
+
+@pytest.mark.slow
+def test_chip_top_sequencer_meets_100_mhz_out_of_context(tmp_path):
+    """The layer sequencer of the FPGA chip preset alone on the ECP5 (minutes)."""
+    from neurophase.fpga.timing import out_of_context_timing
+
+    report = out_of_context_timing("sequencer", tmp_path)
+    assert report.utilisation["MULT18X18D"]["used"] >= 4 and report.critical_path
+    assert report.fmax_mhz >= 100.0 and report.timing_met, report.critical_path
