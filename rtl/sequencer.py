@@ -214,6 +214,14 @@ class LayerSequencer(wiring.Component):
         memory (computed here when not given)."""
         m.d.sync += [s.pc.eq(address), s.pc_bad.eq(self._outside_program(address) if bad is None else bad)]
 
+    def _next_instruction_if(self, m, s, finished, otherwise: str) -> None:
+        """On to the next instruction when ``finished``, else to state ``otherwise``."""
+        with m.If(finished):
+            self._jump(m, s, s.pc_next, s.pc_next_bad)
+            m.next = "FETCH"
+        with m.Else():
+            m.next = otherwise
+
     def _next_pc(self, m, s):
         """The instruction after this one (``pc + 1``, after an MVM's blocks ``pc + 1 +
         blocks``) and whether it lies outside the program memory, registered (valid two
@@ -534,11 +542,7 @@ class LayerSequencer(wiring.Component):
             self._batch_norm_issue(m, s)
             with m.If(s.bn_done & ~s.stopping):
                 m.d.sync += s.position.eq(s.position + 1)
-                with m.If(self._step_position(m, s)):
-                    self._jump(m, s, s.pc_next, s.pc_next_bad)
-                    m.next = "FETCH"
-                with m.Else():
-                    m.next = "BLOCK_FETCH"
+                self._next_instruction_if(m, s, self._step_position(m, s), "BLOCK_FETCH")
             self._leave_if(m, s)
 
     def _consume_tile(self, m, s):
@@ -734,11 +738,7 @@ class LayerSequencer(wiring.Component):
                          self.act_we.eq(~s.pool_bad)]
             m.d.sync += [s.pool_out.eq(s.pool_out + 1), s.setup_count.eq(SETUP_CYCLES - 1)]
             last = self._step_position(m, s, carry_channel=True) & (s.channel == op("channels") - 1)
-            with m.If(last):
-                self._jump(m, s, s.pc_next, s.pc_next_bad)
-                m.next = "FETCH"
-            with m.Else():
-                m.next = "POOL_INIT"
+            self._next_instruction_if(m, s, last, "POOL_INIT")
             self._leave_if(m, s)
 
     # -- element-wise --------------------------------------------------------------------------------
@@ -778,11 +778,7 @@ class LayerSequencer(wiring.Component):
                          self.act_we.eq(~s.e_out_bad & ~s.stopping)]
             m.d.sync += [s.e_out.eq(s.e_out + 1), s.e_out_bad.eq(self._outside_memory(s.e_out + 1)),
                          s.e_left.eq(s.e_left - 1)]
-            with m.If(s.e_left == 1):
-                self._jump(m, s, s.pc_next, s.pc_next_bad)
-                m.next = "FETCH"
-            with m.Else():
-                m.next = "ELT_READ_A"
+            self._next_instruction_if(m, s, s.e_left == 1, "ELT_READ_A")
             self._leave_if(m, s)
 
     @staticmethod
