@@ -180,6 +180,7 @@ class LayerSequencer(wiring.Component):
         s.n_issue, s.param_ptr = Signal(16), Signal(16)
         s.out_addr = Signal(signed(ADDRESS_BITS))
         s.b1_valid, s.b1_last, s.bn_done = Signal(), Signal(), Signal()
+        s.bn_valid = [None, s.b1_valid]   # by stage: see _valid_at
         s.pool_out, s.pool_bad = Signal(signed(ADDRESS_BITS)), Signal()
         s.e_a, s.e_b, s.e_out, s.e_left = Signal(21), Signal(21), Signal(21), Signal(20)
         s.e_a_bad, s.e_b_bad, s.e_out_bad = Signal(), Signal(), Signal()
@@ -632,7 +633,7 @@ class LayerSequencer(wiring.Component):
         m.d.sync += rounded.eq(rounded_sum >> s.shift)
         t_write = t_product + 4
         q, q_clipped = saturate_signed(m, rounded, A, "requant")
-        valid = self._valid_chain(m, s, t_write)
+        valid = self._valid_at(m, s, t_write)
         last = delayed(m, s.b1_last, t_write - 1, "bn_last")
         address = delayed(m, out1, t_write - 1 - 1, "bn_address")
         bad = Signal()
@@ -646,14 +647,15 @@ class LayerSequencer(wiring.Component):
         m.d.comb += s.bn_done.eq(valid & last & ~bad)
         self._statistics(m, s, y2, delayed(m, param1, 1, "stats_param"), 2)
 
-    def _valid_chain(self, m, s, stages):
-        """``b1_valid`` carried ``stages - 1`` registers further, cleared by a stop."""
-        valid = s.b1_valid
-        for stage in range(2, stages + 1):
-            following = Signal(name=f"bn_valid{stage}")
-            m.d.sync += following.eq(valid & ~s.stopping)
-            valid = following
-        return valid
+    def _valid_at(self, m, s, stage):
+        """``b1_valid`` as it reaches batch-norm stage ``stage`` (one register per stage,
+        cleared by a stop; one chain shared by the outputs and the statistics)."""
+        chain = s.bn_valid
+        while len(chain) <= stage:
+            following = Signal(name=f"bn_valid{len(chain)}")
+            m.d.sync += following.eq(chain[-1] & ~s.stopping)
+            chain.append(following)
+        return chain[stage]
 
     def _statistics(self, m, s, y, address, t_y):
         """Add y, y squared and |y| into the statistics entry ``address`` (64-bit,
@@ -675,7 +677,7 @@ class LayerSequencer(wiring.Component):
             magnitudes.eq(delayed(m, stored_abs, wait, "stats_abs") + delayed(m, magnitude, wait - 1, "stats_mag")),
         ]
         t_write = t_y + wait + 1
-        valid = self._valid_chain(m, s, t_write)
+        valid = self._valid_at(m, s, t_write)
         utop = (1 << STATS_BITS) - 1
         sum_sat, _ = saturate_signed(m, total, STATS_BITS, "stats_sum")
         m.d.comb += [
