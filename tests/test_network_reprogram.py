@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from neurophase.config import ChipConfig
 from neurophase.models.chip_state import load_state, save_state
 from neurophase.models.crossbar import AnalogTile, build_tile
+from neurophase.models.pulse import VERIFY_DELAY_S
 from neurophase.network import native as nn
 from neurophase.network.fisher import fisher_information, log_likelihood, weight_gradients
 
@@ -142,7 +143,12 @@ def test_reprogramming_reaches_scaled_targets_and_counts_pulses(seed):
 
     target = target_conductances(cfg, tile.mapping, tile.state.w_int, tile.state.ref_w_int)[devices] * 0.6
     assert cost.converged == devices.sum()  # every device within tolerance at its last verify
-    assert np.abs(tile.state.g_prog[devices] - target).max() < cfg.analog.pv_tolerance_us * 1.5
+    # The verify read that passed a device carries 1/f noise: the true error is within the
+    # tolerance plus a few of that read's standard deviations.
+    g = tile.state.g_prog[devices]
+    verify_sigma = np.abs(g) * tile.device.read_noise_q(target) * np.sqrt(
+        np.log((VERIFY_DELAY_S + tile.device.t_read) / (2 * tile.device.t_read)))
+    assert np.all(np.abs(g - target) < cfg.analog.pv_tolerance_us + 6 * verify_sigma)
     spent = tile.state.pulses - used
     assert spent[~devices].sum() == 0 and spent.sum() == cost.pulses
     assert cost.resets == int((used[devices] > 0).sum())  # one-shot programming left 1 pulse on every live device
