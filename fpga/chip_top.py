@@ -230,16 +230,18 @@ class FpgaChipTop(wiring.Component):
         port = emulator.adc
         owner = Signal(range(max(self.cfg.tile.count, 2)))
         request = Signal.like(port.slice), Signal.like(port.plane), Signal.like(port.phase)
-        start, cancel, done = Signal(), Signal(), Signal()
+        start, cancel = Signal(), Signal()
         codes = Signal.like(port.codes)
         for t, adc in enumerate(chip.adc):
             with m.If(adc.start):
                 m.d.sync += [request[0].eq(adc.slice), request[1].eq(adc.plane), request[2].eq(adc.phase),
                              owner.eq(t)]
-            m.d.comb += [adc.done.eq(done & (owner == t)), adc.codes.eq(codes)]
+            done = Signal(name=f"done_{t}")  # each tile's own register: the owner decode stays out of its path
+            m.d.sync += done.eq(port.done & (owner == t))
+            m.d.comb += [adc.done.eq(done), adc.codes.eq(codes)]
         m.d.sync += [start.eq(_any([adc.start for adc in chip.adc])),
                      cancel.eq(_any([adc.cancel & (owner == t) for t, adc in enumerate(chip.adc)])),
-                     done.eq(port.done), codes.eq(port.codes)]
+                     codes.eq(port.codes)]
         m.d.comb += [port.start.eq(start), port.cancel.eq(cancel), port.slice.eq(request[0]),
                      port.plane.eq(request[1]), port.phase.eq(request[2])]
         # the owner's codes: tile t's rows follow tile t-1's in the weight memory
