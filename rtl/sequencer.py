@@ -473,7 +473,8 @@ class LayerSequencer(wiring.Component):
     def _block_checks(self, m, s):
         """Whether the BLOCK entry is outside its tile or the instruction, registered."""
         cfg, blk = self.cfg, s.blk
-        s.block_bad = Signal()
+        s.block_invalid, s.block_bad, s.setup_last = Signal(), Signal(), Signal()
+        m.d.sync += s.block_invalid.eq(s.block[:OPCODE_BITS] != Opcode.BLOCK)
         m.d.sync += s.block_bad.eq((blk("tile") >= cfg.tile.count) | (blk("rows") == 0) | (blk("cols") == 0)
                                  | (blk("tile_row") + blk("rows") > cfg.tile.rows)
                                  | (blk("tile_col") + blk("cols") > cfg.tile.cols)
@@ -489,14 +490,16 @@ class LayerSequencer(wiring.Component):
             self._leave_if(m, s)
 
         with m.State("BLOCK_DECODE"):
-            m.d.sync += [s.block.eq(self.prog_data), s.setup_count.eq(SETUP_CYCLES - 1), s.rows.eq(0)]
+            m.d.sync += [s.block.eq(self.prog_data), s.setup_count.eq(SETUP_CYCLES - 1), s.setup_last.eq(0),
+                         s.rows.eq(0)]
             m.next = "BLOCK_SETUP"
             self._leave_if(m, s)
 
         with m.State("BLOCK_SETUP"):
-            m.d.sync += s.setup_count.eq(s.setup_count - 1)
-            with m.If(s.setup_count == 0):
-                with m.If(s.block[:OPCODE_BITS] != Opcode.BLOCK):
+            # the checks and the last cycle come from registers: the error reaches `stopping` in few levels
+            m.d.sync += [s.setup_count.eq(s.setup_count - 1), s.setup_last.eq(s.setup_count == 1)]
+            with m.If(s.setup_last):
+                with m.If(s.block_invalid):
                     self._error(m, s, ErrorCode.INVALID, at_block=True)
                 with m.Elif(s.block_bad):
                     self._error(m, s, ErrorCode.BAD_BLOCK, blk("tile"), at_block=True)
