@@ -5,7 +5,6 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import signed
 from amaranth.sim import Simulator
 
 from neurophase.config import ChipConfig, ConfigError

@@ -12,7 +12,6 @@ import os
 import random
 
 import cocotb
-import numpy as np
 from amaranth.hdl import signed
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
