@@ -6,7 +6,7 @@ import copy
 import json
 from pathlib import Path
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Array, Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,6 +26,9 @@ from neurophase.regmap_systemrdl import to_systemrdl_space
 from neurophase.rtl.chip import Chip
 from neurophase.rtl.csr_bank import CsrBank
 from neurophase.rtl.wishbone_decoder import WishboneDecoder
+
+#: Rows per first-stage multiplexer of the row-buffer read (a power of two).
+ROW_GROUP = 16
 
 __all__ = ["FpgaChipAddressMap", "FpgaChipTop", "chip_tile_verilog", "uart_divisor"]
 
@@ -195,7 +198,7 @@ class FpgaChipTop(wiring.Component):
         m.submodules.chip = chip = Chip(self.cfg)
         m.submodules.fpga_bank = bank = CsrBank(amap.window("fpga").regmap)
         m.submodules.weights = weights = WeightMemory(amap.window("weights").regmap)
-        m.submodules.emulator = emulator = CrossbarEmulator(self.emulator_params)
+        m.submodules.emulator = emulator = CrossbarEmulator(self.emulator_params, input_latency=2)
 
         m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx)]
         wiring.connect(m, rx.o_stream, bridge.i_stream)
@@ -247,8 +250,19 @@ class FpgaChipTop(wiring.Component):
         # the owner's codes: tile t's rows follow tile t-1's in the weight memory
         m.d.comb += [weights.rd.addr.eq(owner * (p.slices * p.rows) + emulator.weight_rd.addr),
                      emulator.weight_rd.data.eq(weights.rd.data)]
-        # the row buffer in place of the INPUT memory: one row per read, one cycle later
-        m.d.sync += emulator.input_rd.data[0].eq(chip.row_values[emulator.input_rd.addr])
+        self._row_buffer_read(m, chip.row_values, emulator.input_rd)
+
+    @staticmethod
+    def _row_buffer_read(m, rows, port) -> None:
+        """The row buffer in place of the INPUT memory: a multiplexer over the rows in two
+        registered stages (``ROW_GROUP`` rows, then the groups), data two cycles after the address."""
+        values = [Value.cast(rows[i]) for i in range(len(rows))]
+        groups = [values[i:i + ROW_GROUP] for i in range(0, len(values), ROW_GROUP)]
+        low, high = port.addr % ROW_GROUP, port.addr // ROW_GROUP
+        picked = [Signal(values[0].shape(), name=f"row_group_{g}") for g in range(len(groups))]
+        high_q = Signal(range(max(len(groups), 2)))
+        m.d.sync += [sel.eq(Array(group)[low]) for sel, group in zip(picked, groups)]
+        m.d.sync += [high_q.eq(high), port.data[0].eq(Array(picked)[high_q])]
 
 
 def _any(signals):

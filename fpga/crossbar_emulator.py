@@ -42,6 +42,9 @@ class CrossbarEmulator(wiring.Component):
     Parameters
     ----------
     params : EmulatorParams
+    input_latency : int
+        Cycles from ``input_rd.addr`` to its data: 1 (a memory) or 2 (a pipelined
+        multiplexer over a register array, as the chip top's row buffer).
 
     Members
     -------
@@ -51,7 +54,7 @@ class CrossbarEmulator(wiring.Component):
         Read port of the WEIGHT memory (a row of code pairs per group); data follows the
         address by ``WEIGHT_LATENCY`` = 2 cycles.
     input_rd : Out(ParamReadSignature(input shape, 1, rows))
-        Read port of the INPUT array.
+        Read port of the INPUT array; data follows the address by ``input_latency`` cycles.
     scale : In(SCALE_BITS)
         Unsigned drift x range factor, ``2**SCALE_FRAC_BITS`` is 1.0.
     noise_bits : In(4)
@@ -70,12 +73,17 @@ class CrossbarEmulator(wiring.Component):
     ------
     TypeError
         When ``params`` is not an EmulatorParams.
+    ValueError
+        When ``input_latency`` is not 1 or 2.
     """
 
-    def __init__(self, params: EmulatorParams):
+    def __init__(self, params: EmulatorParams, input_latency: int = 1):
         if not isinstance(params, EmulatorParams):
             raise TypeError(f"params must be an EmulatorParams, not {params!r}")
+        if isinstance(input_latency, bool) or input_latency not in (1, 2):
+            raise ValueError(f"input_latency must be 1 or 2 cycles, not {input_latency!r}")
         self.params = params
+        self.input_latency = input_latency
         p = params
         input_shape = signed(p.input_bits) if p.input_signed else unsigned(p.input_bits)
         super().__init__({
@@ -127,8 +135,8 @@ class CrossbarEmulator(wiring.Component):
         row = Signal(range(p.rows + 1))
         sums = [Signal(sum_shape, name=f"sum_{c}") for c in range(p.cols)]
 
-        # read issued at t: INPUT data at t+1 (its plane bit registered), WEIGHT data at t+2,
-        # masked differences registered at t+3, summed then
+        # read issued at t: INPUT data at t+1 (its plane bit registered) or at t+2, WEIGHT
+        # data at t+2, masked differences registered at t+3, summed then
         read_valid = Signal()
         weight_valid = Signal()
         diff_valid = Signal()
@@ -139,7 +147,10 @@ class CrossbarEmulator(wiring.Component):
         ]
         activation = self.input_rd.data[0].as_unsigned()
         bit = Signal()
-        m.d.sync += bit.eq(activation.bit_select(plane, 1))
+        if self.input_latency == 1:
+            m.d.sync += bit.eq(activation.bit_select(plane, 1))
+        else:
+            m.d.comb += bit.eq(activation.bit_select(plane, 1))
         m.d.sync += [weight_valid.eq(read_valid), diff_valid.eq(weight_valid)]
         for c in range(p.cols):
             pair = self.weight_rd.data[c]

@@ -33,9 +33,10 @@ def random_model(params: EmulatorParams, rng, seed=1) -> CrossbarEmulatorModel:
 class EmulatorHarness(Elaboratable):
     """The emulator with WEIGHT and INPUT memories initialised from a model."""
 
-    def __init__(self, model: CrossbarEmulatorModel):
+    def __init__(self, model: CrossbarEmulatorModel, input_latency: int = 1):
         self.model = model
-        self.emulator = CrossbarEmulator(model.params)
+        self.input_latency = input_latency
+        self.emulator = CrossbarEmulator(model.params, input_latency=input_latency)
 
     def elaborate(self, platform):
         m = Module()
@@ -50,14 +51,18 @@ class EmulatorHarness(Elaboratable):
                                                      init=[[int(v)] for v in self.model.inputs])
         w_rd, x_rd = weights.read_port(), inputs.read_port()
         # WEIGHT data two cycles after the address (as WeightMemory delivers it), INPUT one
-        m.d.comb += [w_rd.addr.eq(emu.weight_rd.addr), x_rd.addr.eq(emu.input_rd.addr),
-                     emu.input_rd.data.eq(x_rd.data)]
+        # (a memory) or two (an output register after it, as the chip top's row buffer)
+        m.d.comb += [w_rd.addr.eq(emu.weight_rd.addr), x_rd.addr.eq(emu.input_rd.addr)]
+        if self.input_latency == 1:
+            m.d.comb += emu.input_rd.data.eq(x_rd.data)
+        else:
+            m.d.sync += emu.input_rd.data.eq(x_rd.data)
         m.d.sync += emu.weight_rd.data.eq(w_rd.data)
         return m
 
 
-def run_harness(model: CrossbarEmulatorModel, testbench):
-    harness = EmulatorHarness(model)
+def run_harness(model: CrossbarEmulatorModel, testbench, input_latency: int = 1):
+    harness = EmulatorHarness(model, input_latency)
     sim = Simulator(harness)
     sim.add_clock(1e-8)
 
@@ -85,7 +90,8 @@ async def wait_done(ctx, emu, limit=400):
     raise AssertionError(f"no done within {limit} cycles")
 
 
-def test_conversions_match_golden_model(seed):
+@pytest.mark.parametrize("input_latency", [1, 2])
+def test_conversions_match_golden_model(seed, input_latency):
     rng = np.random.default_rng(seed)
     model = random_model(SMALL, rng)
     expected_model = random_model(SMALL, np.random.default_rng(seed))
@@ -106,7 +112,7 @@ def test_conversions_match_golden_model(seed):
     expected_model.noise_bits = 3
     expected_model.scale = 7 << SCALE_FRAC_BITS
     expected = [list(expected_model.convert(s, b, k)) for s, b, k in order]
-    run_harness(model, testbench)
+    run_harness(model, testbench, input_latency)
     assert results == expected
     assert any(abs(c) == 32 or c == 31 for codes in expected for c in codes), "the case should reach saturation"
 
@@ -225,4 +231,7 @@ def test_params_errors():
         warnings.simplefilter("ignore")  # the half-built component is never elaborated
         with pytest.raises(TypeError, match=r"^params must be an EmulatorParams, not 3$"):
             CrossbarEmulator(3)
+        for latency in (0, 3, True):
+            with pytest.raises(ValueError, match=rf"^input_latency must be 1 or 2 cycles, not {latency!r}$"):
+                CrossbarEmulator(SMALL, input_latency=latency)
         gc.collect()
