@@ -51,8 +51,10 @@ class ShiftAdd(wiring.Component):
         Results of one column group; ``saturated`` has a bit per lane that is set when any
         addition of that column was clipped; ``last`` marks the final group of an MVM.
     restart : In(1)
-        Drops the MVM in progress (every beat in the pipeline and a result waiting on
-        ``o_stream``); the next beat starts a new MVM.
+        Drops the MVM in progress (every beat in the pipeline, a beat offered on
+        ``i_stream`` in the same cycle and a result waiting on ``o_stream``); the next beat
+        starts a new MVM. The producer is expected to drop its beats in the same cycle
+        (the tile flushes every stage at once).
     busy : Out(1)
         An MVM is partly accumulated or a result is waiting.
     """
@@ -120,7 +122,9 @@ class ShiftAdd(wiring.Component):
             o_free.eq(~o_valid | self.o_stream.ready),
             c_done.eq(~c_last | o_free),
             b_advance.eq(b_valid & (~c_valid | c_done)),
-            self.i_stream.ready.eq(~self.restart & (~b_valid | b_advance)),
+            # not masked by `restart` (a beat offered then is dropped): `ready` feeds the
+            # producer's wide enables, and the restart is a late, far-reaching signal
+            self.i_stream.ready.eq(~b_valid | b_advance),
             accept.eq(self.i_stream.valid & self.i_stream.ready),
             rd.addr.eq(b_group),
             rd.en.eq(b_advance),
