@@ -160,6 +160,9 @@ class LayerSequencer(wiring.Component):
         self._fsm(m, s)
         self._consume_pipeline(m, s)
         self._batch_norm_pipeline(m, s)
+        # the parameter memories are read at the pointer in every cycle and state (a read has
+        # no side effect): the address goes from a register straight to the memories
+        m.d.comb += self.param_addr.eq(s.param_ptr)
         self._stop(m, s)
         # a beat is taken whenever the beat register is free (outside an MVM: dropped)
         m.d.comb += self.tile_stream.ready.eq(~s.beat_full)
@@ -599,7 +602,6 @@ class LayerSequencer(wiring.Component):
         """Stage b0: one output per cycle, its parameters and statistics read."""
         op = s.op
         with m.If(s.n_issue != op("outputs")):
-            m.d.comb += self.param_addr.eq(s.param_ptr)
             m.d.sync += [s.n_issue.eq(s.n_issue + 1), s.param_ptr.eq(s.param_ptr + 1),
                          s.out_addr.eq(s.out_addr + s.out_hw), s.b1_valid.eq(~s.stopping),
                          s.b1_last.eq(s.n_issue == op("outputs") - 1)]
