@@ -31,8 +31,8 @@ test-fpga-build: setup
 	$(BIN)/python -m pytest -m slow tests/test_fpga_build.py -k "not chip_top"
 
 # The chip top's bitstream build and the sequencer's out-of-context 100 MHz check (`slow`, up
-# to an hour on two shared cores; the chip top's 100 MHz check is an expected failure until the
-# tiles' control paths are pipelined too, docs/fpga.md): not yet run by CI.
+# to an hour on two shared cores; the chip top's 100 MHz check is an expected failure until its
+# last long paths are cut, docs/fpga.md): not yet run by CI.
 test-fpga-chip-build: setup
 	$(BIN)/python -m pytest -m slow tests/test_fpga_build.py -k chip_top
 
