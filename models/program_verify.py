@@ -58,7 +58,7 @@ import numpy as np
 
 from neurophase.config import ChipConfig
 from neurophase.models.devices import DeviceModel, check_finite, check_real, device_model_from_config
-from neurophase.models.pulse import VERIFY_DELAY_S, reset_pulse, set_pulse
+from neurophase.models.pulse import reset_pulse, set_pulse, verify_read_q
 from neurophase.regmap import Access, Array, Field, Register, RegisterMap
 
 __all__ = [
@@ -380,7 +380,6 @@ class DeviceArray:
         self.stuck = np.zeros(self.g.shape, bool) if stuck is None else np.asarray(stuck, bool)
         self.pulses = np.zeros(self.g.shape, np.int64)
         self.read_count = 0
-        self._read_factor = np.sqrt(np.log((VERIFY_DELAY_S + device.t_read) / (2 * device.t_read)))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -389,7 +388,7 @@ class DeviceArray:
     def read(self, rows) -> np.ndarray:
         """Verify-read codes of ``rows`` (an int or an index array), int64 of shape (P,) or (len, P)."""
         g = self.g[rows]
-        sigma = self.device.read_noise_q(g) * self._read_factor
+        sigma = verify_read_q(self.device, g)
         noisy = np.maximum(g + np.abs(g) * sigma * self.rng.standard_normal(g.shape), 0.0) / self.lsb_us
         if self.adc_noise_lsb:
             noisy = noisy + self.adc_noise_lsb * self.rng.standard_normal(g.shape)

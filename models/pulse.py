@@ -30,7 +30,7 @@ import numpy as np
 
 from neurophase.models.devices import DeviceModel, check_finite, check_real
 
-__all__ = ["set_pulse", "reset_pulse", "program_verify", "ProgramVerifyResult", "VERIFY_DELAY_S"]
+__all__ = ["set_pulse", "reset_pulse", "program_verify", "verify_read_q", "ProgramVerifyResult", "VERIFY_DELAY_S"]
 
 #: Time from a pulse to its verify read (model assumption: 1 µs).
 VERIFY_DELAY_S = 1e-6
@@ -84,6 +84,12 @@ class ProgramVerifyResult:
     converged: np.ndarray
 
 
+def verify_read_q(device: DeviceModel, g_us: np.ndarray) -> np.ndarray:
+    """Relative standard deviation of a verify read at conductance ``g_us``: the read
+    follows its pulse by ~VERIFY_DELAY_S, so 1/f noise is integrated over that span only."""
+    return device.read_noise_q(g_us) * np.sqrt(np.log((VERIFY_DELAY_S + device.t_read) / (2 * device.t_read)))
+
+
 def program_verify(device: DeviceModel, g_target_us: np.ndarray, rng: np.random.Generator,
                    tolerance_us: float = 0.5, max_iterations: int = 30,
                    g_start_us: np.ndarray | None = None, used_pulses: np.ndarray | None = None
@@ -115,8 +121,7 @@ def program_verify(device: DeviceModel, g_target_us: np.ndarray, rng: np.random.
     pulses = np.zeros(target.shape, np.int64)
     iterations = np.zeros(target.shape, np.int64)
     done = np.zeros(target.shape, bool)
-    # A verify read follows its pulse by ~VERIFY_DELAY_S: 1/f noise integrated over that span only.
-    q_read = device.read_noise_q(target) * np.sqrt(np.log((VERIFY_DELAY_S + device.t_read) / (2 * device.t_read)))
+    q_read = verify_read_q(device, target)
     for _ in range(max_iterations):
         read = g + np.abs(g) * q_read * rng.standard_normal(g.shape)
         error = target - read

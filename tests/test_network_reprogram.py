@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from neurophase.config import ChipConfig
 from neurophase.models.chip_state import load_state, save_state
 from neurophase.models.crossbar import AnalogTile, build_tile
-from neurophase.models.pulse import VERIFY_DELAY_S
+from neurophase.models.pulse import verify_read_q
 from neurophase.network import native as nn
 from neurophase.network.fisher import fisher_information, log_likelihood, weight_gradients
 
@@ -146,8 +146,7 @@ def test_reprogramming_reaches_scaled_targets_and_counts_pulses(seed):
     # The verify read that passed a device carries 1/f noise: the true error is within the
     # tolerance plus a few of that read's standard deviations.
     g = tile.state.g_prog[devices]
-    verify_sigma = np.abs(g) * tile.device.read_noise_q(target) * np.sqrt(
-        np.log((VERIFY_DELAY_S + tile.device.t_read) / (2 * tile.device.t_read)))
+    verify_sigma = np.abs(g) * verify_read_q(tile.device, target)
     assert np.all(np.abs(g - target) < cfg.analog.pv_tolerance_us + 6 * verify_sigma)
     spent = tile.state.pulses - used
     assert spent[~devices].sum() == 0 and spent.sum() == cost.pulses
