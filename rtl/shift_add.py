@@ -36,7 +36,10 @@ class ShiftAdd(wiring.Component):
     single group with ``lanes == columns``, see each other's sums); the last (slice,
     plane) of a group loads an output register instead, so ``o_stream``'s payload and
     ``valid`` come from flip-flops (``valid`` is only masked by ``restart``). A result
-    leaves three cycles after its last beat was accepted.
+    leaves three cycles after its last beat was accepted. When every constant is a signed
+    power of two (a power-of-two significance factor), B holds the codes already negated
+    where the constant is negative and the products are shifts: no multiplier, whose
+    placement far from B's and C's registers limits the clock.
 
     Parameters
     ----------
@@ -92,14 +95,22 @@ class ShiftAdd(wiring.Component):
         group = Signal(range(depth))
         step = Signal(range(steps))
         # padded to a power of two so every value of `step` selects an entry (no latch-like case)
-        padded = weights + [0] * (2 ** step.shape().width - steps)
-        weight_table = Array(Const(w, weight_shape) for w in padded)
+        padding = 2 ** step.shape().width - steps
+        shifts = _power_of_two_shifts(weights)
+        if shifts is None:
+            weight_table = Array(Const(w, weight_shape) for w in weights + [0] * padding)
+            code_shape = signed(p.adc_bits)
+        else:
+            shift_table = Array(Const(k, range(max(shifts) + 1)) for k in shifts + [0] * padding)
+            negative_table = Array(Const(w < 0) for w in weights + [0] * padding)
+            code_shape = signed(p.adc_bits + 1)   # a negated most negative code
 
         # stage B: the beat's codes and weight; the accumulator word is read here (the read
         # sees a write-back of stage C in the same cycle: the port is transparent)
         b_valid = Signal()
-        b_codes = Signal(data.ArrayLayout(signed(p.adc_bits), p.lanes), reset_less=True)
+        b_codes = Signal(data.ArrayLayout(code_shape, p.lanes), reset_less=True)
         b_weight = Signal(weight_shape, reset_less=True)
+        b_shift = Signal(range(max(shifts or [0]) + 1), reset_less=True)
         b_group = Signal(range(depth), reset_less=True)
         b_first = Signal(reset_less=True)
         b_last = Signal(reset_less=True)
@@ -136,12 +147,17 @@ class ShiftAdd(wiring.Component):
         with m.Elif(accept):
             m.d.sync += [
                 b_valid.eq(1),
-                b_codes.eq(self.i_stream.payload.codes),
-                b_weight.eq(weight_table[step]),
                 b_group.eq(group),
                 b_first.eq(step == 0),
                 b_last.eq(step == steps - 1),
             ]
+            codes = self.i_stream.payload.codes
+            if shifts is None:
+                m.d.sync += [b_codes.eq(codes), b_weight.eq(weight_table[step])]
+            else:
+                negative = negative_table[step]
+                m.d.sync += [b_codes[lane].eq(Mux(negative, -codes[lane], codes[lane])) for lane in range(p.lanes)]
+                m.d.sync += b_shift.eq(shift_table[step])
             with m.If(group == p.groups - 1):
                 m.d.sync += [group.eq(0), step.eq(Mux(step == steps - 1, 0, step + 1))]
             with m.Else():
@@ -159,7 +175,8 @@ class ShiftAdd(wiring.Component):
                 c_last.eq(b_last),
             ]
             for lane in range(p.lanes):
-                m.d.sync += c_products[lane].eq(b_codes[lane] * b_weight)
+                product = b_codes[lane] * b_weight if shifts is None else b_codes[lane] << b_shift
+                m.d.sync += c_products[lane].eq(product)
         with m.Elif(c_done):
             m.d.sync += c_valid.eq(0)
 
@@ -192,3 +209,10 @@ class ShiftAdd(wiring.Component):
             m.d.sync += o_valid.eq(0)
         m.d.comb += [self.o_stream.valid.eq(o_valid & ~self.restart), self.o_stream.payload.eq(o_payload)]
         return m
+
+
+def _power_of_two_shifts(weights: list[int]) -> list[int] | None:
+    """``log2 |w|`` of each constant when every one is a signed power of two, else None."""
+    if any(w == 0 or abs(w) & (abs(w) - 1) for w in weights):
+        return None
+    return [abs(w).bit_length() - 1 for w in weights]
