@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,7 @@ from neurophase.config import ChipConfig
 from neurophase.folder_lock import folder_lock
 from neurophase.fpga.board import BoardTop
 from neurophase.fpga.platforms import get_board
+from neurophase.progress import LogWatcher
 from neurophase.toolchain import ToolchainError
 
 __all__ = ["EcpToolchain", "find_ecp5_toolchain", "BuildReport", "build_bitstream", "parse_nextpnr_report",
@@ -203,7 +205,8 @@ def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolch
                           synth_opts=SYNTH_OPTS, nextpnr_opts="--timing-allow-fail --report report.json")  # relative: YoWASP sees only the build dir
     log = build_dir / "build.log"
     plan.extract(str(build_dir))
-    returncode = _run_script(build_dir, f"{plan.script}.sh", tools.env(), log, verbose, report_stage)
+    returncode = _run_script(build_dir, f"{plan.script}.sh", tools.env(), log, verbose, report_stage,
+                             build_dir / f"{TOP_NAME}.tim")
     if returncode != 0:
         tail = "".join(_tail(log, 15)) if log.exists() else ""
         raise BuildError(f"bitstream build for {spec.name} failed (exit {returncode}); see {log}\n{tail}")
@@ -223,26 +226,46 @@ def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolch
 
 
 #: nextpnr log lines that start a stage worth reporting -> the stage's name.
-_NEXTPNR_STAGES = (("Info: Packing", "nextpnr: packing"), ("Info: Running placer", "nextpnr: placing"),
-                   ("Info: Placed", "nextpnr: placing"), ("Info: Routing", "nextpnr: routing"),
-                   ("Info: Running router", "nextpnr: routing"))
+_NEXTPNR_STAGES = (("Info: Packing", "nextpnr: packing"),
+                   ("Info: Creating initial analytic placement", "nextpnr: placing (analytic)"),
+                   ("Info: Running simulated annealing placer", "nextpnr: placing (annealing)"),
+                   ("Info: Routing", "nextpnr: routing"), ("Info: Critical path report", "nextpnr: timing report"))
 
 
 def build_stage(line: str) -> str | None:
-    """The stage a line of the build's output starts, or None: ``sh -x`` echoes each tool's
-    command as ``+ <tool> ...``; nextpnr announces packing, placement and routing."""
+    """The stage a line of the build's output starts, or None: ``sh -x`` echoes each command
+    as ``+ <command> ...`` (the tools are reported; ``set``, ``[`` and ``:`` are the script's
+    own); nextpnr's log announces packing, placement, routing and the timing report."""
     if line.startswith("+ "):
         words = line[2:].split()
-        return f"running {Path(words[0]).name}" if words else None
+        return f"running {Path(words[0]).name}" if words and words[0] not in _SHELL_BUILTINS else None
     return next((stage for prefix, stage in _NEXTPNR_STAGES if line.startswith(prefix)), None)
 
 
+_SHELL_BUILTINS = frozenset({"set", "[", ":", "test", ".", "export", "cd", "echo", "exit"})
+
+
+class _StageReporter:
+    """Passes each stage on once, in order, from the reading thread and the log watcher."""
+
+    def __init__(self, report_stage: Callable[[str], None]):
+        self.report_stage, self.last, self.lock = report_stage, None, threading.Lock()
+
+    def __call__(self, stage: str) -> None:
+        with self.lock:
+            if stage != self.last:
+                self.report_stage(stage)
+                self.last = stage
+
+
 def _run_script(cwd: Path, script: str, env: dict, log: Path, verbose: bool,
-                report_stage: Callable[[str], None]) -> int:
+                report_stage: Callable[[str], None], tool_log: Path) -> int:
     """Run the build script with its commands echoed, its output into ``log`` (and to
-    stdout when ``verbose``), reporting each new stage; returns the exit status."""
-    last = None
-    with open(log, "w", encoding="utf-8") as out:
+    stdout when ``verbose``), reporting each new stage, nextpnr's from its own log
+    ``tool_log`` (it runs quiet); returns the exit status."""
+    report = _StageReporter(report_stage)
+    tool_log.unlink(missing_ok=True)   # a previous build's
+    with open(log, "w", encoding="utf-8") as out, LogWatcher(tool_log, report, parse=build_stage):
         process = subprocess.Popen(["sh", "-x", script], cwd=cwd, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, errors="replace")
         for line in process.stdout:
@@ -250,9 +273,8 @@ def _run_script(cwd: Path, script: str, env: dict, log: Path, verbose: bool,
             if verbose:
                 sys.stdout.write(line)
             stage = build_stage(line)
-            if stage and stage != last:
-                report_stage(stage)
-                last = stage
+            if stage:
+                report(stage)
         return process.wait()
 
 

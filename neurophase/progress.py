@@ -4,8 +4,8 @@ Long jobs (programming a tile, an FPGA build, a co-simulation, a sweep) report t
 plain callable, so the library stays free of any display code: :class:`StatusReporter`
 turns those calls into a live bar on a terminal, or into a status line on every new stage
 and at least every ``interval_s`` seconds when the output is a file or a pipe (a CI log).
-:class:`LogWatcher` follows a log file another process writes (the simulator's) and reports
-its ``progress:`` lines.
+:class:`LogWatcher` follows a log file another process writes (the simulator's, nextpnr's)
+and reports its ``progress:`` lines, or whichever lines its ``parse`` picks.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["StatusReporter", "LogWatcher", "PROGRESS_MARK"]
+__all__ = ["StatusReporter", "LogWatcher", "PROGRESS_MARK", "progress_text"]
 
 #: Marker of a progress line in a simulation log: ``... progress: 3/5 time points``.
 PROGRESS_MARK = "progress: "
@@ -106,22 +106,30 @@ class StatusReporter:
         self._last_line, self._last_text = now, text
 
 
+def progress_text(line: str) -> str | None:
+    """The text after :data:`PROGRESS_MARK` in ``line``, or None when it has none."""
+    return line.split(PROGRESS_MARK, 1)[1].strip() if PROGRESS_MARK in line else None
+
+
 class LogWatcher:
-    """Follows ``path`` in a background thread while a context is open and passes the text
-    after :data:`PROGRESS_MARK` of each new progress line to ``report``.
+    """Follows ``path`` in a background thread while a context is open and passes what
+    ``parse`` makes of each new line (by default the text of a progress line) to ``report``.
 
     Parameters
     ----------
     path : Path
         The log file (it may not exist yet; a file that shrinks is read from its start).
     report : callable
-        Called with each progress text, from the watcher's thread.
+        Called with each parsed text, from the watcher's thread.
     poll_s : float
         Seconds between two looks at the file.
+    parse : callable
+        A line -> the text to report, or None to skip the line.
     """
 
-    def __init__(self, path: str | Path, report: Callable[[str], None], poll_s: float = 0.5):
-        self.path, self.report, self.poll_s = Path(path), report, poll_s
+    def __init__(self, path: str | Path, report: Callable[[str], None], poll_s: float = 0.5,
+                 parse: Callable[[str], str | None] = progress_text):
+        self.path, self.report, self.poll_s, self.parse = Path(path), report, poll_s, parse
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch {self.path.name}", daemon=True)
         self._offset = 0
@@ -156,5 +164,6 @@ class LogWatcher:
         self._offset = size
         *lines, self._partial = text.split("\n")
         for line in lines:
-            if PROGRESS_MARK in line:
-                self.report(line.split(PROGRESS_MARK, 1)[1].strip())
+            text = self.parse(line)
+            if text is not None:
+                self.report(text)
