@@ -166,7 +166,11 @@ class LayerSequencer(wiring.Component):
         self._stop(m, s)
         # a beat is taken whenever the beat register is free (outside an MVM: dropped)
         m.d.comb += self.tile_stream.ready.eq(~s.beat_full)
-        with m.If(s.stopping):
+        # cleared in the cycle after a stop (the sequencer is idle then; the window and the
+        # beat are gated by `stopping` in the stop's own cycle): `stopping` is a late signal
+        s.stopped = Signal()
+        m.d.sync += s.stopped.eq(s.stopping)
+        with m.If(s.stopped):
             m.d.sync += [s.w_left.eq(0), s.beat_full.eq(0)]
         return m
 
