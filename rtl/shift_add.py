@@ -1,7 +1,8 @@
 """Shift-and-add: accumulates ADC codes over input bit-planes and weight slices."""
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from neurophase.models.shift_add import ShiftAddParams
@@ -34,12 +35,13 @@ class ShiftAdd(wiring.Component):
     the products, adds them to that word, saturates and writes the word back (the read
     port is transparent for this write, so consecutive beats of one group, down to a
     single group with ``lanes == columns``, see each other's sums); the last (slice,
-    plane) of a group loads an output register instead, so ``o_stream``'s payload and
-    ``valid`` come from flip-flops (``valid`` is only masked by ``restart``). A result
-    leaves three cycles after its last beat was accepted. When every constant is a signed
-    power of two (a power-of-two significance factor), B holds the codes already negated
-    where the constant is negative and the products are shifts: no multiplier, whose
-    placement far from B's and C's registers limits the clock.
+    plane) of a group writes its result into a two-entry FIFO instead, which ``o_stream``
+    reads (``valid`` is only masked by ``restart``): whether C may finish depends on the
+    FIFO's registered fill level, never on ``o_stream.ready``, so a consumer's ready chain
+    ends here. A result leaves three cycles after its last beat was accepted. When every
+    constant is a signed power of two (a power-of-two significance factor), B holds the
+    codes already negated where the constant is negative and the products are shifts: no
+    multiplier, whose placement far from B's and C's registers limits the clock.
 
     Parameters
     ----------
@@ -122,15 +124,15 @@ class ShiftAdd(wiring.Component):
         c_first = Signal(reset_less=True)
         c_last = Signal(reset_less=True)
         c_done = Signal()
-        # output register: the result beat of a column group (data registers are reset-less:
-        # a restart or the tile's flush clears only the valid bits, which keeps those nets small)
-        o_valid = Signal()
-        o_payload = Signal(self.o_stream.payload.shape(), reset_less=True)
+        # output: a two-entry FIFO of result beats, so whether a result may leave C depends
+        # on its registered fill level only and `o_stream.ready` reaches no earlier stage
+        results = SyncFIFO(width=len(self.o_stream.payload.as_value()), depth=2)
+        m.submodules.results = ResetInserter(self.restart)(results)
         o_free = Signal()
         accept = Signal()
 
         m.d.comb += [
-            o_free.eq(~o_valid | self.o_stream.ready),
+            o_free.eq(results.w_rdy),
             c_done.eq(~c_last | o_free),
             b_advance.eq(b_valid & (~c_valid | c_done)),
             # not masked by `restart` (a beat offered then is dropped): `ready` feeds the
@@ -139,7 +141,7 @@ class ShiftAdd(wiring.Component):
             accept.eq(self.i_stream.valid & self.i_stream.ready),
             rd.addr.eq(b_group),
             rd.en.eq(b_advance),
-            self.busy.eq(b_valid | c_valid | o_valid | (group != 0) | (step != 0)),
+            self.busy.eq(b_valid | c_valid | results.r_rdy | (group != 0) | (step != 0)),
         ]
 
         with m.If(self.restart):
@@ -196,18 +198,17 @@ class ShiftAdd(wiring.Component):
             wr.data.eq(result),
             wr.en.eq(c_valid & ~c_last & ~self.restart),
         ]
-        with m.If(self.restart):
-            m.d.sync += o_valid.eq(0)
-        with m.Elif(c_valid & c_last & o_free):
-            m.d.sync += [
-                o_valid.eq(1),
-                o_payload.data.eq(result.acc),
-                o_payload.saturated.eq(result.sat),
-                o_payload.last.eq(c_group == p.groups - 1),
-            ]
-        with m.Elif(self.o_stream.ready):
-            m.d.sync += o_valid.eq(0)
-        m.d.comb += [self.o_stream.valid.eq(o_valid & ~self.restart), self.o_stream.payload.eq(o_payload)]
+        beat = Signal(self.o_stream.payload.shape())
+        m.d.comb += [
+            beat.data.eq(result.acc),
+            beat.saturated.eq(result.sat),
+            beat.last.eq(c_group == p.groups - 1),
+            results.w_data.eq(beat.as_value()),
+            results.w_en.eq(c_valid & c_last),
+            self.o_stream.valid.eq(results.r_rdy & ~self.restart),
+            self.o_stream.payload.eq(results.r_data),
+            results.r_en.eq(self.o_stream.ready),
+        ]
         return m
 
 
