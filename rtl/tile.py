@@ -12,6 +12,7 @@ from neurophase.rtl.batch_norm import BatchNorm
 from neurophase.rtl.csr_bank import CsrBank
 from neurophase.rtl.drift_gain import DriftGain, column_values_layout
 from neurophase.rtl.shift_add import ShiftAdd
+from neurophase.rtl.skid_buffer import SkidBuffer
 from neurophase.rtl.wishbone import WishboneSignature
 
 __all__ = ["Tile", "TILE_BANK_MEMBERS", "BATCH_NORM_MEMBERS"]
@@ -126,9 +127,12 @@ class Tile(wiring.Component):
         m.d.comb += self.irq.eq(bank.irq)
 
         adc_if = AdcInterface(p.adc)
+        # the ADC interface's take drives its wide buffer enables: the skid buffer keeps the
+        # shift-and-add's ready (and everything behind it) out of that path
+        codes = SkidBuffer(adc_if.o_stream.payload.shape())
         shift_add = ShiftAdd(p.shift_add)
         drift = DriftGain(p.drift_gain)
-        stages = [("adc_interface", adc_if), ("shift_add", shift_add), ("drift_gain", drift)]
+        stages = [("adc_interface", adc_if), ("codes", codes), ("shift_add", shift_add), ("drift_gain", drift)]
         bn = None if self.on_chip else BatchNorm(p.batch_norm)
         if bn is not None:
             stages.append(("batch_norm", bn))
@@ -168,7 +172,8 @@ class Tile(wiring.Component):
         # -- datapath -----------------------------------------------------------------
         wiring.connect(m, adc_if.adc, wiring.flipped(self.adc))
         wiring.connect(m, adc_if.trim, csr("trim"))
-        wiring.connect(m, adc_if.o_stream, shift_add.i_stream)
+        wiring.connect(m, adc_if.o_stream, codes.i_stream)
+        wiring.connect(m, codes.o_stream, shift_add.i_stream)
         wiring.connect(m, shift_add.o_stream, drift.i_stream)
         wiring.connect(m, drift.gain, csr("gain"))
         m.d.comb += [
