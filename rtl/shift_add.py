@@ -99,20 +99,21 @@ class ShiftAdd(wiring.Component):
         # padded to a power of two so every value of `step` selects an entry (no latch-like case)
         padding = 2 ** step.shape().width - steps
         shifts = _power_of_two_shifts(weights)
+        # stage B holds the constant itself, or (powers of two) its shift
         if shifts is None:
             weight_table = Array(Const(w, weight_shape) for w in weights + [0] * padding)
             code_shape = signed(p.adc_bits)
+            b_weight = Signal(weight_shape, reset_less=True)
         else:
             shift_table = Array(Const(k, range(max(shifts) + 1)) for k in shifts + [0] * padding)
             negative_table = Array(Const(w < 0) for w in weights + [0] * padding)
             code_shape = signed(p.adc_bits + 1)   # a negated most negative code
+            b_shift = Signal(range(max(shifts) + 1), reset_less=True)
 
         # stage B: the beat's codes and weight; the accumulator word is read here (the read
         # sees a write-back of stage C in the same cycle: the port is transparent)
         b_valid = Signal()
         b_codes = Signal(data.ArrayLayout(code_shape, p.lanes), reset_less=True)
-        b_weight = Signal(weight_shape, reset_less=True)
-        b_shift = Signal(range(max(shifts or [0]) + 1), reset_less=True)
         b_group = Signal(range(depth), reset_less=True)
         b_first = Signal(reset_less=True)
         b_last = Signal(reset_less=True)
