@@ -25,6 +25,7 @@ from neurophase.regmap_export import to_litex_csv, write_regmap_exports
 from neurophase.regmap_systemrdl import to_systemrdl_space
 from neurophase.rtl.chip import Chip
 from neurophase.rtl.csr_bank import CsrBank
+from neurophase.rtl.wishbone_buffer import WishboneBuffer
 from neurophase.rtl.wishbone_decoder import WishboneDecoder
 
 #: Rows per first-stage multiplexer of the row-buffer read (a power of two).
@@ -136,7 +137,7 @@ class FpgaChipTop(wiring.Component):
     ``chip`` (the :class:`~neurophase.rtl.chip.Chip`'s own bus: every chip window),
     ``fpga`` (a :class:`CsrBank` of ``fpga_register_map(cfg, chip=True)``: emulator
     registers, link counters) and ``weights`` (a :class:`WeightMemory` holding every
-    tile's conductance codes, tile after tile). One tile converts at a time, so one
+    tile's conductance codes, tile after tile, behind a :class:`WishboneBuffer`). One tile converts at a time, so one
     :class:`CrossbarEmulator` answers every tile's ADC port: a conversion started on
     ``adc[t]`` makes ``t`` the owner, the emulator reads the owner's codes from the weight
     memory and the row the sequencer presents (``row_values``, one row per cycle,
@@ -206,7 +207,10 @@ class FpgaChipTop(wiring.Component):
         wiring.connect(m, bridge.bus, decoder.bus)
         wiring.connect(m, decoder.chip_bus, chip.bus)
         wiring.connect(m, decoder.fpga_bus, bank.bus)
-        wiring.connect(m, decoder.weights_bus, weights.bus)
+        # the weight memory's block RAMs spread over the die: its writes cross a register
+        m.submodules.weights_bus_buffer = weights_buffer = WishboneBuffer(amap.window("weights").addr_width)
+        wiring.connect(m, decoder.weights_bus, weights_buffer.upstream)
+        wiring.connect(m, weights_buffer.downstream, weights.bus)
         self._share_emulator(m, chip, emulator, weights)
         m.d.comb += [
             emulator.scale.eq(bank.emu_scale_factor),

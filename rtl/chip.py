@@ -15,6 +15,7 @@ from neurophase.rtl.memory_window import MemoryWindow
 from neurophase.rtl.sequencer import LayerSequencer
 from neurophase.rtl.tile import Tile
 from neurophase.rtl.wishbone import WishboneSignature
+from neurophase.rtl.wishbone_buffer import WishboneBuffer
 from neurophase.rtl.wishbone_decoder import WishboneDecoder
 
 __all__ = ["Chip", "row_drive_shape", "TILE_MODULE", "tile_instance_ports"]
@@ -52,6 +53,9 @@ class Chip(wiring.Component):
     time. The bus (:func:`~neurophase.chip_regmap.chip_address_map`) reaches the chip
     registers, the memories (only while the sequencer is idle) and every tile's registers
     (a tile's ``CTRL.start`` is refused with ``err``: the sequencer owns the tiles' starts).
+    Accesses enter through a :class:`WishboneBuffer` and reach each tile through another,
+    so no combinational path runs from the bus master across the die into a tile's
+    registers; each buffer adds two cycles to an access.
 
     Parameters
     ----------
@@ -109,8 +113,10 @@ class Chip(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        m.submodules.bus_buffer = bus_buffer = WishboneBuffer(self.address_map.addr_width)
         m.submodules.decoder = decoder = WishboneDecoder(self.address_map.addr_width, self.address_map.windows)
-        wiring.connect(m, wiring.flipped(self.bus), decoder.bus)
+        wiring.connect(m, wiring.flipped(self.bus), bus_buffer.upstream)
+        wiring.connect(m, bus_buffer.downstream, decoder.bus)
         m.submodules.sequencer = seq = LayerSequencer(self.cfg)
         m.submodules.bank = bank = CsrBank(self.regmap)
         wiring.connect(m, decoder.chip_bus, bank.bus)
@@ -190,8 +196,11 @@ class Chip(wiring.Component):
             m.submodules[f"tile{t}"] = Instance(TILE_MODULE, i_clk=ClockSignal(), i_rst=ResetSignal(), **ports)
             guard = CommandGuard(self.tile_regmap.addr_width, self.tile_regmap.address("CTRL") >> 2, start.offset)
             m.submodules[f"tile{t}_guard"] = guard
+            # the bus crosses the die to each tile through a register each way
+            m.submodules[f"tile{t}_bus_buffer"] = buffer = WishboneBuffer(self.tile_regmap.addr_width)
             wiring.connect(m, getattr(decoder, f"tile{t}_bus"), guard.upstream)
-            wiring.connect(m, guard.downstream, tile.bus)
+            wiring.connect(m, guard.downstream, buffer.upstream)
+            wiring.connect(m, buffer.downstream, tile.bus)
             self._connect_adc(m, self.adc[t], tile.adc)
             selected = seq.tile_sel == t
             m.d.comb += guard.block.eq(1)
