@@ -155,6 +155,7 @@ class LayerSequencer(wiring.Component):
 
         self._declare(m, s)
         self._shape(m, s)
+        self._position_flags(m, s)
         self._window_origin(m, s)
         self._counters(m)
         self._fsm(m, s)
@@ -271,6 +272,18 @@ class LayerSequencer(wiring.Component):
             s.shift_half.eq((Const(1, psum_bits + 1) << s.shift) >> 1),
         ]
 
+    def _position_flags(self, m, s):
+        """Whether ``ox``, ``oy`` and ``channel`` are at their last values, registered: valid
+        one cycle after they change and two after ``instr`` does. Between two position
+        steps (one per BATCH_NORM or POOL_WRITE visit) lie at least two cycles, so each
+        step reads them valid, and the comparisons stay out of the next-instruction logic."""
+        op = s.op
+        last = {name: Signal((op(name) - 1).shape(), name=f"{name}_last") for name in ("out_w", "out_h", "channels")}
+        s.at_last_x, s.at_last_y, s.at_last_channel = Signal(), Signal(), Signal()
+        m.d.sync += [*(last[name].eq(op(name) - 1) for name in last),
+                     s.at_last_x.eq(s.ox == last["out_w"]), s.at_last_y.eq(s.oy == last["out_h"]),
+                     s.at_last_channel.eq(s.channel == last["channels"])]
+
     def _window_origin(self, m, s):
         """The activation address, row and column of a window's first element, computed in
         registered stages from the window's channel and kernel offset (an MVM block's
@@ -359,8 +372,7 @@ class LayerSequencer(wiring.Component):
         """Next output position (ox, then oy; then the channel for pooling), the corner
         ``base_y, base_x`` following; returns the condition that it was the last."""
         op = s.op
-        last_x = s.ox == op("out_w") - 1
-        last_y = s.oy == op("out_h") - 1
+        last_x, last_y = s.at_last_x, s.at_last_y
         with m.If(~last_x):
             m.d.sync += [s.ox.eq(s.ox + 1), s.base_x.eq(s.base_x + op("stride_w"))]
         with m.Else():
@@ -707,7 +719,7 @@ class LayerSequencer(wiring.Component):
         s.pool_product, s.pool_latency = registered_product(m, pool_acc, reciprocal, "pool_product")
 
     def _pool_states(self, m, s):
-        op, A = s.op, self.cfg.datapath.activation_bits
+        A = self.cfg.datapath.activation_bits
         is_max = s.opcode == Opcode.POOL_MAX
         pool_acc, product, latency = s.pool_acc, s.pool_product, s.pool_latency
         with m.State("POOL_INIT"):
@@ -748,7 +760,7 @@ class LayerSequencer(wiring.Component):
             m.d.comb += [self.act_waddr.eq(s.pool_out), self.act_wdata.eq(Mux(is_max, pool_acc, average)),
                          self.act_we.eq(~s.pool_bad)]
             m.d.sync += [s.pool_out.eq(s.pool_out + 1), s.setup_count.eq(SETUP_CYCLES - 1)]
-            last = self._step_position(m, s, carry_channel=True) & (s.channel == op("channels") - 1)
+            last = self._step_position(m, s, carry_channel=True) & s.at_last_channel
             self._next_instruction_if(m, s, last, "POOL_INIT")
             self._leave_if(m, s)
 
