@@ -43,6 +43,7 @@ class WishboneMaster:
         self.timeout_cycles = timeout_cycles
         self.port = {signal: getattr(dut, port_name(name, signal)) for signal in _SIGNALS}
         self.cycles = 0
+        self.answer_cycles = 0   # of the last access: cycles from its start to its answer
         self._idle()
 
     def _idle(self) -> None:
@@ -68,6 +69,7 @@ class WishboneMaster:
                 await RisingEdge(self.clock)
                 self._idle()
                 self.cycles += waited + 1
+                self.answer_cycles = waited
                 return response
         raise BusTimeout(f"no ack or err {self.timeout_cycles} cycles after an access to {address:#x}")
 

@@ -186,7 +186,7 @@ class Chip(wiring.Component):
         cfg = self.cfg
         tiles = []
         timeouts = []
-        stream_in = seq.tile_stream
+        merged = self._merged_tile_output(m, seq)
         start = self.tile_regmap.register("CTRL").field("start")
         for t in range(cfg.tile.count):
             tile = self.tile_signature.create(path=(f"tile{t}",))
@@ -206,18 +206,32 @@ class Chip(wiring.Component):
             m.d.comb += guard.block.eq(1)
             # registered beside each tile: the strobes cross the die to every tile
             m.d.sync += [tile.seq_start.eq(seq.tile_start & selected), tile.seq_abort.eq(seq.tile_abort)]
-            # and the tile's output crosses a two-entry FIFO (emptied by an abort), so no
-            # handshake runs through the sequencer and the tile in one cycle
+            # and the tile's output crosses a two-entry FIFO beside it (emptied by an abort),
+            # then the one beside the sequencer: no handshake and no selection runs from the
+            # tiles into the sequencer's state in one cycle
             output = SyncFIFO(width=len(tile.o_stream.payload.as_value()), depth=2)
             m.submodules[f"tile{t}_output"] = ResetInserter(tile.seq_abort)(output)
             m.d.comb += [output.w_data.eq(tile.o_stream.payload), output.w_en.eq(tile.o_stream.valid),
-                         tile.o_stream.ready.eq(output.w_rdy), output.r_en.eq(~selected | stream_in.ready)]
+                         tile.o_stream.ready.eq(output.w_rdy), output.r_en.eq(~selected | merged.w_rdy)]
             with m.If(selected):
-                m.d.comb += [stream_in.valid.eq(output.r_rdy), stream_in.payload.eq(output.r_data)]
+                m.d.comb += [merged.w_en.eq(output.r_rdy), merged.w_data.eq(output.r_data)]
             timeouts.append(tile.timeout)
             tiles.append(tile)
         m.d.comb += seq.tile_timeout.eq(_any(timeouts))
         return tiles
+
+    def _merged_tile_output(self, m, seq) -> SyncFIFO:
+        """The running tile's beats on their way into the sequencer: a two-entry FIFO beside
+        it, emptied in the abort's cycle and the next (the tiles' own FIFOs empty a cycle
+        later than this one, so a beat can still leave them in that cycle)."""
+        stream_in = seq.tile_stream
+        merged = SyncFIFO(width=len(stream_in.payload.as_value()), depth=2)
+        abort_seen = Signal()
+        m.d.sync += abort_seen.eq(seq.tile_abort)
+        m.submodules.tile_output = ResetInserter(seq.tile_abort | abort_seen)(merged)
+        m.d.comb += [stream_in.valid.eq(merged.r_rdy), stream_in.payload.eq(merged.r_data),
+                     merged.r_en.eq(stream_in.ready)]
+        return merged
 
     def _connect_adc(self, m, chip_port, tile_port) -> None:
         """The tile's ADC port to the chip's; the codes too unless they come from ``adc_codes_io``."""

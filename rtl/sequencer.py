@@ -284,6 +284,17 @@ class LayerSequencer(wiring.Component):
                      s.at_last_x.eq(s.ox == last["out_w"]), s.at_last_y.eq(s.oy == last["out_h"]),
                      s.at_last_channel.eq(s.channel == last["channels"])]
 
+    def _row_buffer(self, m, s):
+        """The row buffer's writes from registers only, none through the state machine: the
+        clear a cycle after BLOCK_DECODE (the block's first gathered row comes later) and
+        every gathered row (the window reader serves an MVM only in GATHER)."""
+        s.clear_rows, clearing, gathering = Signal(), Signal(), Signal()
+        m.d.sync += [clearing.eq(s.clear_rows), gathering.eq(s.is_mvm)]
+        with m.If(clearing):
+            m.d.sync += s.rows.eq(0)
+        with m.Elif(s.v_valid & gathering):
+            m.d.sync += s.rows[s.v_tag].eq(s.v_value)
+
     def _window_origin(self, m, s):
         """The activation address, row and column of a window's first element, computed in
         registered stages from the window's channel and kernel offset (an MVM block's
@@ -388,6 +399,7 @@ class LayerSequencer(wiring.Component):
     # -- the state machine ---------------------------------------------------------------
     def _fsm(self, m, s):
         self._window_reader(m, s)
+        self._row_buffer(m, s)
         self._instruction_checks(m, s)
         self._next_pc(m, s)
         self._block_checks(m, s)
@@ -509,8 +521,8 @@ class LayerSequencer(wiring.Component):
             self._leave_if(m, s)
 
         with m.State("BLOCK_DECODE"):
-            m.d.sync += [s.block.eq(self.prog_data), s.setup_count.eq(SETUP_CYCLES - 1), s.setup_last.eq(0),
-                         s.rows.eq(0)]
+            m.d.sync += [s.block.eq(self.prog_data), s.setup_count.eq(SETUP_CYCLES - 1), s.setup_last.eq(0)]
+            m.d.comb += s.clear_rows.eq(1)
             m.next = "BLOCK_SETUP"
             self._leave_if(m, s)
 
@@ -531,8 +543,6 @@ class LayerSequencer(wiring.Component):
 
         with m.State("GATHER"):
             self._window_issue(m, s)
-            with m.If(s.v_valid):
-                m.d.sync += s.rows[s.v_tag].eq(s.v_value)
             with m.If(~s.window_busy):
                 m.next = "TILE_START"
             self._leave_if(m, s)

@@ -202,6 +202,14 @@ async def faults(dut):
     results["tile_start_refused"] = not refused.ok
     assert results["tile_start_refused"]
 
+    # the bus latency: the buffer at the chip's input, the decoder's registered answers and
+    # each tile's buffer
+    await firmware.bus.read(firmware.reg("PC"))
+    chip_register_cycles = firmware.bus.answer_cycles
+    await firmware.bus.read(firmware.base["tile0"] + tile_map.address("CTRL"))
+    results["answer_cycles"] = {"chip_register": chip_register_cycles, "tile_register": firmware.bus.answer_cycles}
+    assert results["answer_cycles"] == {"chip_register": 4, "tile_register": 6}, results["answer_cycles"]
+
     # the memories refuse the bus while the program runs
     await firmware.clear_status()
     await firmware.command("start")
