@@ -172,7 +172,7 @@ class Chip(wiring.Component):
                    *stats.items()]
         for name, window in windows:
             wiring.connect(m, getattr(decoder, f"{name}_bus"), window.bus)
-            m.d.comb += window.locked.eq(seq.busy)
+            m.d.comb += window.locked.eq(seq.owns_memories)
         assert program.words * program.width == INSTRUCTION_BITS
         m.d.comb += [
             program.raddr.eq(seq.prog_addr), seq.prog_data.eq(program.rdata),

@@ -60,8 +60,12 @@ class LayerSequencer(wiring.Component):
     entry : In(16)
         First instruction.
     busy : Out(1)
+    owns_memories : Out(1)
+        ``busy`` registered: the memories' ports are the sequencer's while it is high. A
+        program's first cycle (START) reads no memory, so it rises in time.
     done, error, sat_psum, sat_batch_norm : Out(1)
-        Strobes: END reached; the program stopped with an error; a value clipped.
+        Strobes: END reached; the program stopped with an error; a value clipped
+        (``sat_psum`` registered, the cycle after the partial sum is written).
     error_code : Out(4); error_tile : Out(12); error_pc, pc : Out(16)
     cycles, mvms, runs : Out(32)
         Cycles and tile MVMs of the last program; programs completed.
@@ -98,7 +102,7 @@ class LayerSequencer(wiring.Component):
         self.beat_layout = column_values_layout(cfg.accumulator_bits, dp.lanes)
         super().__init__({
             "start": In(1), "abort": In(1), "soft_reset": In(1), "entry": In(16),
-            "busy": Out(1), "done": Out(1), "error": Out(1), "sat_psum": Out(1), "sat_batch_norm": Out(1),
+            "busy": Out(1), "owns_memories": Out(1), "done": Out(1), "error": Out(1), "sat_psum": Out(1), "sat_batch_norm": Out(1),
             "error_code": Out(4), "error_tile": Out(12), "error_pc": Out(16), "pc": Out(16),
             "cycles": Out(32), "mvms": Out(32), "runs": Out(32),
             "prog_addr": Out(range(max(seq.program_words, 2))), "prog_data": In(INSTRUCTION_BITS),
@@ -407,6 +411,7 @@ class LayerSequencer(wiring.Component):
         s.setup_count = Signal(range(SETUP_CYCLES + 1))
         with m.FSM(init="IDLE") as fsm:
             m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+            m.d.sync += self.owns_memories.eq(self.busy)
             self._control_states(m, s)
             self._mvm_states(m, s)
             self._pool_states(m, s)
@@ -419,7 +424,11 @@ class LayerSequencer(wiring.Component):
                 self._jump(m, s, self.entry)
                 m.d.sync += [self.cycles.eq(0), self.mvms.eq(0), self.error_code.eq(0),
                              self.error_tile.eq(0), self.error_pc.eq(0)]
-                m.next = "FETCH"
+                m.next = "START"
+
+        with m.State("START"):   # owns_memories rises
+            m.next = "FETCH"
+            self._leave_if(m, s)
 
         with m.State("FETCH"):
             with m.If(s.pc_bad):
@@ -619,8 +628,9 @@ class LayerSequencer(wiring.Component):
         m.d.comb += total.eq(Mux(blk("k_start") == 0, s.c1_value, s.psum_add_rd.data + s.c1_value))
         m.d.sync += [s.c2_valid.eq(s.c1_valid & ~s.stopping), s.c2_n.eq(s.c1_n), s.c2_total.eq(total)]
         over, under = s.c2_total > s.psum_hi, s.c2_total < s.psum_lo
+        m.d.sync += self.sat_psum.eq(s.c2_valid & ~s.stopping & (over | under))
         with m.If(s.c2_valid & ~s.stopping):
-            m.d.comb += [s.psum_wr.addr.eq(s.c2_n), s.psum_wr.en.eq(1), self.sat_psum.eq(over | under),
+            m.d.comb += [s.psum_wr.addr.eq(s.c2_n), s.psum_wr.en.eq(1),
                          s.psum_wr.data.eq(Mux(over, s.psum_hi, Mux(under, s.psum_lo, s.c2_total)))]
 
     # -- batch norm ----------------------------------------------------------------------------
