@@ -149,6 +149,12 @@ class LayerSequencer(wiring.Component):
         s.abort, s.soft_reset, s.tile_timeout = Signal(), Signal(), Signal()
         m.d.sync += [s.abort.eq(self.abort), s.soft_reset.eq(self.soft_reset), s.tile_timeout.eq(self.tile_timeout)]
         m.d.comb += s.stopping.eq(s.fail | s.abort | s.soft_reset)
+        # `stopping` is late (an OR over every fault) and stops the state machine in its own
+        # cycle; the datapath stops a cycle after a fault, on registers (`halted`): what it
+        # does in the fault's cycle (a read, a correct write) changes nothing the error reports
+        s.stopped, s.halted = Signal(), Signal()
+        m.d.sync += s.stopped.eq(s.stopping)
+        m.d.comb += s.halted.eq(s.stopped | s.abort | s.soft_reset)
         m.submodules.psum = psum = Memory(shape=signed(self.cfg.psum_bits), depth=self.cfg.sequencer.psum_words,
                                           init=[])
         s.psum_add_rd = psum.read_port(domain="comb")     # the partial-sum adder's
@@ -171,10 +177,7 @@ class LayerSequencer(wiring.Component):
         self._stop(m, s)
         # a beat is taken whenever the beat register is free (outside an MVM: dropped)
         m.d.comb += self.tile_stream.ready.eq(~s.beat_full)
-        # cleared in the cycle after a stop (the sequencer is idle then; the window and the
-        # beat are gated by `stopping` in the stop's own cycle): `stopping` is a late signal
-        s.stopped = Signal()
-        m.d.sync += s.stopped.eq(s.stopping)
+        # cleared in the cycle after a stop (the sequencer is idle then)
         with m.If(s.stopped):
             m.d.sync += [s.w_left.eq(0), s.beat_full.eq(0)]
         return m
@@ -354,11 +357,11 @@ class LayerSequencer(wiring.Component):
         read = s.r_valid & s.r_inside & ~s.r_bad
         with m.If(read):
             m.d.comb += self.act_raddr.eq(s.r_addr)
-        with m.If(s.r_valid & s.r_inside & s.r_bad):
+        with m.If(s.r_valid & s.r_inside & s.r_bad & ~s.halted):   # not a read issued in a fault's cycle
             self._error(m, s, ErrorCode.ADDRESS, at_block=s.is_mvm)
-        m.d.sync += [s.r_valid.eq(0), s.d_valid.eq(s.r_valid & (read | ~s.r_inside) & ~s.stopping),
+        m.d.sync += [s.r_valid.eq(0), s.d_valid.eq(s.r_valid & (read | ~s.r_inside) & ~s.halted),
                      s.d_pad.eq(~s.r_inside), s.d_tag.eq(s.r_tag),
-                     s.v_valid.eq(s.d_valid & ~s.stopping), s.v_value.eq(Mux(s.d_pad, pad, self.act_rdata)),
+                     s.v_valid.eq(s.d_valid & ~s.halted), s.v_value.eq(Mux(s.d_pad, pad, self.act_rdata)),
                      s.v_tag.eq(s.d_tag)]
 
     def _window_load(self, m, s, count):
@@ -369,7 +372,7 @@ class LayerSequencer(wiring.Component):
     def _window_issue(self, m, s):
         """One read of the window (while reads are left)."""
         op = s.op
-        with m.If((s.w_left != 0) & ~s.stopping):
+        with m.If((s.w_left != 0) & ~s.halted):
             m.d.sync += [s.r_valid.eq(1), s.r_addr.eq(s.w_addr), s.r_tag.eq(s.w_tag), s.w_tag.eq(s.w_tag + 1),
                          s.r_inside.eq((s.w_iy >= 0) & (s.w_iy < op("in_h")) & (s.w_ix >= 0) & (s.w_ix < op("in_w"))),
                          s.r_bad.eq(self._outside_memory(s.w_addr)), s.w_left.eq(s.w_left - 1)]
@@ -582,7 +585,7 @@ class LayerSequencer(wiring.Component):
 
         with m.State("BATCH_NORM"):
             self._batch_norm_issue(m, s)
-            with m.If(s.bn_done & ~s.stopping):
+            with m.If(s.bn_done):
                 m.d.sync += s.position.eq(s.position + 1)
                 self._next_instruction_if(m, s, self._step_position(m, s), "BLOCK_FETCH")
             self._leave_if(m, s)
@@ -603,14 +606,14 @@ class LayerSequencer(wiring.Component):
                 m.d.sync += next_beat
                 m.d.comb += finish.eq(stream_in.payload.last)
         with m.If(s.beat_full):
-            m.d.sync += [s.c1_valid.eq((s.column >= blk("tile_col")) & (s.column < s.col_hi) & ~s.stopping),
+            m.d.sync += [s.c1_valid.eq((s.column >= blk("tile_col")) & (s.column < s.col_hi) & ~s.halted),
                          s.c1_n.eq(s.column + s.n_offset), s.c1_value.eq(s.beat.data[s.lane])]
             with m.If(s.lane == lanes - 1):
                 m.d.sync += [s.beat_full.eq(0), *next_beat]
                 m.d.comb += finish.eq(s.beat.last)
             with m.Else():
                 m.d.sync += s.lane.eq(s.lane + 1)
-        with m.If(finish & ~s.stopping):
+        with m.If(finish):
             m.next = "TILE_DRAIN"
 
     def _overlaps(self, s, beat_lo):
@@ -626,10 +629,10 @@ class LayerSequencer(wiring.Component):
         m.d.comb += [s.psum_add_rd.addr.eq(s.c1_n), s.psum_bn_rd.addr.eq(s.n_issue)]
         total = Signal(signed(psum_bits + 2))
         m.d.comb += total.eq(Mux(blk("k_start") == 0, s.c1_value, s.psum_add_rd.data + s.c1_value))
-        m.d.sync += [s.c2_valid.eq(s.c1_valid & ~s.stopping), s.c2_n.eq(s.c1_n), s.c2_total.eq(total)]
+        m.d.sync += [s.c2_valid.eq(s.c1_valid & ~s.halted), s.c2_n.eq(s.c1_n), s.c2_total.eq(total)]
         over, under = s.c2_total > s.psum_hi, s.c2_total < s.psum_lo
-        m.d.sync += self.sat_psum.eq(s.c2_valid & ~s.stopping & (over | under))
-        with m.If(s.c2_valid & ~s.stopping):
+        m.d.sync += self.sat_psum.eq(s.c2_valid & ~s.halted & (over | under))
+        with m.If(s.c2_valid & ~s.halted):
             m.d.comb += [s.psum_wr.addr.eq(s.c2_n), s.psum_wr.en.eq(1),
                          s.psum_wr.data.eq(Mux(over, s.psum_hi, Mux(under, s.psum_lo, s.c2_total)))]
 
@@ -639,7 +642,7 @@ class LayerSequencer(wiring.Component):
         op = s.op
         with m.If(s.n_issue != op("outputs")):
             m.d.sync += [s.n_issue.eq(s.n_issue + 1), s.param_ptr.eq(s.param_ptr + 1),
-                         s.out_addr.eq(s.out_addr + s.out_hw), s.b1_valid.eq(~s.stopping),
+                         s.out_addr.eq(s.out_addr + s.out_hw), s.b1_valid.eq(~s.halted),
                          s.b1_last.eq(s.n_issue == op("outputs") - 1)]
 
     def _batch_norm_pipeline(self, m, s):
@@ -683,7 +686,7 @@ class LayerSequencer(wiring.Component):
             self._error(m, s, ErrorCode.ADDRESS)
         address_w = delayed(m, address, 1, "bn_address_w")
         with m.If(valid & ~bad):
-            m.d.comb += [self.act_waddr.eq(address_w), self.act_wdata.eq(q), self.act_we.eq(~s.stopping),
+            m.d.comb += [self.act_waddr.eq(address_w), self.act_wdata.eq(q), self.act_we.eq(~s.halted),
                          self.sat_batch_norm.eq(delayed(m, z_clipped, 2, "bn_z_clipped") | q_clipped)]
         m.d.comb += s.bn_done.eq(valid & last & ~bad)
         self._statistics(m, s, y2, delayed(m, param1, 1, "stats_param"), 2)
@@ -694,7 +697,7 @@ class LayerSequencer(wiring.Component):
         chain = s.bn_valid
         while len(chain) <= stage:
             following = Signal(name=f"bn_valid{len(chain)}")
-            m.d.sync += following.eq(chain[-1] & ~s.stopping)
+            m.d.sync += following.eq(chain[-1] & ~s.halted)
             chain.append(following)
         return chain[stage]
 
@@ -723,7 +726,7 @@ class LayerSequencer(wiring.Component):
         sum_sat, _ = saturate_signed(m, total, STATS_BITS, "stats_sum")
         m.d.comb += [
             self.stats_waddr.eq(delayed(m, address, wait + 1, "stats_address")),
-            self.stats_we.eq(valid & self.stats_en & ~s.stopping),
+            self.stats_we.eq(valid & self.stats_en & ~s.halted),
             self.stats_sum_w.eq(sum_sat),
             self.stats_squares_w.eq(Mux(squares[STATS_BITS:].any(), utop, squares[:STATS_BITS])),
             self.stats_abs_w.eq(Mux(magnitudes[STATS_BITS:].any(), utop, magnitudes[:STATS_BITS])),
@@ -818,7 +821,7 @@ class LayerSequencer(wiring.Component):
                 self._error(m, s, ErrorCode.ADDRESS)
             rectified = Mux(operand_a < 0, 0, operand_a)
             m.d.comb += [self.act_waddr.eq(s.e_out), self.act_wdata.eq(Mux(is_add, total, rectified)),
-                         self.act_we.eq(~s.e_out_bad & ~s.stopping)]
+                         self.act_we.eq(~s.e_out_bad & ~s.halted)]
             m.d.sync += [s.e_out.eq(s.e_out + 1), s.e_out_bad.eq(self._outside_memory(s.e_out + 1)),
                          s.e_left.eq(s.e_left - 1)]
             self._next_instruction_if(m, s, s.e_left == 1, "ELT_READ_A")
