@@ -53,12 +53,12 @@ class WishboneBuffer(wiring.Component):
                                  down.we.eq(up.we), down.cyc.eq(1), down.stb.eq(1)]
                     m.next = "OFFERED"
             with m.State("OFFERED"):
+                m.d.sync += dat_r.eq(down.dat_r)   # every cycle: the answer's is the last (no enable from ack)
                 with m.If(~up.cyc):
                     m.d.sync += [down.cyc.eq(0), down.stb.eq(0)]
                     m.next = "IDLE"
                 with m.Elif(down.ack | down.err):
-                    m.d.sync += [ack.eq(down.ack), err.eq(~down.ack), dat_r.eq(down.dat_r),
-                                 down.cyc.eq(0), down.stb.eq(0)]
+                    m.d.sync += [ack.eq(down.ack), err.eq(~down.ack), down.cyc.eq(0), down.stb.eq(0)]
                     m.next = "ANSWERED"
             with m.State("ANSWERED"):
                 m.d.comb += [up.ack.eq(ack & up.cyc & up.stb), up.err.eq(err & up.cyc & up.stb),
