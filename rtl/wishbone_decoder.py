@@ -1,6 +1,6 @@
 """Wishbone address decoder: one master, several slave windows."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -65,7 +65,7 @@ class WishboneDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
-        hits, answers = [], []
+        hits = []
         showing = Signal()   # a registered answer is on the master's bus this cycle
         m.d.sync += showing.eq(0)
         for name, base, width in self.windows:
@@ -81,29 +81,26 @@ class WishboneDecoder(wiring.Component):
                 slave.cyc.eq(bus.cyc & hit),
                 slave.stb.eq(bus.stb & hit & ~showing),
             ]
-            answers.append(self._register_answer(m, name, slave, showing))
-        unmapped, answered, mapped = Signal(), Signal(), Signal()
-        m.d.comb += [mapped.eq(_any(hits)), unmapped.eq(bus.cyc & bus.stb & ~mapped)]
+            self._register_answer(m, name, slave, bus, showing)
+        unmapped = Signal()
+        answered = Signal()
+        m.d.comb += unmapped.eq(bus.cyc & bus.stb & ~_any(hits))
         m.d.sync += answered.eq(unmapped & ~answered)
-        acks, errs, data = zip(*answers)
-        # OR trees of registers (one window answers at a time; the others' registers are 0)
-        m.d.comb += [bus.ack.eq(_any(acks) & bus.cyc & bus.stb),
-                     bus.err.eq(Mux(mapped, _any(errs), answered) & bus.cyc & bus.stb),
-                     bus.dat_r.eq(_any(data))]
+        with m.If(~_any(hits)):
+            m.d.comb += bus.err.eq(answered & bus.cyc & bus.stb)
         return m
 
     @staticmethod
-    def _register_answer(m, name, slave, showing):
-        """Registers the answer of ``slave`` for the next cycle: ``(ack, err, dat_r)``,
-        each 0 in every other cycle."""
+    def _register_answer(m, name, slave, bus, showing) -> None:
+        """Registers the answer of ``slave`` and shows it to the master the next cycle."""
         ack, err = Signal(name=f"{name}_ack_q"), Signal(name=f"{name}_err_q")
-        dat_r = Signal.like(slave.dat_r, name=f"{name}_dat_r_q", reset_less=True)
+        dat_r = Signal.like(slave.dat_r, name=f"{name}_dat_r_q")
         answer = slave.cyc & slave.stb & (slave.ack | slave.err)
-        m.d.sync += [ack.eq(answer & slave.ack), err.eq(answer & ~slave.ack & slave.err),
-                     dat_r.eq(Mux(answer, slave.dat_r, 0))]
+        m.d.sync += [ack.eq(answer & slave.ack), err.eq(answer & ~slave.ack & slave.err)]
         with m.If(answer):
-            m.d.sync += showing.eq(1)
-        return ack, err, dat_r
+            m.d.sync += [dat_r.eq(slave.dat_r), showing.eq(1)]
+        with m.If(ack | err):
+            m.d.comb += [bus.dat_r.eq(dat_r), bus.ack.eq(ack & bus.cyc & bus.stb), bus.err.eq(err & bus.cyc & bus.stb)]
 
 
 def _any(signals):
