@@ -192,6 +192,8 @@ class LayerSequencer(wiring.Component):
         s.col_hi, s.n_offset = Signal(14), Signal(signed(18))
         s.c1_valid, s.c1_n, s.c1_value = Signal(), Signal(20), Signal(signed(cfg.accumulator_bits))
         s.c2_valid, s.c2_n, s.c2_total = Signal(), Signal(20), Signal(signed(cfg.psum_bits + 2))
+        s.c3_valid, s.c3_n, s.c3_total = Signal(), Signal(20), Signal(signed(cfg.psum_bits + 2))
+        s.c3_over, s.c3_under = Signal(), Signal()
         s.n_issue, s.param_ptr = Signal(16), Signal(16)
         s.out_addr = Signal(signed(ADDRESS_BITS))
         s.b1_valid, s.b1_last, s.bn_done = Signal(), Signal(), Signal()
@@ -571,7 +573,7 @@ class LayerSequencer(wiring.Component):
             self._leave_if(m, s)
 
         with m.State("TILE_DRAIN"):
-            with m.If(~s.c1_valid & ~s.c2_valid):
+            with m.If(~s.c1_valid & ~s.c2_valid & ~s.c3_valid):
                 with m.If(s.block_no + 1 == s.op("blocks")):
                     self._first_block(m, s, s.pc)
                     m.d.sync += [s.n_issue.eq(0), s.param_ptr.eq(s.op("param_base")),
@@ -621,7 +623,9 @@ class LayerSequencer(wiring.Component):
         return (beat_lo < s.col_hi) & (beat_lo > s.beat_after)
 
     def _consume_pipeline(self, m, s):
-        """Stages c1 (read the partial sum, add) and c2 (saturate to ``psum_bits``, write)."""
+        """Stages c1 (read the partial sum, add), c2 (compare with the ``psum_bits`` range) and
+        c3 (saturate, write). Within a block every partial sum is visited once, so c1 never
+        reads an address c2 or c3 still holds; ``TILE_DRAIN`` empties the stages between blocks."""
         psum_bits, blk = self.cfg.psum_bits, s.blk
         m.d.comb += s.column.eq(s.beat_lo + s.lane)
         m.d.sync += [s.col_hi.eq(blk("tile_col") + blk("cols")),
@@ -630,11 +634,12 @@ class LayerSequencer(wiring.Component):
         total = Signal(signed(psum_bits + 2))
         m.d.comb += total.eq(Mux(blk("k_start") == 0, s.c1_value, s.psum_add_rd.data + s.c1_value))
         m.d.sync += [s.c2_valid.eq(s.c1_valid & ~s.halted), s.c2_n.eq(s.c1_n), s.c2_total.eq(total)]
-        over, under = s.c2_total > s.psum_hi, s.c2_total < s.psum_lo
-        m.d.sync += self.sat_psum.eq(s.c2_valid & ~s.halted & (over | under))
-        with m.If(s.c2_valid & ~s.halted):
-            m.d.comb += [s.psum_wr.addr.eq(s.c2_n), s.psum_wr.en.eq(1),
-                         s.psum_wr.data.eq(Mux(over, s.psum_hi, Mux(under, s.psum_lo, s.c2_total)))]
+        m.d.sync += [s.c3_valid.eq(s.c2_valid & ~s.halted), s.c3_n.eq(s.c2_n), s.c3_total.eq(s.c2_total),
+                     s.c3_over.eq(s.c2_total > s.psum_hi), s.c3_under.eq(s.c2_total < s.psum_lo)]
+        m.d.sync += self.sat_psum.eq(s.c3_valid & ~s.halted & (s.c3_over | s.c3_under))
+        with m.If(s.c3_valid & ~s.halted):
+            m.d.comb += [s.psum_wr.addr.eq(s.c3_n), s.psum_wr.en.eq(1),
+                         s.psum_wr.data.eq(Mux(s.c3_over, s.psum_hi, Mux(s.c3_under, s.psum_lo, s.c3_total)))]
 
     # -- batch norm ----------------------------------------------------------------------------
     def _batch_norm_issue(self, m, s):
