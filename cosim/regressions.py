@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from neurophase.atomic import write_text_if_changed
+from neurophase.cosim.ecp5_models import MULT18X18D_MODULE, mult18x18d_model
 from neurophase.cosim.runner import SimRun, run_cocotb
 from neurophase.folder_lock import folder_lock
 from neurophase.generate import convert
@@ -52,40 +53,49 @@ def run_shift_add(
 # -- datapath blocks behind the shift-and-add (ADC interface, drift gain, batch-norm, tile) --
 
 def _run_block(component, module: str, bench: str, build_dir: str | Path, settings: dict, *,
-               seed: int | None, waves: bool, simulator: str, extra_sources=()) -> SimRun:
+               seed: int | None, waves: bool, simulator: str, extra_sources=(), platform=None) -> SimRun:
     """Write ``component``'s Verilog as ``module`` (only when it changed, so Verilator
-    rebuilds only then) and run the cocotb module ``neurophase.cosim.benches.<bench>``."""
+    rebuilds only then) and run the cocotb module ``neurophase.cosim.benches.<bench>``.
+    Elaborated for ``platform``, the Verilog may instantiate ECP5 primitives: their models
+    (:mod:`neurophase.cosim.ecp5_models`) join the sources."""
     with folder_lock(build_dir, "simulation") as build_dir:
         source = build_dir / f"{module}.v"
-        write_text_if_changed(source, convert(component, module))
-        return run_cocotb(toplevel=module, verilog=[source, *extra_sources],
+        text = convert(component, module, platform)
+        write_text_if_changed(source, text)
+        sources = [source, *extra_sources]
+        if platform is not None and f"{MULT18X18D_MODULE} #(" in text:
+            model = build_dir / f"{MULT18X18D_MODULE}.v"
+            write_text_if_changed(model, mult18x18d_model())
+            sources.append(model)
+        return run_cocotb(toplevel=module, verilog=sources,
                           test_module=f"neurophase.cosim.benches.{bench}", build_dir=build_dir,
                           params=settings, seed=seed, waves=waves, simulator=simulator)
 
 
 def run_drift_gain(params, build_dir: str | Path, *, seed: int | None = None, count: int = 1000,
                    idle: float = 0.2, stall: float = 0.3, waves: bool = False,
-                   simulator: str = "verilator") -> SimRun:
-    """Drift-gain Verilog for ``params`` (a DriftGainParams) against its golden model:
-    corner cases, ``count`` random cases, back-pressure, throughput."""
+                   simulator: str = "verilator", platform=None) -> SimRun:
+    """Drift-gain Verilog for ``params`` (a DriftGainParams), elaborated for ``platform``
+    (None: target-independent), against its golden model: corner cases, ``count`` random
+    cases, back-pressure, throughput."""
     from neurophase.rtl.drift_gain import DriftGain
 
     return _run_block(DriftGain(params), "drift_gain", "drift_gain", build_dir,
                       {"params": dataclasses.asdict(params), "count": count, "idle": idle, "stall": stall},
-                      seed=seed, waves=waves, simulator=simulator)
+                      seed=seed, waves=waves, simulator=simulator, platform=platform)
 
 
 def run_batch_norm(params, build_dir: str | Path, *, seed: int | None = None, count: int = 1000,
                    idle: float = 0.2, stall: float = 0.3, waves: bool = False,
-                   simulator: str = "verilator") -> SimRun:
-    """Batch-norm Verilog for ``params`` (a BatchNormParams) against its golden model:
-    corner cases (every shift, saturation of both stages), ``count`` random cases,
-    back-pressure, throughput."""
+                   simulator: str = "verilator", platform=None) -> SimRun:
+    """Batch-norm Verilog for ``params`` (a BatchNormParams), elaborated for ``platform``
+    (None: target-independent), against its golden model: corner cases (every shift,
+    saturation of both stages), ``count`` random cases, back-pressure, throughput."""
     from neurophase.rtl.batch_norm import BatchNorm
 
     return _run_block(BatchNorm(params), "batch_norm", "batch_norm", build_dir,
                       {"params": dataclasses.asdict(params), "count": count, "idle": idle, "stall": stall},
-                      seed=seed, waves=waves, simulator=simulator)
+                      seed=seed, waves=waves, simulator=simulator, platform=platform)
 
 
 def run_adc_interface(params, build_dir: str | Path, *, latency: int = 4, seed: int | None = None,

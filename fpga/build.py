@@ -199,7 +199,7 @@ def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolch
         from neurophase.fpga.chip_top import chip_tile_verilog
         from neurophase.rtl.chip import TILE_MODULE
 
-        platform.add_file(f"{TILE_MODULE}.v", chip_tile_verilog(cfg))
+        platform.add_file(f"{TILE_MODULE}.v", chip_tile_verilog(cfg, platform))
     report_path = build_dir / "report.json"
     plan = platform.build(BoardTop(cfg, spec, chip=chip), name=TOP_NAME, build_dir=str(build_dir), do_build=False,
                           synth_opts=SYNTH_OPTS, nextpnr_opts="--timing-allow-fail --report report.json")  # relative: YoWASP sees only the build dir

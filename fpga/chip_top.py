@@ -34,14 +34,15 @@ ROW_GROUP = 16
 __all__ = ["FpgaChipAddressMap", "FpgaChipTop", "chip_tile_verilog", "uart_divisor"]
 
 
-def chip_tile_verilog(cfg: ChipConfig) -> str:
+def chip_tile_verilog(cfg: ChipConfig, platform=None) -> str:
     """Verilog of the tile module the chip instantiates ``tile.count`` times
-    (:data:`neurophase.rtl.chip.TILE_MODULE`)."""
+    (:data:`neurophase.rtl.chip.TILE_MODULE`), elaborated for ``platform`` (the board's, in
+    a bitstream build: its multipliers then use the DSP blocks' own registers)."""
     from neurophase.generate import convert
     from neurophase.rtl.chip import TILE_MODULE
     from neurophase.rtl.tile import Tile
 
-    return convert(Tile(cfg, on_chip=True), TILE_MODULE)
+    return convert(Tile(cfg, on_chip=True), TILE_MODULE, platform)
 
 
 class FpgaChipAddressMap(FpgaAddressMap):

@@ -59,16 +59,20 @@ class TimingReport:
 
 
 def _block_verilog(block: str, cfg: ChipConfig) -> dict:
+    """The block's Verilog, elaborated for the board's platform (as a bitstream build does)."""
     from amaranth.back import verilog
 
+    from neurophase.fpga.platforms import get_board
+
+    platform = get_board(cfg.fpga.board).make_platform()
     if block == "sequencer":
         from neurophase.rtl.sequencer import LayerSequencer
 
-        return {"top.v": verilog.convert(LayerSequencer(cfg), name="top")}
+        return {"top.v": verilog.convert(LayerSequencer(cfg), name="top", platform=platform)}
     from neurophase.fpga.chip_top import FpgaChipTop, chip_tile_verilog, uart_divisor
 
-    return {"top.v": verilog.convert(FpgaChipTop(cfg, uart_divisor(cfg)), name="top"),
-            "tile.v": chip_tile_verilog(cfg)}
+    return {"top.v": verilog.convert(FpgaChipTop(cfg, uart_divisor(cfg)), name="top", platform=platform),
+            "tile.v": chip_tile_verilog(cfg, platform)}
 
 
 _HOP = re.compile(r"^Info:\s+(clk-to-q|routing|logic|setup)\s+([\d.]+)\s+([\d.]+)\s+(?:Net|Source)\s+(\S+)")

@@ -85,9 +85,10 @@ def build_block(name: str, cfg: ChipConfig) -> wiring.Component:
     return BLOCKS[name](cfg)
 
 
-def convert(component: wiring.Component, name: str) -> str:
-    """Verilog text of ``component`` as module ``name``."""
-    return verilog.convert(component, name=name, emit_src=False)
+def convert(component: wiring.Component, name: str, platform=None) -> str:
+    """Verilog text of ``component`` as module ``name``, elaborated for ``platform`` (an
+    Amaranth platform, or None for target-independent Verilog)."""
+    return verilog.convert(component, name=name, emit_src=False, platform=platform)
 
 
 def convert_chip(cfg: ChipConfig, progress: Callable[[str], None] | None = None) -> dict[str, str]:

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from neurophase.models.batch_norm import BatchNormParams
 from neurophase.rtl.drift_gain import column_values_layout
 from neurophase.rtl.interfaces import ParamReadSignature
+from neurophase.rtl.registered_multiplier import RegisteredMultiplier
 from neurophase.rtl.saturation import add_with_carry, saturate_signed
 
 __all__ = ["BatchNorm"]
@@ -18,14 +19,15 @@ class BatchNorm(wiring.Component):
     Stages 1 and 2: ``z = sat_W(floor(S*y / 2**Fs + 1/2) + beta)`` with the column's scale
     ``S`` (signed ``scale_bits``, ``Fs = scale_frac_bits`` fractional bits) and bias
     ``beta`` (signed ``bias_bits`` integer), both read per column group through parameter
-    ports addressed with the group of the next beat; stage 1 registers the products
-    ``S*y`` and the bias (a second register copies them, so the multiplier's outputs
-    see a register with no other load), stage 2 adds the bias, rounds and saturates.
+    ports addressed with the group of the next beat. An operand stage registers the beat
+    with its scale and bias, stage 1 the products ``S*y`` (the operand and product
+    registers are :class:`RegisteredMultiplier` registers: a DSP block's own on an ECP5),
+    a copy stage the products again, stage 2 adds the bias, rounds and saturates.
     Stages 3 and 4:
     ``r = max(z, 0)`` when ``relu``, then ``q = sat_A(floor(r / 2**shift + 1/2))`` (an
     arithmetic right shift rounding half up; ``shift`` values above the accumulator
     width ``W`` act as ``W``): stage 3 registers ``floor(r / 2**shift)`` and the rounding
-    bit, stage 4 adds them and saturates. Five register stages, a beat per cycle; the
+    bit, stage 4 adds them and saturates. Six register stages, a beat per cycle; the
     first beat may arrive from the second cycle after reset.
 
     Parameters
@@ -66,7 +68,7 @@ class BatchNorm(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        s0 = self._stage1(m)
+        s0 = self._stage1(m, self._operands(m))
         s1 = self._stage2(m, self._retime(m, "p0", s0))
         s2 = self._stage3(m, s1)
         self._stage4(m, s2)
@@ -93,13 +95,13 @@ class BatchNorm(wiring.Component):
             m.d.sync += valid.eq(0)
         return load
 
-    def _stage1(self, m) -> dict:
-        """Products ``S*y`` and the bias (read per column group as the beat enters)."""
+    def _operands(self, m) -> dict:
+        """The beat enters: its values and its column group's scale into the multipliers'
+        operand registers, the other fields into ordinary ones."""
         p = self.params
         W = p.width
-        s = self._registers("s0", products=data.ArrayLayout(signed(W + p.scale_bits), p.lanes),
-                            bias=data.ArrayLayout(signed(p.bias_bits), p.lanes), saturated=p.lanes, last=1,
-                            shift=range(W + 1), relu=1)
+        s = self._registers("sin", bias=data.ArrayLayout(signed(p.bias_bits), p.lanes), saturated=p.lanes,
+                            last=1, shift=range(W + 1), relu=1)
         beat = self.i_stream
         group = Signal(range(max(p.groups, 2)))
         group_next = Signal.like(group)
@@ -112,6 +114,13 @@ class BatchNorm(wiring.Component):
             self.bias.addr.eq(group_next),
         ]
         m.d.sync += group.eq(group_next)
+        s["multipliers"] = []
+        for lane in range(p.lanes):
+            multiplier = RegisteredMultiplier(W, p.scale_bits)
+            m.submodules[f"multiplier_{lane}"] = multiplier
+            m.d.comb += [multiplier.a.eq(beat.payload.data[lane]), multiplier.b.eq(self.scale.data[lane]),
+                         multiplier.load_operands.eq(accept)]
+            s["multipliers"].append(multiplier)
         with m.If(accept):
             m.d.sync += [
                 s["valid"].eq(1),
@@ -121,10 +130,21 @@ class BatchNorm(wiring.Component):
                 s["shift"].eq(Mux(self.shift > W, W, self.shift) if (1 << p.shift_bits) - 1 > W else self.shift),
                 s["relu"].eq(self.relu),
             ]
-            for lane in range(p.lanes):
-                m.d.sync += s["products"][lane].eq(beat.payload.data[lane] * self.scale.data[lane])
         with m.Elif(s["ready"]):
             m.d.sync += s["valid"].eq(0)
+        return s
+
+    def _stage1(self, m, operands: dict) -> dict:
+        """Products ``S*y`` (the multipliers' product registers); the other fields follow."""
+        p = self.params
+        s = self._registers("s0", bias=data.ArrayLayout(signed(p.bias_bits), p.lanes), saturated=p.lanes, last=1,
+                            shift=range(p.width + 1), relu=1)
+        load = self._take(m, operands, s["valid"], s["ready"])
+        s["products"] = Signal(data.ArrayLayout(signed(p.width + p.scale_bits), p.lanes), name="s0_products")
+        for lane, multiplier in enumerate(operands["multipliers"]):
+            m.d.comb += [multiplier.load_product.eq(load), s["products"][lane].eq(multiplier.product)]
+        with m.If(load):
+            m.d.sync += [s[role].eq(operands[role]) for role in ("bias", "saturated", "last", "shift", "relu")]
         return s
 
     def _retime(self, m, name: str, prev: dict) -> dict:

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from neurophase.models.drift_gain import DriftGainParams
 from neurophase.rtl.interfaces import ParamReadSignature
+from neurophase.rtl.registered_multiplier import RegisteredMultiplier
 from neurophase.rtl.saturation import saturate_signed
 
 __all__ = ["DriftGain", "column_values_layout"]
@@ -30,9 +31,9 @@ class DriftGain(wiring.Component):
     :class:`ParamReadSignature` port addressed with the group of the next beat); with it
     low every column uses ``tile_gain``. ``per_column`` resets to ``params.per_column``.
     Four register stages: the first holds the operands ``y`` and ``alpha`` (the gain is
-    read and selected as the beat enters), the second the products ``alpha * y`` (so the
-    multiplier has registers on both sides), the third a copy of them (a register with no
-    other load beside the DSP block), the fourth the rounded and saturated values; a beat
+    read and selected as the beat enters), the second the products ``alpha * y`` (both are
+    a :class:`RegisteredMultiplier`'s registers: a DSP block's own on an ECP5), the third a
+    copy of the products, the fourth the rounded and saturated values; a beat
     per cycle; ``last`` is passed through and the group count restarts after it. The
     first beat may arrive from the second cycle after reset (the gain read of group 0
     needs one cycle).
@@ -79,8 +80,6 @@ class DriftGain(wiring.Component):
         accept = Signal()
         s0_valid = Signal()
         s0_ready = Signal()
-        s0_values = Signal(data.ArrayLayout(signed(p.width), p.lanes), reset_less=True)
-        s0_alphas = Signal(data.ArrayLayout(signed(p.gain_bits), p.lanes), reset_less=True)
         s0_saturated = Signal(p.lanes, reset_less=True)
         s0_last = Signal(reset_less=True)
         group = Signal(range(max(p.groups, 2)))
@@ -97,26 +96,32 @@ class DriftGain(wiring.Component):
         with m.If(accept):
             m.d.sync += [
                 s0_valid.eq(1),
-                s0_values.eq(self.i_stream.payload.data),
                 s0_saturated.eq(self.i_stream.payload.saturated),
                 s0_last.eq(self.i_stream.payload.last),
             ]
-            for lane in range(p.lanes):
-                m.d.sync += s0_alphas[lane].eq(Mux(self.per_column, self.gain.data[lane], self.tile_gain))
         with m.Elif(s0_ready):
             m.d.sync += s0_valid.eq(0)
 
-        # -- stage 1: the products (registered operands in, registered products out) -------
+        # -- stage 1: the products (the operands are the multipliers' registers, loaded as
+        # the beat enters; a DSP block's own registers on an ECP5) ------------------------
         p_valid = Signal()
         p_ready = Signal()
-        p_products = Signal(data.ArrayLayout(signed(p.width + p.gain_bits), p.lanes), reset_less=True)
+        p_products = Signal(data.ArrayLayout(signed(p.width + p.gain_bits), p.lanes))
         p_saturated = Signal(p.lanes, reset_less=True)
         p_last = Signal(reset_less=True)
         m.d.comb += s0_ready.eq(~p_valid | p_ready)
+        for lane in range(p.lanes):
+            multiplier = RegisteredMultiplier(p.width, p.gain_bits)
+            m.submodules[f"multiplier_{lane}"] = multiplier
+            m.d.comb += [
+                multiplier.a.eq(self.i_stream.payload.data[lane]),
+                multiplier.b.eq(Mux(self.per_column, self.gain.data[lane], self.tile_gain)),
+                multiplier.load_operands.eq(accept),
+                multiplier.load_product.eq(s0_valid & s0_ready),
+                p_products[lane].eq(multiplier.product),
+            ]
         with m.If(s0_valid & s0_ready):
             m.d.sync += [p_valid.eq(1), p_saturated.eq(s0_saturated), p_last.eq(s0_last)]
-            for lane in range(p.lanes):
-                m.d.sync += p_products[lane].eq(s0_values[lane] * s0_alphas[lane])
         with m.Elif(p_ready):
             m.d.sync += p_valid.eq(0)
 
