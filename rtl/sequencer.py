@@ -138,6 +138,9 @@ class LayerSequencer(wiring.Component):
         s.position = Signal(20)
         s.oy, s.ox = Signal(10), Signal(10)
         s.block_no = Signal(8)
+        # registered: block_no and the instruction settle many cycles before TILE_DRAIN reads it
+        s.last_block = Signal()
+        m.d.sync += s.last_block.eq(s.block_no + 1 == s.op("blocks"))
         s.block_pc, s.block_pc_bad, s.pc_bad = Signal(17), Signal(), Signal()   # pc + 1 + block_no; out of range
         s.channel, s.ky, s.kx = Signal(16), Signal(4), Signal(4)
         s.tile = Signal(range(max(self.cfg.tile.count, 2)))
@@ -574,7 +577,7 @@ class LayerSequencer(wiring.Component):
 
         with m.State("TILE_DRAIN"):
             with m.If(~s.c1_valid & ~s.c2_valid & ~s.c3_valid):
-                with m.If(s.block_no + 1 == s.op("blocks")):
+                with m.If(s.last_block):
                     self._first_block(m, s, s.pc)
                     m.d.sync += [s.n_issue.eq(0), s.param_ptr.eq(s.op("param_base")),
                                  s.out_addr.eq(s.op("out_base") + s.position)]
