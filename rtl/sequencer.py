@@ -142,11 +142,15 @@ class LayerSequencer(wiring.Component):
         s.last_block = Signal()
         m.d.sync += s.last_block.eq(s.block_no + 1 == s.op("blocks"))
         s.block_pc, s.block_pc_bad, s.pc_bad = Signal(17), Signal(), Signal()   # pc + 1 + block_no; out of range
+        # the program memory's address: the next fetch's, chosen by a register set with each
+        # transition into FETCH or BLOCK_FETCH, so the state decode stays off the read path
+        s.fetch_block = Signal()
         s.channel, s.ky, s.kx = Signal(16), Signal(4), Signal(4)
         s.tile = Signal(range(max(self.cfg.tile.count, 2)))
         s.fail, s.fail_code, s.fail_tile, s.fail_at_block = Signal(), Signal(4), Signal(12), Signal()
         s.stopping = Signal()
         m.d.comb += [self.pc.eq(s.pc), self.tag_position.eq(s.position), self.tile_sel.eq(s.tile),
+                     self.prog_addr.eq(Mux(s.fetch_block, s.block_pc, s.pc)),
                      self.tag_pc.eq(s.block_pc)]
         # registered: they reach every state's next-state logic (a timed-out tile stays silent)
         s.abort, s.soft_reset, s.tile_timeout = Signal(), Signal(), Signal()
@@ -239,8 +243,10 @@ class LayerSequencer(wiring.Component):
         """On to the next instruction when ``finished``, else to state ``otherwise``."""
         with m.If(finished):
             self._jump(m, s, s.pc_next, s.pc_next_bad)
+            m.d.sync += s.fetch_block.eq(0)
             m.next = "FETCH"
         with m.Else():
+            m.d.sync += s.fetch_block.eq(otherwise == "BLOCK_FETCH")
             m.next = otherwise
 
     def _next_pc(self, m, s):
@@ -435,13 +441,13 @@ class LayerSequencer(wiring.Component):
                 m.next = "START"
 
         with m.State("START"):   # owns_memories rises
+            m.d.sync += s.fetch_block.eq(0)
             m.next = "FETCH"
             self._leave_if(m, s)
 
         with m.State("FETCH"):
             with m.If(s.pc_bad):
                 self._error(m, s, ErrorCode.PC_RANGE)
-            m.d.comb += self.prog_addr.eq(s.pc)
             m.next = "DECODE"
             self._leave_if(m, s)
 
@@ -492,6 +498,7 @@ class LayerSequencer(wiring.Component):
                 with m.Elif(s.no_blocks):
                     self._error(m, s, ErrorCode.INVALID)
                 with m.Else():
+                    m.d.sync += s.fetch_block.eq(1)
                     m.next = "BLOCK_FETCH"
             with m.Case(Opcode.POOL_MAX, Opcode.POOL_AVG):
                 with m.If(s.shape_zero):
@@ -531,7 +538,6 @@ class LayerSequencer(wiring.Component):
     def _mvm_states(self, m, s):
         blk = s.blk
         with m.State("BLOCK_FETCH"):
-            m.d.comb += self.prog_addr.eq(s.block_pc)
             with m.If(s.block_pc_bad):
                 self._error(m, s, ErrorCode.PC_RANGE, at_block=True)
             m.next = "BLOCK_DECODE"
@@ -584,7 +590,7 @@ class LayerSequencer(wiring.Component):
                     m.next = "BATCH_NORM"
                 with m.Else():
                     m.d.sync += [s.block_no.eq(s.block_no + 1), s.block_pc.eq(s.block_pc + 1),
-                                 s.block_pc_bad.eq(self._outside_program(s.block_pc + 1))]
+                                 s.block_pc_bad.eq(self._outside_program(s.block_pc + 1)), s.fetch_block.eq(1)]
                     m.next = "BLOCK_FETCH"
             self._leave_if(m, s)
 
