@@ -142,8 +142,8 @@ class LayerSequencer(wiring.Component):
         s.last_block = Signal()
         m.d.sync += s.last_block.eq(s.block_no + 1 == s.op("blocks"))
         s.block_pc, s.block_pc_bad, s.pc_bad = Signal(17), Signal(), Signal()   # pc + 1 + block_no; out of range
-        # the program memory's address: the next fetch's, chosen by a register set with each
-        # transition into FETCH or BLOCK_FETCH, so the state decode stays off the read path
+        # the program memory's address: pc until the instruction is decoded, then block_pc (a
+        # register, so the state decode stays off the read path; a read has no side effect)
         s.fetch_block = Signal()
         s.channel, s.ky, s.kx = Signal(16), Signal(4), Signal(4)
         s.tile = Signal(range(max(self.cfg.tile.count, 2)))
@@ -246,7 +246,6 @@ class LayerSequencer(wiring.Component):
             m.d.sync += s.fetch_block.eq(0)
             m.next = "FETCH"
         with m.Else():
-            m.d.sync += s.fetch_block.eq(otherwise == "BLOCK_FETCH")
             m.next = otherwise
 
     def _next_pc(self, m, s):
@@ -452,7 +451,8 @@ class LayerSequencer(wiring.Component):
             self._leave_if(m, s)
 
         with m.State("DECODE"):
-            m.d.sync += [s.instr.eq(self.prog_data), s.oy.eq(0), s.ox.eq(0), s.position.eq(0), s.channel.eq(0)]
+            m.d.sync += [s.instr.eq(self.prog_data), s.oy.eq(0), s.ox.eq(0), s.position.eq(0), s.channel.eq(0),
+                         s.fetch_block.eq(1)]
             self._first_block(m, s, s.pc)
             m.next = "CHECK"
             self._leave_if(m, s)
@@ -498,7 +498,6 @@ class LayerSequencer(wiring.Component):
                 with m.Elif(s.no_blocks):
                     self._error(m, s, ErrorCode.INVALID)
                 with m.Else():
-                    m.d.sync += s.fetch_block.eq(1)
                     m.next = "BLOCK_FETCH"
             with m.Case(Opcode.POOL_MAX, Opcode.POOL_AVG):
                 with m.If(s.shape_zero):
@@ -590,7 +589,7 @@ class LayerSequencer(wiring.Component):
                     m.next = "BATCH_NORM"
                 with m.Else():
                     m.d.sync += [s.block_no.eq(s.block_no + 1), s.block_pc.eq(s.block_pc + 1),
-                                 s.block_pc_bad.eq(self._outside_program(s.block_pc + 1)), s.fetch_block.eq(1)]
+                                 s.block_pc_bad.eq(self._outside_program(s.block_pc + 1))]
                     m.next = "BLOCK_FETCH"
             self._leave_if(m, s)
 
