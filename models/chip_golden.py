@@ -157,7 +157,7 @@ class CycleModel:
     tile_pipeline: int = 8
     batch_norm: int = 8
     pool_per_read: int = 1
-    pool_per_output: int = 12
+    pool_per_output: int = 13
     elementwise: int = 4
 
 

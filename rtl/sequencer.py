@@ -778,22 +778,23 @@ class LayerSequencer(wiring.Component):
                 m.next = "POOL_PRODUCT"
             self._leave_if(m, s)
 
+        average, _ = saturate_signed(m, (product + (1 << (RECIPROCAL_BITS - 1))) >> RECIPROCAL_BITS, A, "average")
+        pool_result = Signal(signed(A))
+        m.d.sync += pool_result.eq(Mux(is_max, pool_acc, average))
         with m.State("POOL_PRODUCT"):
-            m.d.sync += [s.setup_count.eq(latency - 1), s.pool_bad.eq(self._outside_memory(s.pool_out))]
-            m.next = "POOL_WRITE" if latency == 1 else "POOL_PRODUCT_WAIT"
+            m.d.sync += [s.setup_count.eq(latency), s.pool_bad.eq(self._outside_memory(s.pool_out))]
+            m.next = "POOL_PRODUCT_WAIT"
             self._leave_if(m, s)
-        if latency > 1:
-            with m.State("POOL_PRODUCT_WAIT"):
-                m.d.sync += s.setup_count.eq(s.setup_count - 1)
-                with m.If(s.setup_count == 1):
-                    m.next = "POOL_WRITE"
-                self._leave_if(m, s)
+        with m.State("POOL_PRODUCT_WAIT"):
+            m.d.sync += s.setup_count.eq(s.setup_count - 1)
+            with m.If(s.setup_count == 1):
+                m.next = "POOL_WRITE"
+            self._leave_if(m, s)
 
         with m.State("POOL_WRITE"):
-            average, _ = saturate_signed(m, (product + (1 << (RECIPROCAL_BITS - 1))) >> RECIPROCAL_BITS, A, "average")
             with m.If(s.pool_bad):
                 self._error(m, s, ErrorCode.ADDRESS)
-            m.d.comb += [self.act_waddr.eq(s.pool_out), self.act_wdata.eq(Mux(is_max, pool_acc, average)),
+            m.d.comb += [self.act_waddr.eq(s.pool_out), self.act_wdata.eq(pool_result),
                          self.act_we.eq(~s.pool_bad)]
             m.d.sync += [s.pool_out.eq(s.pool_out + 1), s.setup_count.eq(SETUP_CYCLES - 1)]
             last = self._step_position(m, s, carry_channel=True) & s.at_last_channel
