@@ -155,7 +155,7 @@ class CycleModel:
     gather: int = 5
     conversion_overhead: int = 1
     tile_pipeline: int = 8
-    batch_norm: int = 8
+    batch_norm: int = 10
     pool_per_read: int = 1
     pool_per_output: int = 13
     elementwise: int = 4

@@ -661,8 +661,8 @@ class LayerSequencer(wiring.Component):
     def _batch_norm_pipeline(self, m, s):
         """Batch norm, ReLU and requantisation of one output per cycle in registered stages:
         b1 partial sum and parameters arrive; the product in two; rounding and bias; the
-        clip to ``psum_bits`` and ReLU; the requantisation shift in two; the saturated
-        write (and the statistics update) in the last."""
+        clip's comparisons; the clip to ``psum_bits`` and ReLU; the requantisation shift in
+        two; its saturation; the write (and the statistics update) in the last."""
         dp, A, psum_bits = self.cfg.datapath, self.cfg.datapath.activation_bits, self.cfg.psum_bits
         y1 = Signal(signed(psum_bits))
         out1 = Signal(signed(ADDRESS_BITS))
@@ -679,17 +679,20 @@ class LayerSequencer(wiring.Component):
         biased = Signal(signed(max(len(product), dp.bn_bias_bits + frac) + 1))
         rounding = Const((1 << (frac - 1)) if frac else 0, max(frac, 1))
         m.d.sync += biased.eq((product + (Cat(rounding, bias).as_signed() if frac else bias)) >> frac)
+        unclipped, over, under = Signal.like(biased), Signal(), Signal()
+        m.d.sync += [unclipped.eq(biased), over.eq(biased > s.psum_hi), under.eq(biased < s.psum_lo)]
         relu = Signal(signed(psum_bits))
         z_clipped = Signal()
-        over, under = biased > s.psum_hi, biased < s.psum_lo
-        z = Mux(over, s.psum_hi, Mux(under, s.psum_lo, biased))
+        z = Mux(over, s.psum_hi, Mux(under, s.psum_lo, unclipped))
         m.d.sync += [relu.eq(Mux(s.op("relu") & (z < 0), 0, z)), z_clipped.eq(over | under)]
         rounded_sum = Signal(signed(psum_bits + 1))
         m.d.sync += rounded_sum.eq(relu + s.shift_half)
         rounded = Signal(signed(psum_bits + 1))
         m.d.sync += rounded.eq(rounded_sum >> s.shift)
-        t_write = t_product + 4
-        q, q_clipped = saturate_signed(m, rounded, A, "requant")
+        q_comb, q_clipped_comb = saturate_signed(m, rounded, A, "requant")
+        q, q_clipped = Signal(signed(A)), Signal()
+        m.d.sync += [q.eq(q_comb), q_clipped.eq(q_clipped_comb)]
+        t_write = t_product + 6
         valid = self._valid_at(m, s, t_write)
         last = delayed(m, s.b1_last, t_write - 1, "bn_last")
         address = delayed(m, out1, t_write - 1 - 1, "bn_address")
@@ -700,7 +703,7 @@ class LayerSequencer(wiring.Component):
         address_w = delayed(m, address, 1, "bn_address_w")
         with m.If(valid & ~bad):
             m.d.comb += [self.act_waddr.eq(address_w), self.act_wdata.eq(q), self.act_we.eq(~s.halted),
-                         self.sat_batch_norm.eq(delayed(m, z_clipped, 2, "bn_z_clipped") | q_clipped)]
+                         self.sat_batch_norm.eq(delayed(m, z_clipped, 3, "bn_z_clipped") | q_clipped)]
         m.d.comb += s.bn_done.eq(valid & last & ~bad)
         self._statistics(m, s, y2, delayed(m, param1, 1, "stats_param"), 2)
 
@@ -747,10 +750,16 @@ class LayerSequencer(wiring.Component):
 
     # -- pooling ----------------------------------------------------------------------------------
     def _pool_registers(self, m, s):
-        """The window accumulator (the sum of at most 15 x 15 activations) and its product
-        with the average's reciprocal."""
+        """The window's sum (of at most 15 x 15 activations) and its product with the
+        average's reciprocal, and the window's maximum. Both take every value the window
+        reads, in any state (POOL_INIT clears them), so no state decode is in their enables."""
         A = self.cfg.datapath.activation_bits
         s.pool_acc = pool_acc = Signal(signed(A + 10))
+        s.pool_max = Signal(signed(max(A, len(s.v_value))))
+        with m.If(s.v_valid):
+            m.d.sync += pool_acc.eq(pool_acc + s.v_value)
+            with m.If(s.v_value > s.pool_max):
+                m.d.sync += s.pool_max.eq(s.v_value)
         reciprocal = self._operand(s.instr, Opcode.POOL_AVG, "reciprocal")
         s.pool_product, s.pool_latency = registered_product(m, pool_acc, reciprocal, "pool_product")
 
@@ -759,7 +768,7 @@ class LayerSequencer(wiring.Component):
         is_max = s.opcode == Opcode.POOL_MAX
         pool_acc, product, latency = s.pool_acc, s.pool_product, s.pool_latency
         with m.State("POOL_INIT"):
-            m.d.sync += [s.setup_count.eq(s.setup_count - 1), pool_acc.eq(Mux(is_max, -(1 << (A - 1)), 0)),
+            m.d.sync += [s.setup_count.eq(s.setup_count - 1), pool_acc.eq(0), s.pool_max.eq(-(1 << (A - 1))),
                          s.ky.eq(0), s.kx.eq(0)]
             with m.If(s.setup_count == 0):
                 self._window_load(m, s, s.window_size)
@@ -768,19 +777,13 @@ class LayerSequencer(wiring.Component):
 
         with m.State("POOL_WINDOW"):
             self._window_issue(m, s)
-            with m.If(s.v_valid):
-                with m.If(is_max):
-                    with m.If(s.v_value > pool_acc):
-                        m.d.sync += pool_acc.eq(s.v_value)
-                with m.Else():
-                    m.d.sync += pool_acc.eq(pool_acc + s.v_value)
             with m.If(~s.window_busy):
                 m.next = "POOL_PRODUCT"
             self._leave_if(m, s)
 
         average, _ = saturate_signed(m, (product + (1 << (RECIPROCAL_BITS - 1))) >> RECIPROCAL_BITS, A, "average")
         pool_result = Signal(signed(A))
-        m.d.sync += pool_result.eq(Mux(is_max, pool_acc, average))
+        m.d.sync += pool_result.eq(Mux(is_max, s.pool_max, average))
         with m.State("POOL_PRODUCT"):
             m.d.sync += [s.setup_count.eq(latency), s.pool_bad.eq(self._outside_memory(s.pool_out))]
             m.next = "POOL_PRODUCT_WAIT"
@@ -804,7 +807,9 @@ class LayerSequencer(wiring.Component):
     # -- element-wise --------------------------------------------------------------------------------
     def _elementwise_states(self, m, s):
         """ADD (two reads, one write per element) and RELU (one read, one write), element
-        by element; the read data registered before the arithmetic."""
+        by element; the read data registered before the arithmetic. An address's range
+        check is registered in a state after the one that stepped it, so no adder feeds a
+        comparison in one cycle."""
         A = self.cfg.datapath.activation_bits
         is_add = s.opcode == Opcode.ADD
         operand_a, operand_b = Signal(signed(A)), Signal(signed(A))
@@ -813,7 +818,7 @@ class LayerSequencer(wiring.Component):
             with m.If(bad):
                 self._error(m, s, ErrorCode.ADDRESS)
             m.d.comb += self.act_raddr.eq(address)
-            m.d.sync += [address.eq(address + 1), bad.eq(self._outside_memory(address + 1))]
+            m.d.sync += address.eq(address + 1)
 
         with m.State("ELT_READ_A"):
             read(s.e_a, s.e_a_bad)
@@ -822,11 +827,11 @@ class LayerSequencer(wiring.Component):
         with m.State("ELT_READ_B"):
             with m.If(is_add):
                 read(s.e_b, s.e_b_bad)
-            m.d.sync += operand_a.eq(self.act_rdata)
+            m.d.sync += [operand_a.eq(self.act_rdata), s.e_out_bad.eq(self._outside_memory(s.e_out))]
             m.next = "ELT_WAIT"
             self._leave_if(m, s)
         with m.State("ELT_WAIT"):
-            m.d.sync += operand_b.eq(self.act_rdata)
+            m.d.sync += [operand_b.eq(self.act_rdata), s.e_a_bad.eq(self._outside_memory(s.e_a))]
             m.next = "ELT_WRITE"
             self._leave_if(m, s)
         with m.State("ELT_WRITE"):
@@ -836,7 +841,7 @@ class LayerSequencer(wiring.Component):
             rectified = Mux(operand_a < 0, 0, operand_a)
             m.d.comb += [self.act_waddr.eq(s.e_out), self.act_wdata.eq(Mux(is_add, total, rectified)),
                          self.act_we.eq(~s.e_out_bad & ~s.halted)]
-            m.d.sync += [s.e_out.eq(s.e_out + 1), s.e_out_bad.eq(self._outside_memory(s.e_out + 1)),
+            m.d.sync += [s.e_out.eq(s.e_out + 1), s.e_b_bad.eq(self._outside_memory(s.e_b)),
                          s.e_left.eq(s.e_left - 1)]
             self._next_instruction_if(m, s, s.e_left == 1, "ELT_READ_A")
             self._leave_if(m, s)

@@ -146,6 +146,7 @@ def bad_programs(cfg: ChipConfig) -> list:
         [mvm(psum_bits=cfg.psum_bits + 1), block(), end],
         [Instruction(Opcode.RELU, {"in_base": last - 1, "out_base": 0, "length": 4}), end],
         [Instruction(Opcode.ADD, {"in_base": 0, "in_b_base": last - 1, "out_base": 8, "length": 2}), end],
+        [Instruction(Opcode.ADD, {"in_base": 0, "in_b_base": 4, "out_base": last - 2, "length": 3}), end],
         [mvm(in_base=last - 2), block(), end],
         [mvm(out_base=last - 2), block(), end],
         [Instruction(Opcode.POOL_MAX, {"channels": 2, "in_h": 4, "in_w": 4, "kernel_h": 2, "kernel_w": 2,
