@@ -276,6 +276,10 @@ class LayerSequencer(wiring.Component):
         s.hw, _ = registered_product(m, op("in_h"), op("in_w"), "hw")
         s.out_hw, _ = registered_product(m, op("out_h"), op("out_w"), "out_hw")
         s.window_size, _ = registered_product(m, op("kernel_h"), op("kernel_w"), "window_size")
+        s.kernel_w_last, s.kernel_h_last = Signal.like(op("kernel_w")), Signal.like(op("kernel_h"))
+        s.outputs_last = Signal.like(op("outputs"))
+        m.d.sync += [s.kernel_w_last.eq(op("kernel_w") - 1), s.kernel_h_last.eq(op("kernel_h") - 1),
+                     s.outputs_last.eq(op("outputs") - 1)]
         bits = Signal(range(psum_bits + 1))
         m.d.sync += bits.eq(Mux((op("psum_bits") > psum_bits) | (op("psum_bits") == 0), psum_bits, op("psum_bits")))
         s.psum_hi, s.psum_lo = Signal(signed(psum_bits + 1)), Signal(signed(psum_bits + 1))
@@ -386,9 +390,9 @@ class LayerSequencer(wiring.Component):
             m.d.sync += [s.r_valid.eq(1), s.r_addr.eq(s.w_addr), s.r_tag.eq(s.w_tag), s.w_tag.eq(s.w_tag + 1),
                          s.r_inside.eq((s.w_iy >= 0) & (s.w_iy < op("in_h")) & (s.w_ix >= 0) & (s.w_ix < op("in_w"))),
                          s.r_bad.eq(self._outside_memory(s.w_addr)), s.w_left.eq(s.w_left - 1)]
-            with m.If(s.kx != op("kernel_w") - 1):
+            with m.If(s.kx != s.kernel_w_last):
                 m.d.sync += [s.kx.eq(s.kx + 1), s.w_ix.eq(s.w_ix + 1), s.w_addr.eq(s.w_addr + 1)]
-            with m.Elif(s.ky != op("kernel_h") - 1):
+            with m.Elif(s.ky != s.kernel_h_last):
                 m.d.sync += [s.kx.eq(0), s.ky.eq(s.ky + 1), s.w_ix.eq(s.base_x), s.w_iy.eq(s.w_iy + 1),
                              s.w_row.eq(s.w_row + op("in_w")), s.w_addr.eq(s.w_row + op("in_w"))]
             with m.Elif(s.is_mvm):
@@ -656,7 +660,7 @@ class LayerSequencer(wiring.Component):
         with m.If(s.n_issue != op("outputs")):
             m.d.sync += [s.n_issue.eq(s.n_issue + 1), s.param_ptr.eq(s.param_ptr + 1),
                          s.out_addr.eq(s.out_addr + s.out_hw), s.b1_valid.eq(~s.halted),
-                         s.b1_last.eq(s.n_issue == op("outputs") - 1)]
+                         s.b1_last.eq(s.n_issue == s.outputs_last)]
 
     def _batch_norm_pipeline(self, m, s):
         """Batch norm, ReLU and requantisation of one output per cycle in registered stages:
