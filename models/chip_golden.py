@@ -157,7 +157,7 @@ class CycleModel:
     tile_pipeline: int = 8
     batch_norm: int = 10
     pool_per_read: int = 1
-    pool_per_output: int = 13
+    pool_per_output: int = 14
     elementwise: int = 4
 
 

@@ -513,8 +513,7 @@ class LayerSequencer(wiring.Component):
                 out_base = Mux(is_add, add("out_base"), relu("out_base"))
                 m.d.sync += [s.e_left.eq(length), s.e_a.eq(add("in_base")), s.e_b.eq(add("in_b_base")),
                              s.e_out.eq(out_base), s.e_a_bad.eq(self._outside_memory(add("in_base"))),
-                             s.e_b_bad.eq(self._outside_memory(add("in_b_base"))),
-                             s.e_out_bad.eq(self._outside_memory(out_base))]
+                             s.e_b_bad.eq(self._outside_memory(add("in_b_base")))]   # e_out's: in ELT_READ_B
                 with m.If(s.length_zero):
                     self._error(m, s, ErrorCode.INVALID)
                 with m.Else():
@@ -529,14 +528,19 @@ class LayerSequencer(wiring.Component):
 
     # -- MVM ---------------------------------------------------------------------------------
     def _block_checks(self, m, s):
-        """Whether the BLOCK entry is outside its tile or the instruction, registered."""
+        """Whether the BLOCK entry is outside its tile or the instruction, registered (its
+        ends summed in one cycle, compared in the next; read at the end of BLOCK_SETUP)."""
         cfg, blk = self.cfg, s.blk
         s.block_invalid, s.block_bad, s.setup_last = Signal(), Signal(), Signal()
+        ends = {}
+        for name, start, size in (("row_end", "tile_row", "rows"), ("col_end", "tile_col", "cols"),
+                                  ("n_end", "n_start", "cols")):
+            ends[name] = Signal((blk(start) + blk(size)).shape(), name=name)
+            m.d.sync += ends[name].eq(blk(start) + blk(size))
         m.d.sync += s.block_invalid.eq(s.block[:OPCODE_BITS] != Opcode.BLOCK)
         m.d.sync += s.block_bad.eq((blk("tile") >= cfg.tile.count) | (blk("rows") == 0) | (blk("cols") == 0)
-                                 | (blk("tile_row") + blk("rows") > cfg.tile.rows)
-                                 | (blk("tile_col") + blk("cols") > cfg.tile.cols)
-                                 | (blk("n_start") + blk("cols") > s.op("outputs")))
+                                 | (ends["row_end"] > cfg.tile.rows) | (ends["col_end"] > cfg.tile.cols)
+                                 | (ends["n_end"] > s.op("outputs")))
 
     def _mvm_states(self, m, s):
         blk = s.blk
@@ -756,14 +760,18 @@ class LayerSequencer(wiring.Component):
     def _pool_registers(self, m, s):
         """The window's sum (of at most 15 x 15 activations) and its product with the
         average's reciprocal, and the window's maximum. Both take every value the window
-        reads, in any state (POOL_INIT clears them), so no state decode is in their enables."""
+        reads, one cycle after the row buffer does (a copy of the value of their own, away
+        from the row buffer's fan-out), in any state (POOL_INIT clears them), so no state
+        decode is in their enables."""
         A = self.cfg.datapath.activation_bits
+        s.pool_valid, s.pool_value = Signal(), Signal.like(s.v_value)
+        m.d.sync += [s.pool_valid.eq(s.v_valid), s.pool_value.eq(s.v_value)]
         s.pool_acc = pool_acc = Signal(signed(A + 10))
         s.pool_max = Signal(signed(max(A, len(s.v_value))))
-        with m.If(s.v_valid):
-            m.d.sync += pool_acc.eq(pool_acc + s.v_value)
-            with m.If(s.v_value > s.pool_max):
-                m.d.sync += s.pool_max.eq(s.v_value)
+        with m.If(s.pool_valid):
+            m.d.sync += pool_acc.eq(pool_acc + s.pool_value)
+            with m.If(s.pool_value > s.pool_max):
+                m.d.sync += s.pool_max.eq(s.pool_value)
         reciprocal = self._operand(s.instr, Opcode.POOL_AVG, "reciprocal")
         s.pool_product, s.pool_latency = registered_product(m, pool_acc, reciprocal, "pool_product")
 
@@ -781,7 +789,7 @@ class LayerSequencer(wiring.Component):
 
         with m.State("POOL_WINDOW"):
             self._window_issue(m, s)
-            with m.If(~s.window_busy):
+            with m.If(~s.window_busy & ~s.pool_valid):
                 m.next = "POOL_PRODUCT"
             self._leave_if(m, s)
 
