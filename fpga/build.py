@@ -201,8 +201,11 @@ def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolch
 
         platform.add_file(f"{TILE_MODULE}.v", chip_tile_verilog(cfg, platform))
     report_path = build_dir / "report.json"
+    # no source locations in the netlist: it must not depend on where the checkout lies, so the
+    # same commit places and routes the same anywhere
     plan = platform.build(BoardTop(cfg, spec, chip=chip), name=TOP_NAME, build_dir=str(build_dir), do_build=False,
-                          synth_opts=SYNTH_OPTS, nextpnr_opts="--timing-allow-fail --report report.json")  # relative: YoWASP sees only the build dir
+                          emit_src=False, synth_opts=SYNTH_OPTS,
+                          nextpnr_opts="--timing-allow-fail --report report.json")  # relative: YoWASP sees only the build dir
     log = build_dir / "build.log"
     plan.extract(str(build_dir))
     returncode = _run_script(build_dir, f"{plan.script}.sh", tools.env(), log, verbose, report_stage,

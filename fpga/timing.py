@@ -59,7 +59,8 @@ class TimingReport:
 
 
 def _block_verilog(block: str, cfg: ChipConfig) -> dict:
-    """The block's Verilog, elaborated for the board's platform (as a bitstream build does)."""
+    """The block's Verilog, elaborated for the board's platform (as a bitstream build does),
+    without source locations (the same netlist wherever the checkout lies)."""
     from amaranth.back import verilog
 
     from neurophase.fpga.platforms import get_board
@@ -68,10 +69,11 @@ def _block_verilog(block: str, cfg: ChipConfig) -> dict:
     if block == "sequencer":
         from neurophase.rtl.sequencer import LayerSequencer
 
-        return {"top.v": verilog.convert(LayerSequencer(cfg), name="top", platform=platform)}
+        return {"top.v": verilog.convert(LayerSequencer(cfg), name="top", platform=platform, emit_src=False)}
     from neurophase.fpga.chip_top import FpgaChipTop, chip_tile_verilog, uart_divisor
 
-    return {"top.v": verilog.convert(FpgaChipTop(cfg, uart_divisor(cfg)), name="top", platform=platform),
+    return {"top.v": verilog.convert(FpgaChipTop(cfg, uart_divisor(cfg)), name="top", platform=platform,
+                                     emit_src=False),
             "tile.v": chip_tile_verilog(cfg, platform)}
 
 
