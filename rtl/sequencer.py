@@ -479,13 +479,21 @@ class LayerSequencer(wiring.Component):
         add = lambda name: self._operand(s.instr, Opcode.ADD, name)  # noqa: E731
         relu = lambda name: self._operand(s.instr, Opcode.RELU, name)  # noqa: E731
         length = Mux(s.opcode == Opcode.ADD, add("length"), relu("length"))
-        s.shape_zero, s.mvm_invalid, s.param_range, s.no_blocks, s.length_zero = (Signal(name=n) for n in (
-            "shape_zero", "mvm_invalid", "param_range", "no_blocks", "length_zero"))
         bad_width = (op("psum_bits") < 2) | (op("psum_bits") > psum_bits)
-        m.d.sync += [s.shape_zero.eq(zero_shape),
-                     s.mvm_invalid.eq((op("outputs") == 0) | (op("outputs") > seq.psum_words) | bad_width),
-                     s.param_range.eq(op("param_base") + op("outputs") > seq.param_words),
-                     s.no_blocks.eq(op("blocks") == 0), s.length_zero.eq(length == 0)]
+        mvm_invalid = zero_shape | (op("outputs") == 0) | (op("outputs") > seq.psum_words) | bad_width
+        param_range = op("param_base") + op("outputs") > seq.param_words
+        opcode = s.opcode
+        is_pool = (opcode == Opcode.POOL_MAX) | (opcode == Opcode.POOL_AVG)
+        is_elementwise = (opcode == Opcode.ADD) | (opcode == Opcode.RELU)
+        # one registered verdict for DISPATCH: its next state then waits on a single flag
+        s.dispatch_fault, s.dispatch_code = Signal(), Signal(4)
+        m.d.sync += [
+            s.dispatch_fault.eq(Mux(opcode == Opcode.MVM, mvm_invalid | param_range | (op("blocks") == 0),
+                                    Mux(is_pool, zero_shape, Mux(is_elementwise, length == 0,
+                                                                 opcode != Opcode.END)))),
+            s.dispatch_code.eq(Mux((opcode == Opcode.MVM) & ~mvm_invalid & param_range,
+                                   ErrorCode.PARAM_RANGE, ErrorCode.INVALID)),
+        ]
 
     def _dispatch(self, m, s):
         op = s.op
@@ -493,38 +501,26 @@ class LayerSequencer(wiring.Component):
         relu = lambda name: self._operand(s.instr, Opcode.RELU, name)  # noqa: E731
         is_add = s.opcode == Opcode.ADD
         length = Mux(is_add, add("length"), relu("length"))
-        with m.Switch(s.opcode):
-            with m.Case(Opcode.MVM):
-                with m.If(s.shape_zero | s.mvm_invalid):
-                    self._error(m, s, ErrorCode.INVALID)
-                with m.Elif(s.param_range):
-                    self._error(m, s, ErrorCode.PARAM_RANGE)
-                with m.Elif(s.no_blocks):
-                    self._error(m, s, ErrorCode.INVALID)
-                with m.Else():
+        with m.If(s.dispatch_fault):
+            self._error(m, s, s.dispatch_code)
+        with m.Else():
+            with m.Switch(s.opcode):
+                with m.Case(Opcode.MVM):
                     m.next = "BLOCK_FETCH"
-            with m.Case(Opcode.POOL_MAX, Opcode.POOL_AVG):
-                with m.If(s.shape_zero):
-                    self._error(m, s, ErrorCode.INVALID)
-                with m.Else():
+                with m.Case(Opcode.POOL_MAX, Opcode.POOL_AVG):
                     m.d.sync += [s.setup_count.eq(SETUP_CYCLES - 1), s.pool_out.eq(op("out_base"))]
                     m.next = "POOL_INIT"
-            with m.Case(Opcode.ADD, Opcode.RELU):
-                out_base = Mux(is_add, add("out_base"), relu("out_base"))
-                m.d.sync += [s.e_left.eq(length), s.e_a.eq(add("in_base")), s.e_b.eq(add("in_b_base")),
-                             s.e_out.eq(out_base), s.e_a_bad.eq(self._outside_memory(add("in_base"))),
-                             s.e_b_bad.eq(self._outside_memory(add("in_b_base")))]   # e_out's: in ELT_READ_B
-                with m.If(s.length_zero):
-                    self._error(m, s, ErrorCode.INVALID)
-                with m.Else():
+                with m.Case(Opcode.ADD, Opcode.RELU):
+                    out_base = Mux(is_add, add("out_base"), relu("out_base"))
+                    m.d.sync += [s.e_left.eq(length), s.e_a.eq(add("in_base")), s.e_b.eq(add("in_b_base")),
+                                 s.e_out.eq(out_base), s.e_a_bad.eq(self._outside_memory(add("in_base"))),
+                                 s.e_b_bad.eq(self._outside_memory(add("in_b_base")))]   # e_out's: in ELT_READ_B
                     m.next = "ELT_READ_A"
-            with m.Case(Opcode.END):
-                m.d.comb += self.done.eq(~s.stopping)
-                with m.If(~s.stopping):
-                    m.d.sync += self.runs.eq(self.runs + (self.runs != 2**32 - 1))
-                    m.next = "IDLE"
-            with m.Default():
-                self._error(m, s, ErrorCode.INVALID)
+                with m.Case(Opcode.END):
+                    m.d.comb += self.done.eq(~s.stopping)
+                    with m.If(~s.stopping):
+                        m.d.sync += self.runs.eq(self.runs + (self.runs != 2**32 - 1))
+                        m.next = "IDLE"
 
     # -- MVM ---------------------------------------------------------------------------------
     def _block_checks(self, m, s):
