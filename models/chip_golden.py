@@ -155,9 +155,9 @@ class CycleModel:
     gather: int = 5
     conversion_overhead: int = 1
     tile_pipeline: int = 8
-    batch_norm: int = 10
+    batch_norm: int = 11
     pool_per_read: int = 1
-    pool_per_output: int = 14
+    pool_per_output: int = 15
     elementwise: int = 4
 
 

@@ -4,11 +4,16 @@ over 18 x 18 multipliers with every partial product and every adder level regist
 An FPGA multiplier block takes 18-bit signed operands; a wider product needs several
 blocks and an adder after them, which in one clock cycle is far slower than the block
 alone. :func:`registered_product` splits the operands itself so every partial product fits
-one block, registers the partials and sums them in a registered adder tree: the product
-appears a fixed number of cycles (its latency) after the operands.
+one block, registers the partials (and, when asked, the operands too: a
+:class:`~neurophase.rtl.registered_multiplier.RegisteredMultiplier`, whose registers are
+the block's own on an ECP5, so no fabric path runs through the block) and sums them in a
+registered adder tree: the product appears a fixed number of cycles (its latency) after
+the operands.
 """
 
 from amaranth.hdl import Cat, Const, Module, Signal, Value, signed
+
+from neurophase.rtl.registered_multiplier import RegisteredMultiplier
 
 __all__ = ["delayed", "registered_product"]
 
@@ -44,18 +49,23 @@ def _chunks(value: Value) -> list:
     return parts
 
 
-def registered_product(m: Module, a: Value, b: Value, name: str) -> tuple[Signal, int]:
+def registered_product(m: Module, a: Value, b: Value, name: str,
+                       operand_registers: bool = False) -> tuple[Signal, int]:
     """``a * b`` with each partial product in one multiplier block, registered, then summed
     by a registered adder tree.
 
     Parameters
     ----------
     m : Module
-        Receives the registers (``sync`` domain).
+        Receives the registers (``sync`` domain) and the multipliers.
     a, b : Value
         Operands, signed or unsigned, any width.
     name : str
         Prefix of the created signals.
+    operand_registers : bool
+        Register the operands of every partial product too (one cycle more latency): in a
+        :class:`~neurophase.rtl.registered_multiplier.RegisteredMultiplier`, submodule
+        ``<name>_p<k>``.
 
     Returns
     -------
@@ -68,10 +78,17 @@ def registered_product(m: Module, a: Value, b: Value, name: str) -> tuple[Signal
     terms = []
     for a_part, a_shift in _chunks(a):
         for b_part, b_shift in _chunks(b):
-            partial = Signal(signed(len(a_part) + len(b_part)), name=f"{name}_p{len(terms)}")
-            m.d.sync += partial.eq(a_part * b_part)
+            if operand_registers:
+                multiplier = RegisteredMultiplier(max(len(a_part), 2), max(len(b_part), 2))
+                m.submodules[f"{name}_p{len(terms)}"] = multiplier
+                m.d.comb += [multiplier.a.eq(a_part), multiplier.b.eq(b_part),
+                             multiplier.load_operands.eq(1), multiplier.load_product.eq(1)]
+                partial = multiplier.product
+            else:
+                partial = Signal(signed(len(a_part) + len(b_part)), name=f"{name}_p{len(terms)}")
+                m.d.sync += partial.eq(a_part * b_part)
             terms.append(partial << (a_shift + b_shift) if a_shift + b_shift else partial)
-    latency = 1
+    latency = 2 if operand_registers else 1
     while len(terms) > 1:
         summed = []
         for index in range(0, len(terms), 2):

@@ -676,7 +676,7 @@ class LayerSequencer(wiring.Component):
         scale2, bias2 = Signal(signed(dp.bn_scale_bits)), Signal(signed(dp.bn_bias_bits))
         m.d.sync += [scale2.eq(self.scale_data), bias2.eq(self.bias_data)]
         y2 = delayed(m, y1, 1, "bn_y")
-        product, latency = registered_product(m, y2, scale2, "bn_product")
+        product, latency = registered_product(m, y2, scale2, "bn_product", operand_registers=True)
         t_product = 2 + latency
         frac = dp.bn_scale_frac_bits
         bias = delayed(m, bias2, latency, "bn_bias")
@@ -725,7 +725,7 @@ class LayerSequencer(wiring.Component):
         """Add y, y squared and |y| into the statistics entry ``address`` (64-bit,
         saturating) when ``stats_en``: the entry read with the parameters, updated in
         registered stages behind y (present in stage ``t_y``)."""
-        square, latency = registered_product(m, y, y, "stats_square")
+        square, latency = registered_product(m, y, y, "stats_square", operand_registers=True)
         magnitude = Signal(len(y))
         m.d.sync += magnitude.eq(Mux(y < 0, -y, y))
         stored_sum = Signal(signed(STATS_BITS))
@@ -769,7 +769,8 @@ class LayerSequencer(wiring.Component):
             with m.If(s.pool_value > s.pool_max):
                 m.d.sync += s.pool_max.eq(s.pool_value)
         reciprocal = self._operand(s.instr, Opcode.POOL_AVG, "reciprocal")
-        s.pool_product, s.pool_latency = registered_product(m, pool_acc, reciprocal, "pool_product")
+        s.pool_product, s.pool_latency = registered_product(m, pool_acc, reciprocal, "pool_product",
+                                                               operand_registers=True)
 
     def _pool_states(self, m, s):
         A = self.cfg.datapath.activation_bits
