@@ -665,9 +665,9 @@ class LayerSequencer(wiring.Component):
     def _batch_norm_pipeline(self, m, s):
         """Batch norm, ReLU and requantisation of one output per cycle in registered stages:
         b1 partial sum and parameters arrive; the product in three (operands registered in
-        the multiplier); rounding and bias; the
-        clip's comparisons; the clip to ``psum_bits`` and ReLU; the requantisation shift in
-        two; its saturation; the write (and the statistics update) in the last."""
+        the multiplier); rounding and bias; the clip's comparisons; the clip to
+        ``psum_bits`` and ReLU; the requantisation shift in two; its saturation; the write
+        (and the statistics update) in the last."""
         dp, A, psum_bits = self.cfg.datapath, self.cfg.datapath.activation_bits, self.cfg.psum_bits
         y1 = Signal(signed(psum_bits))
         out1 = Signal(signed(ADDRESS_BITS))
