@@ -154,7 +154,7 @@ class CycleModel:
     block_fetch: int = 8
     gather: int = 5
     conversion_overhead: int = 1
-    tile_pipeline: int = 8
+    tile_pipeline: int = 9
     batch_norm: int = 11
     pool_per_read: int = 1
     pool_per_output: int = 15

@@ -187,14 +187,17 @@ class Chip(wiring.Component):
         tiles = []
         timeouts = []
         merged = self._merged_tile_output(m, seq)
-        start = self.tile_regmap.register("CTRL").field("start")
+        # the start leaves the sequencer's state logic through a register beside it
+        start = Signal()
+        m.d.sync += start.eq(seq.tile_start)
+        start_field = self.tile_regmap.register("CTRL").field("start")
         for t in range(cfg.tile.count):
             tile = self.tile_signature.create(path=(f"tile{t}",))
             ports = tile_instance_ports(self.tile_signature, tile)
             if self.adc_codes_io is not None:
                 ports["i_adc__codes"] = self.adc_codes_io[t]
             m.submodules[f"tile{t}"] = Instance(TILE_MODULE, i_clk=ClockSignal(), i_rst=ResetSignal(), **ports)
-            guard = CommandGuard(self.tile_regmap.addr_width, self.tile_regmap.address("CTRL") >> 2, start.offset)
+            guard = CommandGuard(self.tile_regmap.addr_width, self.tile_regmap.address("CTRL") >> 2, start_field.offset)
             m.submodules[f"tile{t}_guard"] = guard
             # the bus crosses the die to each tile through a register each way
             m.submodules[f"tile{t}_bus_buffer"] = buffer = WishboneBuffer(self.tile_regmap.addr_width)
@@ -204,8 +207,9 @@ class Chip(wiring.Component):
             self._connect_adc(m, self.adc[t], tile.adc)
             selected = seq.tile_sel == t
             m.d.comb += guard.block.eq(1)
-            # registered beside each tile: the strobes cross the die to every tile
-            m.d.sync += [tile.seq_start.eq(seq.tile_start & selected), tile.seq_abort.eq(seq.tile_abort)]
+            # registered beside each tile: the strobes cross the die to every tile (the abort
+            # is a register in the sequencer; the start is a cycle later than it was issued)
+            m.d.sync += [tile.seq_start.eq(start & selected), tile.seq_abort.eq(seq.tile_abort)]
             # and the tile's output crosses a two-entry FIFO beside it (emptied by an abort),
             # then the one beside the sequencer: no handshake and no selection runs from the
             # tiles into the sequencer's state in one cycle

@@ -17,8 +17,9 @@ class MemoryWindow(wiring.Component):
 
     While ``locked`` (the sequencer runs) the sequencer owns both ports and every bus
     access is answered with ``err``, so firmware can never race the program; a word
-    address beyond the memory is answered with ``err`` as well. Otherwise bus accesses
-    take two cycles (a synchronous read).
+    address beyond the memory is answered with ``err`` as well. Otherwise a bus write is
+    answered in the cycle after it is seen and a read in the one after that: the read data
+    is registered beside the block RAM before it reaches the bus.
 
     Parameters
     ----------
@@ -76,11 +77,20 @@ class MemoryWindow(wiring.Component):
         m.d.comb += [entry.eq(bus.adr // self.words if self.words > 1 else bus.adr),
                      word.eq(bus.adr % self.words if self.words > 1 else 0)]
         access = bus.cyc & bus.stb
-        answered = Signal()
+        answered = Signal()   # the answer is on the bus this cycle
+        fetching = Signal()   # a read's data leaves the block RAM this cycle
         refuse = Signal()
         refused = Signal()
+        fetched = Signal(self.width)
         m.d.comb += refuse.eq(self.locked | (bus.adr >= self.depth * self.words))
-        m.d.sync += [answered.eq(access & ~answered), refused.eq(refuse)]
+        m.d.sync += [answered.eq(0), fetching.eq(0)]
+        with m.If(access & ~answered & ~fetching):
+            with m.If(refuse | bus.we):
+                m.d.sync += [answered.eq(1), refused.eq(refuse)]
+            with m.Else():
+                m.d.sync += fetching.eq(1)
+        with m.If(fetching):
+            m.d.sync += [answered.eq(1), refused.eq(0), fetched.eq(read.data.word_select(word, self.width))]
 
         with m.If(self.locked):
             m.d.comb += [read.addr.eq(self.raddr), write.addr.eq(self.waddr), write.data.eq(self.wdata),
@@ -88,13 +98,11 @@ class MemoryWindow(wiring.Component):
         with m.Else():
             m.d.comb += [read.addr.eq(entry), write.addr.eq(entry),
                          write.data.eq(Cat(*[bus.dat_w[:self.width] for _ in range(self.words)]))]
-            with m.If(access & ~answered & bus.we & ~refuse):
+            with m.If(access & ~answered & ~fetching & bus.we & ~refuse):
                 m.d.comb += write.en.eq(1 << word)
         m.d.comb += self.rdata.eq(read.data)
 
-        element = Signal(self.width)
-        m.d.comb += element.eq(read.data.word_select(word, self.width))
-        extended = Cat(element, *([element[-1]] * (32 - self.width))) if self.signed else element
+        extended = Cat(fetched, *([fetched[-1]] * (32 - self.width))) if self.signed else fetched
         m.d.comb += [
             bus.ack.eq(answered & access & ~refused),
             bus.err.eq(answered & access & refused),

@@ -219,7 +219,7 @@ def test_cycle_estimate_follows_its_formula():
     cfg = ChipConfig()  # 256 columns, 32 lanes, 8 planes, 1 slice, 1 column per ADC, 16-cycle ADC
     ins = mvm(out_h=2, out_w=3, outputs=40)
     blocks = [block(rows=100, tile_col=30, cols=40)]  # columns 30 .. 69 touch beats 0, 1, 2
-    per_block = 8 + 100 + 5 + 8 * 1 * (16 + 1) + 256 // 32 + 8 + 3 * 32
+    per_block = 8 + 100 + 5 + 8 * 1 * (16 + 1) + 256 // 32 + 9 + 3 * 32
     assert estimate_cycles(cfg, ins, blocks) == 4 + 6 * (per_block + 40 + 11)
     pool = Instruction(Opcode.POOL_MAX, {"channels": 3, "kernel_h": 2, "kernel_w": 2, "out_h": 2, "out_w": 2})
     assert estimate_cycles(cfg, pool) == 4 + 12 * (4 * 1 + 15)
