@@ -157,7 +157,7 @@ class CycleModel:
     tile_pipeline: int = 9
     batch_norm: int = 11
     pool_per_read: int = 1
-    pool_per_output: int = 15
+    pool_per_output: int = 16
     elementwise: int = 4
 
 

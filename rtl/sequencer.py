@@ -791,11 +791,15 @@ class LayerSequencer(wiring.Component):
                 m.next = "POOL_PRODUCT"
             self._leave_if(m, s)
 
-        average, _ = saturate_signed(m, (product + (1 << (RECIPROCAL_BITS - 1))) >> RECIPROCAL_BITS, A, "average")
+        # the product's rounding is registered before its saturation and the result's multiplexer
+        rounded_width = len(product) - RECIPROCAL_BITS + 1
+        rounded = Signal(signed(rounded_width))
+        m.d.sync += rounded.eq((product + (1 << (RECIPROCAL_BITS - 1))) >> RECIPROCAL_BITS)
+        average, _ = saturate_signed(m, rounded, A, "average")
         pool_result = Signal(signed(A))
         m.d.sync += pool_result.eq(Mux(is_max, s.pool_max, average))
         with m.State("POOL_PRODUCT"):
-            m.d.sync += [s.setup_count.eq(latency), s.pool_bad.eq(self._outside_memory(s.pool_out))]
+            m.d.sync += [s.setup_count.eq(latency + 1), s.pool_bad.eq(self._outside_memory(s.pool_out))]
             m.next = "POOL_PRODUCT_WAIT"
             self._leave_if(m, s)
         with m.State("POOL_PRODUCT_WAIT"):

@@ -222,7 +222,7 @@ def test_cycle_estimate_follows_its_formula():
     per_block = 8 + 100 + 5 + 8 * 1 * (16 + 1) + 256 // 32 + 9 + 3 * 32
     assert estimate_cycles(cfg, ins, blocks) == 4 + 6 * (per_block + 40 + 11)
     pool = Instruction(Opcode.POOL_MAX, {"channels": 3, "kernel_h": 2, "kernel_w": 2, "out_h": 2, "out_w": 2})
-    assert estimate_cycles(cfg, pool) == 4 + 12 * (4 * 1 + 15)
+    assert estimate_cycles(cfg, pool) == 4 + 12 * (4 * 1 + 16)
     assert estimate_cycles(cfg, Instruction(Opcode.ADD, {"length": 10})) == 4 + 40
     assert CYCLE_MODEL.fetch == 4
 
