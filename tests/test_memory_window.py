@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The memory window: random bus reads and writes against a dictionary model (sign
 extension, several bus words per entry), refusals while locked and beyond the memory, the
 answer latencies, and the sequencer's ports while locked."""
