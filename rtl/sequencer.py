@@ -204,6 +204,7 @@ class LayerSequencer(wiring.Component):
         s.n_issue, s.param_ptr = Signal(16), Signal(16)
         s.out_addr = Signal(signed(ADDRESS_BITS))
         s.b1_valid, s.b1_last, s.bn_done = Signal(), Signal(), Signal()
+        s.bn_issuing = Signal()
         s.bn_valid = [None, s.b1_valid]   # by stage: see _valid_at
         s.pool_out, s.pool_bad = Signal(signed(ADDRESS_BITS)), Signal()
         s.e_a, s.e_b, s.e_out, s.e_left = Signal(21), Signal(21), Signal(21), Signal(20)
@@ -588,7 +589,7 @@ class LayerSequencer(wiring.Component):
             with m.If(~s.c1_valid & ~s.c2_valid & ~s.c3_valid):
                 with m.If(s.last_block):
                     self._first_block(m, s, s.pc)
-                    m.d.sync += [s.n_issue.eq(0), s.param_ptr.eq(s.op("param_base")),
+                    m.d.sync += [s.n_issue.eq(0), s.bn_issuing.eq(1), s.param_ptr.eq(s.op("param_base")),
                                  s.out_addr.eq(s.op("out_base") + s.position)]
                     m.next = "BATCH_NORM"
                 with m.Else():
@@ -656,11 +657,13 @@ class LayerSequencer(wiring.Component):
     # -- batch norm ----------------------------------------------------------------------------
     def _batch_norm_issue(self, m, s):
         """Stage b0: one output per cycle, its parameters and statistics read."""
-        op = s.op
-        with m.If(s.n_issue != op("outputs")):
+        # `issuing` (n_issue != outputs) is a register: the instruction's output count stays
+        # out of the enables of the pointers (DISPATCH refuses outputs = 0)
+        last = s.n_issue == s.outputs_last
+        with m.If(s.bn_issuing):
             m.d.sync += [s.n_issue.eq(s.n_issue + 1), s.param_ptr.eq(s.param_ptr + 1),
                          s.out_addr.eq(s.out_addr + s.out_hw), s.b1_valid.eq(~s.halted),
-                         s.b1_last.eq(s.n_issue == s.outputs_last)]
+                         s.b1_last.eq(last), s.bn_issuing.eq(~last)]
 
     def _batch_norm_pipeline(self, m, s):
         """Batch norm, ReLU and requantisation of one output per cycle in registered stages:
