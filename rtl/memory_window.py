@@ -18,8 +18,9 @@ class MemoryWindow(wiring.Component):
     While ``locked`` (the sequencer runs) the sequencer owns both ports and every bus
     access is answered with ``err``, so firmware can never race the program; a word
     address beyond the memory is answered with ``err`` as well. Otherwise a bus write is
-    answered in the cycle after it is seen and a read in the one after that: the read data
-    is registered beside the block RAM before it reaches the bus.
+    answered in the cycle after it is seen (the memory takes it in that cycle, from
+    registers) and a read in the one after that (the read data is registered beside the
+    block RAM before it reaches the bus).
 
     Parameters
     ----------
@@ -82,24 +83,29 @@ class MemoryWindow(wiring.Component):
         refuse = Signal()
         refused = Signal()
         fetched = Signal(self.width)
+        # a bus write reaches the memory a cycle after it is seen, from registers (the write
+        # enable fans out to every LUT RAM cell of a wide memory), in the cycle it is
+        # answered; it goes before the sequencer's port should the lock come in that cycle
+        writing, write_entry = Signal(), Signal.like(entry)
+        write_word, write_value = Signal.like(word), Signal(self.width)
         m.d.comb += refuse.eq(self.locked | (bus.adr >= self.depth * self.words))
-        m.d.sync += [answered.eq(0), fetching.eq(0)]
+        m.d.sync += [answered.eq(0), fetching.eq(0), writing.eq(0)]
         with m.If(access & ~answered & ~fetching):
             with m.If(refuse | bus.we):
-                m.d.sync += [answered.eq(1), refused.eq(refuse)]
+                m.d.sync += [answered.eq(1), refused.eq(refuse), writing.eq(bus.we & ~refuse),
+                             write_entry.eq(entry), write_word.eq(word), write_value.eq(bus.dat_w[:self.width])]
             with m.Else():
                 m.d.sync += fetching.eq(1)
         with m.If(fetching):
             m.d.sync += [answered.eq(1), refused.eq(0), fetched.eq(read.data.word_select(word, self.width))]
 
-        with m.If(self.locked):
-            m.d.comb += [read.addr.eq(self.raddr), write.addr.eq(self.waddr), write.data.eq(self.wdata),
+        m.d.comb += read.addr.eq(Mux(self.locked, self.raddr, entry))
+        with m.If(writing):
+            m.d.comb += [write.addr.eq(write_entry), write.data.eq(Cat(*[write_value for _ in range(self.words)])),
+                         write.en.eq(1 << write_word)]
+        with m.Elif(self.locked):
+            m.d.comb += [write.addr.eq(self.waddr), write.data.eq(self.wdata),
                          write.en.eq(Mux(self.we, (1 << self.words) - 1, 0))]
-        with m.Else():
-            m.d.comb += [read.addr.eq(entry), write.addr.eq(entry),
-                         write.data.eq(Cat(*[bus.dat_w[:self.width] for _ in range(self.words)]))]
-            with m.If(access & ~answered & ~fetching & bus.we & ~refuse):
-                m.d.comb += write.en.eq(1 << word)
         m.d.comb += self.rdata.eq(read.data)
 
         extended = Cat(fetched, *([fetched[-1]] * (32 - self.width))) if self.signed else fetched
