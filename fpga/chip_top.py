@@ -125,10 +125,10 @@ def check_chip_preset(cfg: ChipConfig) -> None:
         timeout would fire before the shared emulator answers a conversion.
     """
     params = EmulatorParams.from_config(cfg)  # checks input.mode
-    needed = params.rows + params.codes_per_conversion + 8
+    needed = params.rows + params.codes_per_conversion + 9
     if cfg.datapath.adc_timeout_cycles <= needed:
         raise ConfigError(f"datapath.adc_timeout_cycles must exceed the emulator's {needed} cycles per conversion "
-                          f"(tile.rows + codes + 8) on the FPGA chip top, not {cfg.datapath.adc_timeout_cycles}")
+                          f"(tile.rows + codes + 9) on the FPGA chip top, not {cfg.datapath.adc_timeout_cycles}")
 
 
 class FpgaChipTop(wiring.Component):
@@ -246,7 +246,10 @@ class FpgaChipTop(wiring.Component):
                              owner.eq(t)]
             done = Signal(name=f"done_{t}")  # each tile's own register: the owner decode stays out of its path
             m.d.sync += done.eq(port.done & (owner == t))
-            m.d.comb += [adc.done.eq(done), adc.codes.eq(codes)]
+            # and a second beside the tile, the codes with it: the answer crosses the die in a cycle of its own
+            done_near, codes_near = Signal(name=f"done_near_{t}"), Signal.like(codes, name=f"codes_near_{t}")
+            m.d.sync += [done_near.eq(done), codes_near.eq(codes)]
+            m.d.comb += [adc.done.eq(done_near), adc.codes.eq(codes_near)]
         m.d.sync += [start.eq(_any([adc.start for adc in chip.adc])),
                      cancel.eq(_any([adc.cancel & (owner == t) for t, adc in enumerate(chip.adc)])),
                      codes.eq(port.codes)]

@@ -30,7 +30,7 @@ def chip_preset() -> ChipConfig:
 
 def small_chip() -> ChipConfig:
     """The chip preset shrunk for a fast simulated board: 2 tiles of 48 x 16."""
-    return chip_preset().replace(tile={"rows": 48, "cols": 16, "count": 2}, adc={"latency_cycles": 72},
+    return chip_preset().replace(tile={"rows": 48, "cols": 16, "count": 2}, adc={"latency_cycles": 73},
                                  sequencer={"activation_words": 512, "program_words": 16, "param_words": 32,
                                             "psum_words": 16, "max_row_blocks": 2})
 
@@ -98,7 +98,7 @@ def test_the_12m5_preset_is_the_chip_preset_at_the_clock_it_meets():
 
 def test_chip_top_refuses_an_adc_timeout_shorter_than_a_conversion():
     cfg = chip_preset().replace(adc={"latency_cycles": 100}, datapath={"adc_timeout_cycles": 200})
-    with pytest.raises(ValueError, match=r"datapath.adc_timeout_cycles must exceed the emulator's 296 cycles"):
+    with pytest.raises(ValueError, match=r"datapath.adc_timeout_cycles must exceed the emulator's 297 cycles"):
         FpgaChipTop(cfg, 8)
 
 
