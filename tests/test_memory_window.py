@@ -14,7 +14,9 @@ TIMEOUT = 8
 
 
 async def _access(ctx, dut, word: int, data: int | None = None):
-    """One Wishbone-classic access; returns (ack, err, dat_r, cycles until the answer)."""
+    """One Wishbone-classic access; returns (ack, err, dat_r, cycles until the answer).
+    Unlike tests/sim_bus.py's master it drops the strobe in the answer's cycle, as the
+    chip's bus decoder does, so every access is seen exactly once."""
     bus = dut.bus
     ctx.set(bus.adr, word)
     ctx.set(bus.we, data is not None)
