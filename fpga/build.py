@@ -122,6 +122,8 @@ class BuildReport:
         Wall time of the whole build.
     toolchain : str
         ``system`` or ``yowasp``.
+    placement_seed : int
+        nextpnr's placement seed (0: nextpnr's default).
     """
 
     board: str
@@ -131,6 +133,7 @@ class BuildReport:
     utilisation: dict = field(default_factory=dict)
     build_s: float = 0.0
     toolchain: str = ""
+    placement_seed: int = 0
 
     @property
     def timing_met(self) -> bool:
@@ -205,7 +208,7 @@ def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolch
     # same commit places and routes the same anywhere
     plan = platform.build(BoardTop(cfg, spec, chip=chip), name=TOP_NAME, build_dir=str(build_dir), do_build=False,
                           emit_src=False, synth_opts=SYNTH_OPTS,
-                          nextpnr_opts="--timing-allow-fail --report report.json")  # relative: YoWASP sees only the build dir
+                          nextpnr_opts=nextpnr_options(cfg))
     log = build_dir / "build.log"
     plan.extract(str(build_dir))
     returncode = _run_script(build_dir, f"{plan.script}.sh", tools.env(), log, verbose, report_stage,
@@ -218,7 +221,7 @@ def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolch
         raise BuildError(f"the build finished without {bitstream.name} or report.json; see {log}")
     fmax, util = parse_nextpnr_report(json.loads(report_path.read_text(encoding="utf-8")))
     report = BuildReport(spec.name, str(bitstream), cfg.clock_mhz, round(fmax, 2), util,
-                         round(time.perf_counter() - started, 1), tools.source)
+                         round(time.perf_counter() - started, 1), tools.source, cfg.fpga.placement_seed)
     write_text_atomic(build_dir / "build_report.json", json.dumps(report.to_dict(), indent=2) + "\n")
     if not report.timing_met:
         error = BuildError(f"timing not met on {spec.name}: Fmax {report.fmax_mhz:.2f} MHz is below the "
@@ -226,6 +229,14 @@ def _build_locked(cfg: ChipConfig, build_dir: Path, *, board: str | None, toolch
         error.report = report
         raise error
     return report
+
+
+def nextpnr_options(cfg: ChipConfig) -> str:
+    """nextpnr's options: run to the end when timing fails (the report says by how much), the
+    report beside the netlist (relative: YoWASP sees only the build folder), and the preset's
+    placement seed unless it is 0."""
+    seed = cfg.fpga.placement_seed
+    return "--timing-allow-fail --report report.json" + (f" --seed {seed}" if seed else "")
 
 
 #: nextpnr log lines that start a stage worth reporting -> the stage's name.

@@ -101,7 +101,9 @@ def print_report(report) -> None:
     console.print(table)
     verdict = "[green]met[/]" if report.timing_met else "[red]NOT met[/]"
     console.print(f"Fmax {report.fmax_mhz:.2f} MHz vs {report.clock_mhz:g} MHz clock: timing {verdict}")
-    console.print(f"bitstream: {report.bitstream}  ({report.build_s:.0f} s, {report.toolchain} toolchain)", markup=False)
+    seed = f", placement seed {report.placement_seed}" if report.placement_seed else ""
+    console.print(f"bitstream: {report.bitstream}  ({report.build_s:.0f} s, {report.toolchain} toolchain{seed})",
+                  markup=False)
 
 
 @fpga.command("build")
@@ -113,10 +115,12 @@ def print_report(report) -> None:
               help="ECP5 tools: system ones when complete, else the YoWASP builds from PyPI.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (key fmax_mhz).")
 @click.option("--verbose", is_flag=True, help="Stream the tools' output.")
+@click.option("--seed", type=click.IntRange(0, (1 << 31) - 1), default=None,
+              help="nextpnr placement seed, instead of fpga.placement_seed (0: nextpnr's default).")
 @chip_option
 @friendly_errors
 @link_errors
-def build_command(config_path, board, out_dir, toolchain, as_json, verbose, chip):
+def build_command(config_path, board, out_dir, toolchain, as_json, verbose, seed, chip):
     """Build the bitstream of the FPGA top; print utilisation and Fmax against the board clock."""
     from neurophase.cli import console, emit_json, print_error, status_reporter
     from neurophase.fpga.build import BuildError, build_bitstream
@@ -125,6 +129,8 @@ def build_command(config_path, board, out_dir, toolchain, as_json, verbose, chip
     from neurophase.paths import check_writable_dir
 
     cfg = fpga_config(config_path, chip)
+    if seed is not None:
+        cfg = cfg.replace(fpga={"placement_seed": seed})
     check_writable_dir(out_dir, "--out")
     if chip:
         from neurophase.fpga.chip_top import FpgaChipAddressMap as map_class

@@ -353,6 +353,10 @@ class FpgaConfig(_Section):
         Silence, in byte times, after which the UART bridge drops a partial frame.
     conductance_bits : int
         Width of each conductance code (G+ and G-) in the crossbar emulator.
+    placement_seed : int
+        Seed of nextpnr's placer for ``neurophase fpga build``; 0 leaves nextpnr's own
+        default. The same netlist and seed place and route the same on any machine, so a
+        preset can pin a placement that meets its clock.
     """
 
     _section = "fpga"
@@ -361,6 +365,7 @@ class FpgaConfig(_Section):
     sim_clocks_per_bit: int = _int_field(8, 4, 1024, "clock cycles per UART bit in simulation")
     bridge_timeout_bytes: int = _int_field(2000, 2, 1_000_000, "byte times of silence that drop a partial frame")
     conductance_bits: int = _int_field(7, 1, 15, "width of each emulated conductance code")
+    placement_seed: int = _int_field(0, 0, (1 << 31) - 1, "nextpnr placement seed (0: nextpnr's default)")
 
     def _check(self) -> None:
         if not isinstance(self.board, str) or not self.board.replace("-", "").isalnum():

@@ -180,6 +180,18 @@ def test_chip_top_meets_100_mhz(built_chip):
     assert report["fmax_mhz"] >= 100.0 and report["timing_met"]
 
 
+def test_placement_seed_reaches_nextpnr_and_is_checked():
+    from neurophase.fpga.build import nextpnr_options
+
+    cfg = ChipConfig.from_toml(PRESET)
+    assert "--seed" not in nextpnr_options(cfg)  # 0: nextpnr's own default
+    assert nextpnr_options(cfg.replace(fpga={"placement_seed": 7})).endswith(" --seed 7")
+    with pytest.raises(ConfigError, match=r"^fpga.placement_seed must be an integer from 0 to 2147483647, not -1$"):
+        cfg.replace(fpga={"placement_seed": -1})
+    result = CliRunner().invoke(main, ["fpga", "build", "--seed", "-3", "--out", "/nonexistent/x"])
+    assert result.exit_code == 2 and "--seed" in result.output and "-3" in result.output
+
+
 def test_build_errors_name_the_missing_tools(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
