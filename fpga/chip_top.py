@@ -246,10 +246,12 @@ class FpgaChipTop(wiring.Component):
                              owner.eq(t)]
             done = Signal(name=f"done_{t}")  # each tile's own register: the owner decode stays out of its path
             m.d.sync += done.eq(port.done & (owner == t))
-            # and a second beside the tile, the codes with it: the answer crosses the die in a cycle of its own
-            done_near, codes_near = Signal(name=f"done_near_{t}"), Signal.like(codes, name=f"codes_near_{t}")
-            m.d.sync += [done_near.eq(done), codes_near.eq(codes)]
-            m.d.comb += [adc.done.eq(done_near), adc.codes.eq(codes_near)]
+            # and a second beside the tile: done crosses the die in a cycle of its own. The codes
+            # need no second register: the emulator holds them until its next conversion's
+            # first code, many cycles after this done.
+            done_near = Signal(name=f"done_near_{t}")
+            m.d.sync += done_near.eq(done)
+            m.d.comb += [adc.done.eq(done_near), adc.codes.eq(codes)]
         m.d.sync += [start.eq(_any([adc.start for adc in chip.adc])),
                      cancel.eq(_any([adc.cancel & (owner == t) for t, adc in enumerate(chip.adc)])),
                      codes.eq(port.codes)]
