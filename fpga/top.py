@@ -13,6 +13,7 @@ from neurophase.fpga.uart_bridge import UartBridge
 from neurophase.fpga.uart_rx import UartRx, check_divisor
 from neurophase.fpga.uart_tx import UartTx
 from neurophase.fpga.weight_memory import WeightMemory
+from neurophase.rtl.wishbone_buffer import WishboneBuffer
 from neurophase.rtl.wishbone_decoder import WishboneDecoder
 from neurophase.models.crossbar_emulator import EmulatorParams
 from neurophase.rtl.csr_bank import CsrBank
@@ -43,7 +44,8 @@ class FpgaTop(wiring.Component):
     """The tile and its stand-ins, reachable over one UART.
 
     ``uart_rx`` -> :class:`UartRx` -> :class:`UartBridge` (UARTBone frames) ->
-    :class:`WishboneDecoder` -> windows ``tile`` (the :class:`Tile`'s own CSR bank),
+    :class:`WishboneBuffer` (so the bridge's state never reaches a window's write enables
+    in the same cycle) -> :class:`WishboneDecoder` -> windows ``tile`` (the :class:`Tile`'s own CSR bank),
     ``fpga`` (a :class:`CsrBank` of :func:`fpga_register_map`: emulator registers, link
     counters, the INPUT memory), ``weights`` (a :class:`WeightMemory`: the conductance
     codes in block RAM, write-only) and ``results`` (a :class:`ResultBuffer` fed by the
@@ -106,6 +108,7 @@ class FpgaTop(wiring.Component):
         m.submodules.uart_rx = rx = UartRx(self.divisor)
         m.submodules.uart_tx = tx = UartTx(self.divisor)
         m.submodules.bridge = bridge = UartBridge(amap.addr_width, timeout_cycles=self.frame_timeout_cycles)
+        m.submodules.bus_buffer = bus_buffer = WishboneBuffer(amap.addr_width)
         windows = [(w.name, w.base, w.addr_width) for w in amap.windows]
         m.submodules.decoder = decoder = WishboneDecoder(amap.addr_width, windows)
         m.submodules.tile = tile = Tile(self.cfg)
@@ -117,7 +120,8 @@ class FpgaTop(wiring.Component):
         m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx)]
         wiring.connect(m, rx.o_stream, bridge.i_stream)
         wiring.connect(m, bridge.o_stream, tx.i_stream)
-        wiring.connect(m, bridge.bus, decoder.bus)
+        wiring.connect(m, bridge.bus, bus_buffer.upstream)
+        wiring.connect(m, bus_buffer.downstream, decoder.bus)
         wiring.connect(m, decoder.tile_bus, tile.bus)
         wiring.connect(m, decoder.fpga_bus, bank.bus)
         wiring.connect(m, decoder.results_bus, results.bus)

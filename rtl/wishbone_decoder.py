@@ -1,6 +1,6 @@
 """Wishbone address decoder: one master, several slave windows."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,8 +16,11 @@ class WishboneDecoder(wiring.Component):
     ``base`` must be aligned to that size. The slave sees the word address within its
     window. A slave's answer (``ack`` or ``err``, and ``dat_r``) is registered here and
     shown to the master one cycle later, so the slaves' read multiplexers and this
-    decoder's window multiplexer are in different cycles; the slave's ``stb`` is held low
-    while its registered answer is shown, so it never sees the access twice. An access
+    decoder's are in different cycles; the slave's ``stb`` is held low while its
+    registered answer is shown, so it never sees the access twice. Each window's answer
+    registers hold zero unless that window answered, and at most one window answers an
+    access, so the master's ``ack``, ``err`` and ``dat_r`` are plain ORs of them: two LUT
+    levels for any number of windows. An access
     outside every window is answered with ``err`` one cycle after it is seen, so the
     master never waits forever.
 
@@ -65,7 +68,7 @@ class WishboneDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
-        hits = []
+        hits, answers = [], []
         showing = Signal()   # a registered answer is on the master's bus this cycle
         m.d.sync += showing.eq(0)
         for name, base, width in self.windows:
@@ -81,26 +84,29 @@ class WishboneDecoder(wiring.Component):
                 slave.cyc.eq(bus.cyc & hit),
                 slave.stb.eq(bus.stb & hit & ~showing),
             ]
-            self._register_answer(m, name, slave, bus, showing)
+            answers.append(self._register_answer(m, name, slave, showing))
         unmapped = Signal()
-        answered = Signal()
+        answered = Signal()   # an unmapped access, answered with err
         m.d.comb += unmapped.eq(bus.cyc & bus.stb & ~_any(hits))
         m.d.sync += answered.eq(unmapped & ~answered)
-        with m.If(~_any(hits)):
-            m.d.comb += bus.err.eq(answered & bus.cyc & bus.stb)
+        acks, errs, data = zip(*answers) if answers else ((), (), ())
+        m.d.comb += [bus.ack.eq(_any(acks) & bus.cyc & bus.stb),
+                     bus.err.eq((_any(errs) | (answered & unmapped)) & bus.cyc & bus.stb),
+                     bus.dat_r.eq(_any(data))]
         return m
 
     @staticmethod
-    def _register_answer(m, name, slave, bus, showing) -> None:
-        """Registers the answer of ``slave`` and shows it to the master the next cycle."""
+    def _register_answer(m, name, slave, showing) -> tuple[Signal, Signal, Signal]:
+        """Registers the answer of ``slave`` for the master's next cycle: ``(ack, err,
+        dat_r)``, all zero unless ``slave`` answered."""
         ack, err = Signal(name=f"{name}_ack_q"), Signal(name=f"{name}_err_q")
         dat_r = Signal.like(slave.dat_r, name=f"{name}_dat_r_q")
         answer = slave.cyc & slave.stb & (slave.ack | slave.err)
-        m.d.sync += [ack.eq(answer & slave.ack), err.eq(answer & ~slave.ack & slave.err)]
+        m.d.sync += [ack.eq(answer & slave.ack), err.eq(answer & ~slave.ack & slave.err),
+                     dat_r.eq(Mux(answer, slave.dat_r, 0))]
         with m.If(answer):
-            m.d.sync += [dat_r.eq(slave.dat_r), showing.eq(1)]
-        with m.If(ack | err):
-            m.d.comb += [bus.dat_r.eq(dat_r), bus.ack.eq(ack & bus.cyc & bus.stb), bus.err.eq(err & bus.cyc & bus.stb)]
+            m.d.sync += showing.eq(1)
+        return ack, err, dat_r
 
 
 def _any(signals):
