@@ -30,9 +30,8 @@ test-all: setup
 test-fpga-build: setup
 	$(BIN)/python -m pytest -m slow tests/test_fpga_build.py -k "not chip_top"
 
-# The chip top's bitstream build and the sequencer's out-of-context 100 MHz check (`slow`, up
-# to an hour on two shared cores; the chip top's 100 MHz check is an expected failure until its
-# last long paths are cut, docs/fpga.md): not yet run by CI.
+# The chip top's bitstream build with its 100 MHz check, and the sequencer's out-of-context
+# 100 MHz check (`slow`, about half an hour on two cores): CI runs them once after the suite.
 test-fpga-chip-build: setup
 	$(BIN)/python -m pytest -m slow tests/test_fpga_build.py -k chip_top
 
