@@ -32,7 +32,6 @@ async def drift_scenario(dut):
     count = int(raw.get("count", 64))
     bench, rng = await programmed_testbench(dut, cfg, cocotb.RANDOM_SEED, raw.get("weights", "gaussian"))
     evaluation = random_inputs(cfg, rng, count)
-    budget_inputs = random_inputs(cfg, rng, 64)
     r0 = await bench.measure_reference()
     await bench.check_status()
     rows = []
@@ -50,7 +49,7 @@ async def drift_scenario(dut):
             await run_checked(bench, evaluation, count)
             row[f"error_pct_{label}"] = bench.scoreboard.error_pct
             row[f"predicted_pct_{label}"] = predicted_error_pct(
-                bench.bridge, bench.settings(), budget_inputs, np.random.default_rng(cocotb.RANDOM_SEED + 3))
+                bench.bridge, bench.settings(), evaluation, np.random.default_rng(cocotb.RANDOM_SEED + 3))
         rows.append(row)
         dut._log.info("t = %g s: %s", t, {k: round(v, 4) for k, v in row.items()})
     board = bench.scoreboard
